@@ -1,0 +1,172 @@
+"""stylize(): the Gatys et al. method, coarse to fine.
+
+1. Settle the output size and the working size (the output's long side capped
+   by max_size), then a pyramid of scales, each half the next.
+2. Style targets: every style image, optionally recoloured to the content's
+   palette, is resized per scale to the scale's pixel count times style_scale^2
+   and its Gram matrices are blended by the style weights.
+3. At each scale, starting from the content (or noise) at the coarsest, then from
+   the previous scale's result upscaled, optimise the image's pixels.
+4. Upscale to the output size when the working size was capped, optionally put
+   back the content's colours, and copy the content's alpha through.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .color import keep_content_chrominance, match_color_statistics
+from .device import pick_device
+from .errors import InputError, OutOfMemoryError
+from .imageio import Picture, load_picture, resize_rgb, to_pil
+from .losses import CONTENT_LAYER, STYLE_LAYERS, blended_style_targets
+from .optimize import Objective, optimize
+from .progress import Progress, ProgressCallback
+from .settings import MIN_WORKING_SIDE, Settings
+from .vgg import VGG19Features, load_vgg19
+
+MIN_COARSE_SIDE = 64
+"""A coarser scale than this (short side) has too few pixels for relu5_1 to mean anything."""
+
+
+@functools.lru_cache(maxsize=2)
+def cached_network(weights: str | None, pooling: str, device: str) -> VGG19Features:
+    return load_vgg19(weights, pooling).to(device)
+
+
+def output_size(content_size: tuple[int, int], settings: Settings) -> tuple[int, int]:
+    width, height = content_size
+    if settings.size is None:
+        return width, height
+    factor = settings.size / max(width, height)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def scale_sizes(out_size: tuple[int, int], settings: Settings) -> list[tuple[int, int]]:
+    """(width, height) of each scale, coarsest first; the last is the working size."""
+    width, height = out_size
+    factor = min(1.0, settings.max_size / max(width, height))
+    work = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if min(work) < MIN_WORKING_SIDE:
+        raise InputError(f"the image is too small to stylize at {work[0]}x{work[1]}: VGG19 needs at "
+                         f"least {MIN_WORKING_SIDE} pixels on each side (use a larger size or image)")
+    sizes = [work]
+    while len(sizes) < settings.scales and min(sizes[0]) / 2 >= MIN_COARSE_SIDE:
+        sizes.insert(0, (round(sizes[0][0] / 2), round(sizes[0][1] / 2)))
+    return sizes
+
+
+def size_with_pixels(size: tuple[int, int], pixels: float) -> tuple[int, int]:
+    """size's aspect ratio scaled to about `pixels` pixels, at least MIN_WORKING_SIDE on each side."""
+    width, height = size
+    factor = math.sqrt(pixels / (width * height))
+    factor = max(factor, MIN_WORKING_SIDE / min(width, height))
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
+
+
+def to_numpy(image: torch.Tensor) -> np.ndarray:
+    return image.squeeze(0).permute(1, 2, 0).float().cpu().numpy()
+
+
+def stylize(content, styles, settings: Settings | None = None, progress: ProgressCallback | None = None):
+    """Restyle `content` after `styles` (one or a list): paths, PIL images or numpy arrays.
+
+    Returns the type of `content`: a PIL image (RGBA when the content had alpha)
+    for a PIL image or a path, a float32 array (H, W, 3|4) for a float array, and
+    uint8 for a uint8 array.
+    """
+    styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    result = stylize_picture(load_picture(content, "content image"),
+                             [load_picture(s, "style image") for s in styles],
+                             settings or Settings(), progress)
+    if isinstance(content, np.ndarray):
+        array = np.dstack([result.rgb, result.alpha]) if result.alpha is not None else result.rgb
+        return np.round(array * 255).astype(np.uint8) if content.dtype == np.uint8 else array
+    return to_pil(result)
+
+
+def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
+                    progress: ProgressCallback | None = None) -> Picture:
+    if not styles:
+        raise InputError("at least one style image is needed")
+    settings.validate(len(styles))
+    report = progress or (lambda event: None)
+    report(Progress("load"))
+    device = pick_device(settings.device)
+    out_size = output_size(content.size, settings)
+    sizes = scale_sizes(out_size, settings)
+    schedule = settings.schedule(len(sizes))
+    try:
+        network = cached_network(settings.weights, settings.pooling, str(device))
+        result = _optimize_pyramid(network, content, styles, settings, sizes, schedule, device, report)
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(f"out of memory on {device.type} at {sizes[-1][0]}x{sizes[-1][1]}: use a "
+                               "smaller max size" + (" or device cpu" if device.type != "cpu" else "")) from None
+    rgb = resize_rgb(result, out_size)
+    full_content = resize_rgb(content.rgb, out_size)
+    if settings.preserve_colors == "luminance":
+        rgb = keep_content_chrominance(rgb, full_content)
+    alpha = None
+    if content.alpha is not None:
+        alpha = content.alpha if content.size == out_size else np.asarray(
+            Image.fromarray(content.alpha, mode="F").resize(out_size, Image.BICUBIC)).clip(0, 1)
+    return Picture(rgb, alpha)
+
+
+def _optimize_pyramid(network, content: Picture, styles: list[Picture], settings: Settings,
+                      sizes: list[tuple[int, int]], schedule: list[int], device: torch.device,
+                      report: ProgressCallback) -> np.ndarray:
+    style_weights = settings.style_weights or [1.0] * len(styles)
+    style_rgbs = [s.rgb for s in styles]
+    if settings.preserve_colors == "histogram":
+        style_rgbs = [match_color_statistics(rgb, content.rgb) for rgb in style_rgbs]
+    costs = [w * h * n for (w, h), n in zip(sizes, schedule)]
+    total_cost = max(1, sum(costs))
+    done_cost = 0.0
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    image = None
+    for index, ((width, height), iterations) in enumerate(zip(sizes, schedule)):
+        with torch.no_grad():
+            content_tensor = to_tensor(resize_rgb(content.rgb, (width, height)), device)
+            content_target = network(content_tensor, {CONTENT_LAYER})[CONTENT_LAYER]
+            style_features = []
+            for rgb in style_rgbs:
+                style_size = size_with_pixels((rgb.shape[1], rgb.shape[0]),
+                                              width * height * settings.style_scale**2)
+                style_features.append(network(to_tensor(resize_rgb(rgb, style_size), device),
+                                              set(STYLE_LAYERS)))
+            style_targets = blended_style_targets(style_features, style_weights)
+            del style_features
+        if image is None:
+            image = content_tensor if settings.init == "content" else (
+                0.5 + 0.1 * torch.randn(content_tensor.shape, generator=generator)).clamp(0, 1).to(device)
+        else:
+            image = F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        objective = Objective(network, style_targets, content_target, settings.strength,
+                              settings.content_weight, settings.tv_weight)
+
+        def on_iteration(iteration: int, loss: float, index=index, width=width, height=height,
+                         iterations=iterations, base=done_cost) -> None:
+            fraction = (base + width * height * iteration) / total_cost
+            elapsed = time.perf_counter() - started
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
+            report(Progress("optimize", index + 1, len(sizes), width, height, iteration, iterations,
+                            loss, fraction, eta))
+
+        image = optimize(image, objective, iterations, settings.optimizer, settings.stall_tolerance,
+                         on_iteration)
+        done_cost += costs[index]
+    return to_numpy(image)

@@ -1,0 +1,55 @@
+"""The three terms of the Gatys et al. objective, each normalised to be size-free.
+
+* style: for each layer l of relu1_1..relu5_1, the Gram matrix G = F F^T / (H W)
+  (F: C x HW) of the image against the (weighted) style target T, as the relative
+  squared error ||G - T||^2 / ||T||^2, averaged over the layers. Dividing by H W
+  makes G an average over positions and dividing by ||T||^2 puts every layer on
+  the same footing, so no per-layer or per-resolution weights need tuning.
+* content: ||F - F_c||^2 / ||F_c||^2 at relu4_2.
+* total variation: mean squared difference of neighbouring pixels, times
+  (pixels along the long side / 512)^2 so its pull per stroke stays the same at
+  every scale (differences shrink as resolution grows).
+"""
+
+from __future__ import annotations
+
+import torch
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(1, C, H, W) -> (C, C), averaged over positions, computed in float32."""
+    _, channels, height, width = features.shape
+    flat = features.reshape(channels, height * width).float()
+    return flat @ flat.t() / (height * width)
+
+
+def style_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    losses = []
+    for layer, target in targets.items():
+        difference = gram_matrix(features[layer]) - target
+        losses.append(difference.pow(2).sum() / target.pow(2).sum().clamp_min(1e-12))
+    return torch.stack(losses).mean()
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    target = target.float()
+    return (features.float() - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """image (1, 3, H, W); see the module docstring for the resolution factor."""
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    resolution = max(image.shape[-2:]) / 512
+    return (dx + dy) * resolution**2
+
+
+def blended_style_targets(style_features: list[dict[str, torch.Tensor]],
+                          weights: list[float]) -> dict[str, torch.Tensor]:
+    """Target Gram per layer: the weighted mean of the style images' Grams."""
+    total = sum(weights)
+    return {layer: sum(w / total * gram_matrix(f[layer]) for f, w in zip(style_features, weights))
+            for layer in STYLE_LAYERS}

@@ -1,0 +1,46 @@
+"""Shared measurements for the engine tests: our own VGG19 distances, not a timer or a stub."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stylize_core.engine import cached_network, size_with_pixels, to_tensor
+from stylize_core.imageio import load_picture, resize_rgb
+from stylize_core.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CONTENT = EXAMPLES / "tubingen.jpg"
+STYLE = EXAMPLES / "starry_night.jpg"
+
+
+def small(path, long_side):
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((long_side, long_side), Image.LANCZOS)
+    return image
+
+
+def rgb_of(image):
+    return load_picture(image).rgb
+
+
+@torch.no_grad()
+def style_distance(output_rgb, style_rgb):
+    """Mean relative Gram distance over relu1_1..relu5_1, style resized to the output's pixel count."""
+    network = cached_network(None, "max", "cpu")
+    height, width = output_rgb.shape[:2]
+    style_size = size_with_pixels((style_rgb.shape[1], style_rgb.shape[0]), width * height)
+    out = network(to_tensor(output_rgb, torch.device("cpu")), set(STYLE_LAYERS))
+    sty = network(to_tensor(resize_rgb(style_rgb, style_size), torch.device("cpu")), set(STYLE_LAYERS))
+    return float(np.mean([((gram_matrix(out[l]) - gram_matrix(sty[l])).norm() / gram_matrix(sty[l]).norm()).item()
+                          for l in STYLE_LAYERS]))
+
+
+@torch.no_grad()
+def content_distance(output_rgb, content_rgb):
+    network = cached_network(None, "max", "cpu")
+    height, width = output_rgb.shape[:2]
+    a = network(to_tensor(output_rgb, torch.device("cpu")), {CONTENT_LAYER})[CONTENT_LAYER]
+    b = network(to_tensor(resize_rgb(content_rgb, (width, height)), torch.device("cpu")), {CONTENT_LAYER})[CONTENT_LAYER]
+    return ((a - b).pow(2).sum() / b.pow(2).sum()).item()

@@ -1,0 +1,49 @@
+"""The loss terms are normalised: the same picture at another size scores the same."""
+
+import pytest
+import torch
+
+from stylize_core.losses import blended_style_targets, content_loss, gram_matrix, style_loss, total_variation
+
+
+def test_gram_is_an_average_over_positions():
+    torch.manual_seed(0)
+    features = torch.rand(1, 6, 5, 7)
+    tiled = features.repeat(1, 1, 3, 2)  # the same statistics over 6x the positions
+    assert torch.allclose(gram_matrix(features), gram_matrix(tiled), rtol=1e-5)
+    flat = features.reshape(6, -1)
+    assert torch.allclose(gram_matrix(features), flat @ flat.t() / 35, rtol=1e-5)
+
+
+def test_style_loss_is_relative_and_layer_balanced():
+    torch.manual_seed(0)
+    small = {"a": torch.rand(1, 4, 6, 6), "b": torch.rand(1, 8, 3, 3)}
+    targets = {name: gram_matrix(f) for name, f in small.items()}
+    assert style_loss(small, targets).item() == pytest.approx(0.0, abs=1e-6)
+    # Scaling one layer's activations by 10 scales its Gram by 100; relative error stays O(1).
+    louder = {name: f * (10 if name == "a" else 1) for name, f in small.items()}
+    loss = style_loss(louder, targets).item()
+    assert loss == pytest.approx(((100 - 1) ** 2) / 2, rel=1e-4)
+
+
+def test_content_loss_is_relative():
+    target = torch.rand(1, 4, 5, 5)
+    assert content_loss(target, target).item() == pytest.approx(0.0)
+    assert content_loss(torch.zeros_like(target), target).item() == pytest.approx(1.0)
+    assert content_loss(3 * target, target).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_total_variation_is_resolution_free_for_the_same_picture():
+    y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 128), indexing="ij")
+    small = torch.stack([torch.sin(6 * x), torch.cos(5 * y), x * y]).unsqueeze(0)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 512), indexing="ij")
+    large = torch.stack([torch.sin(6 * x), torch.cos(5 * y), x * y]).unsqueeze(0)
+    assert total_variation(small).item() == pytest.approx(total_variation(large).item(), rel=0.05)
+    assert total_variation(torch.ones(1, 3, 8, 8)).item() == 0
+
+
+def test_blended_targets_weigh_the_styles():
+    a = {layer: torch.ones(1, 2, 2, 2) for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")}
+    b = {layer: 3 * torch.ones(1, 2, 2, 2) for layer in a}
+    blended = blended_style_targets([a, b], [3.0, 1.0])
+    assert torch.allclose(blended["relu1_1"], 0.75 * gram_matrix(a["relu1_1"]) + 0.25 * gram_matrix(b["relu1_1"]))
