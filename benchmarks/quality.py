@@ -41,8 +41,8 @@ def evaluate(evaluator: Path, outputs: list[Path]) -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "scores.json"
         subprocess.run([sys.executable, str(evaluator), "--content", str(CONTENT), "--style", str(STYLE),
-                        "--json", str(report), "--label", *[str(o) for o in outputs],
-                        *[str(o) for o in outputs]], check=True, stdout=subprocess.DEVNULL)
+                        "--json", str(report), *[str(o) for o in outputs],
+                        "--label", *[str(o) for o in outputs]], check=True, stdout=subprocess.DEVNULL)
         return json.loads(report.read_text())
 
 

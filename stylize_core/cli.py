@@ -15,7 +15,7 @@ import threading
 import time
 
 from .errors import StylizeError
-from .settings import DEVICES, INITS, OPTIMIZERS, POOLINGS, PRESERVE_COLORS, PRESETS, Settings
+from .settings import DEVICES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, PRESETS, Settings
 
 PROG = "stylize"
 
@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     engine.add_argument("--pooling", choices=POOLINGS, default=defaults.pooling,
                         help="VGG pooling (default %(default)s)")
+    engine.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                        help="arithmetic of the VGG passes: auto = bf16 on CUDA GPUs that have it, "
+                        "else fp32 (default %(default)s)")
+    engine.add_argument("--tile-size", type=int, help="optimise scales larger than this in tiles of this "
+                        "size (default: only what would not fit in memory)")
+    engine.add_argument("--memory-limit", type=int, metavar="MB", dest="memory_limit_mb",
+                        help="plan for at most this much memory (default: what the device has free)")
     engine.add_argument("--weights", help="a VGG19 state dict in torchvision's layout instead of the "
                         "embedded Caffe weights (never downloaded)")
     output = parser.add_argument_group("output")
@@ -86,7 +93,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     style_scale=args.style_scale, style_weights=args.style_weights,
                     preserve_colors=args.preserve_colors, device=args.device, optimizer=args.optimizer,
                     init=args.init, seed=args.seed, pooling=args.pooling, weights=args.weights,
-                    scales=args.scales)
+                    scales=args.scales, precision=args.precision, tile_size=args.tile_size,
+                    memory_limit_mb=args.memory_limit_mb)
 
 
 def watch_stdin(cleanup_dir: str | None) -> None:
@@ -116,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail("interrupted", 130, mode)
     except MemoryError:
         return fail("out of memory: use a smaller --max-size", 3, mode)
+    except BrokenPipeError:
+        # Whoever read our output went away; nothing left to tell them.
+        os._exit(1)
 
 
 def run(args: argparse.Namespace, settings: Settings, mode: str) -> int:

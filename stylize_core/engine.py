@@ -26,8 +26,10 @@ from .color import keep_content_chrominance, match_color_statistics
 from .device import pick_device
 from .errors import InputError, OutOfMemoryError
 from .imageio import Picture, load_picture, resize_rgb, to_pil
-from .losses import CONTENT_LAYER, STYLE_LAYERS, blended_style_targets
-from .optimize import Objective, optimize
+from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
+from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, ScalePlan, free_bytes, plan_scale
+from .optimize import LBFGS_HISTORY, Objective, autocast_for, optimize
+from .tiling import TiledObjective, tiled_style_grams
 from .progress import Progress, ProgressCallback
 from .settings import MIN_WORKING_SIDE, Settings
 from .vgg import VGG19Features, load_vgg19
@@ -105,18 +107,28 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     report(Progress("load"))
     device = pick_device(settings.device)
     out_size = output_size(content.size, settings)
+    precision = resolve_precision(settings.precision, device)
     sizes = scale_sizes(out_size, settings)
+    budget = memory_budget(device, settings)
+    plans = plan_scales(sizes, device, settings, precision, budget)
+    while plans is None and max(sizes[-1]) > 2 * MIN_WORKING_SIDE:
+        # Nothing fits, not even in tiles: optimise smaller and upscale the result.
+        smaller = settings.replace(max_size=int(max(sizes[-1]) * 0.75))
+        sizes = scale_sizes(out_size, smaller)
+        plans = plan_scales(sizes, device, smaller, precision, budget)
+    if plans is None:
+        raise OutOfMemoryError(f"not enough memory on {device.type} even for a tiny working size "
+                               f"({budget / 2**30:.1f} GB usable)")
+    report(Progress("plan", message=describe_plan(sizes, plans, device, budget)))
     schedule = settings.schedule(len(sizes))
-    try:
-        network = cached_network(settings.weights, settings.pooling, str(device))
-        result = _optimize_pyramid(network, content, styles, settings, sizes, schedule, device, report)
-    except torch.OutOfMemoryError:
-        raise OutOfMemoryError(f"out of memory on {device.type} at {sizes[-1][0]}x{sizes[-1][1]}: use a "
-                               "smaller max size" + (" or device cpu" if device.type != "cpu" else "")) from None
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed sizes per scale: autotuning pays off
+    network = cached_network(settings.weights, settings.pooling, str(device))
+    result = _optimize_pyramid(network, content, styles, settings, sizes, plans, schedule, device,
+                               precision, report)
     rgb = resize_rgb(result, out_size)
-    full_content = resize_rgb(content.rgb, out_size)
     if settings.preserve_colors == "luminance":
-        rgb = keep_content_chrominance(rgb, full_content)
+        rgb = keep_content_chrominance(rgb, resize_rgb(content.rgb, out_size))
     alpha = None
     if content.alpha is not None:
         alpha = content.alpha if content.size == out_size else np.asarray(
@@ -124,9 +136,46 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     return Picture(rgb, alpha)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def memory_budget(device: torch.device, settings: Settings) -> int:
+    if settings.memory_limit_mb is not None:
+        return settings.memory_limit_mb * 2**20
+    return int(free_bytes(device) * BUDGET_FRACTION)
+
+
+def plan_scales(sizes, device: torch.device, settings: Settings, precision: str,
+                budget: int) -> list[ScalePlan] | None:
+    plans = []
+    for width, height in sizes:
+        forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
+        plan = plan_scale(width, height, device.type, settings.optimizer, LBFGS_HISTORY, precision,
+                          budget, forced)
+        if plan is None:
+            return None
+        plans.append(plan)
+    return plans
+
+
+def describe_plan(sizes, plans: list[ScalePlan], device: torch.device, budget: int) -> str:
+    width, height = sizes[-1]
+    plan = plans[-1]
+    how = f"in {plan.tile} px tiles" if plan.tile else "whole"
+    return (f"memory: about {max(p.estimate for p in plans) / 2**30:.2f} GB at most "
+            f"({budget / 2**30:.1f} GB usable on {device.type}); working size {width}x{height}, {how}")
+
+
 def _optimize_pyramid(network, content: Picture, styles: list[Picture], settings: Settings,
-                      sizes: list[tuple[int, int]], schedule: list[int], device: torch.device,
-                      report: ProgressCallback) -> np.ndarray:
+                      sizes: list[tuple[int, int]], plans: list[ScalePlan], schedule: list[int],
+                      device: torch.device, precision: str, report: ProgressCallback) -> np.ndarray:
+    if device.type == "cuda" and not network.channels_last:
+        network.use_channels_last()
     style_weights = settings.style_weights or [1.0] * len(styles)
     style_rgbs = [s.rgb for s in styles]
     if settings.preserve_colors == "histogram":
@@ -138,25 +187,13 @@ def _optimize_pyramid(network, content: Picture, styles: list[Picture], settings
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     image = None
-    for index, ((width, height), iterations) in enumerate(zip(sizes, schedule)):
-        with torch.no_grad():
-            content_tensor = to_tensor(resize_rgb(content.rgb, (width, height)), device)
-            content_target = network(content_tensor, {CONTENT_LAYER})[CONTENT_LAYER]
-            style_features = []
-            for rgb in style_rgbs:
-                style_size = size_with_pixels((rgb.shape[1], rgb.shape[0]),
-                                              width * height * settings.style_scale**2)
-                style_features.append(network(to_tensor(resize_rgb(rgb, style_size), device),
-                                              set(STYLE_LAYERS)))
-            style_targets = blended_style_targets(style_features, style_weights)
-            del style_features
+    for index, ((width, height), plan, iterations) in enumerate(zip(sizes, plans, schedule)):
+        content_tensor = to_tensor(resize_rgb(content.rgb, (width, height)), device)
         if image is None:
             image = content_tensor if settings.init == "content" else (
                 0.5 + 0.1 * torch.randn(content_tensor.shape, generator=generator)).clamp(0, 1).to(device)
         else:
             image = F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
-        objective = Objective(network, style_targets, content_target, settings.strength,
-                              settings.content_weight, settings.tv_weight)
 
         def on_iteration(iteration: int, loss: float, index=index, width=width, height=height,
                          iterations=iterations, base=done_cost) -> None:
@@ -166,7 +203,57 @@ def _optimize_pyramid(network, content: Picture, styles: list[Picture], settings
             report(Progress("optimize", index + 1, len(sizes), width, height, iteration, iterations,
                             loss, fraction, eta))
 
-        image = optimize(image, objective, iterations, settings.optimizer, settings.stall_tolerance,
-                         on_iteration)
+        while True:
+            try:
+                image = _optimize_scale(network, image, content_tensor, style_rgbs, style_weights, settings,
+                                        plan, iterations, precision, generator, on_iteration)
+                break
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not _is_out_of_memory(error):
+                    raise
+                # The estimate was off: free what we can and retry this scale in smaller tiles.
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                smaller = (plan.tile or max(width, height)) // 2
+                if smaller < MIN_TILE:
+                    raise OutOfMemoryError(
+                        f"out of memory on {device.type} at {width}x{height}, even in {MIN_TILE} px tiles: "
+                        "use a smaller max size" + (" or device cpu" if device.type != "cpu" else "")) from None
+                plan = ScalePlan(smaller, MIN_LBFGS_HISTORY, plan.estimate)
+                report(Progress("plan", message=f"out of memory at {width}x{height}: retrying in "
+                                                f"{smaller} px tiles"))
         done_cost += costs[index]
     return to_numpy(image)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _optimize_scale(network, image, content_tensor, style_rgbs, style_weights, settings: Settings,
+                    plan: ScalePlan, iterations: int, precision: str, generator, on_iteration):
+    height, width = content_tensor.shape[-2:]
+    with torch.no_grad():
+        style_grams = []
+        for rgb in style_rgbs:
+            style_size = size_with_pixels((rgb.shape[1], rgb.shape[0]),
+                                          width * height * settings.style_scale**2)
+            style_tensor = to_tensor(resize_rgb(rgb, style_size), content_tensor.device)
+            if plan.tile and max(style_size) > plan.tile:
+                style_grams.append(tiled_style_grams(network, style_tensor, plan.tile, precision))
+            else:
+                with autocast_for(style_tensor, precision):
+                    features = network(style_tensor, set(STYLE_LAYERS))
+                style_grams.append({layer: gram_matrix(f) for layer, f in features.items()})
+        style_targets = blend_grams(style_grams, style_weights)
+        content_target = None
+        if plan.tile is None:
+            with autocast_for(content_tensor, precision):
+                content_target = network(content_tensor, {CONTENT_LAYER})[CONTENT_LAYER]
+    objective = Objective(network, style_targets, content_target, settings.strength,
+                          settings.content_weight, settings.tv_weight, precision)
+    if plan.tile is not None:
+        objective = TiledObjective(objective, content_tensor, plan.tile, generator)
+    return optimize(image, objective, iterations, settings.optimizer, settings.stall_tolerance,
+                    on_iteration, plan.history)

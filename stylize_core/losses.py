@@ -47,9 +47,7 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return (dx + dy) * resolution**2
 
 
-def blended_style_targets(style_features: list[dict[str, torch.Tensor]],
-                          weights: list[float]) -> dict[str, torch.Tensor]:
+def blend_grams(grams: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
     """Target Gram per layer: the weighted mean of the style images' Grams."""
     total = sum(weights)
-    return {layer: sum(w / total * gram_matrix(f[layer]) for f, w in zip(style_features, weights))
-            for layer in STYLE_LAYERS}
+    return {layer: sum(w / total * g[layer] for g, w in zip(grams, weights)) for layer in grams[0]}

@@ -11,7 +11,7 @@ from typing import Callable, Optional, TextIO
 @dataclass
 class Progress:
     stage: str
-    """"load", "optimize", "save" or "done"."""
+    """"load", "plan", "optimize", "save" or "done"."""
     scale: int = 0
     """1-based index of the coarse-to-fine scale, 0 outside the optimisation."""
     scales: int = 0
@@ -24,6 +24,8 @@ class Progress:
     fraction: float = 0.0
     """Progress of the whole run, 0..1, weighted by each scale's cost."""
     eta_s: Optional[float] = None
+    message: Optional[str] = None
+    """For "plan": what the memory model chose, in words."""
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -32,7 +34,10 @@ ProgressCallback = Callable[[Progress], None]
 def json_lines(stream: TextIO = sys.stdout) -> ProgressCallback:
     """One JSON object per line (docs/protocol.md); fields that do not apply are left out."""
     def report(event: Progress) -> None:
-        fields = asdict(event) if event.stage == "optimize" else {"stage": event.stage}
+        if event.stage == "optimize":
+            fields = {k: v for k, v in asdict(event).items() if k != "message"}
+        else:
+            fields = {"stage": event.stage, **({"message": event.message} if event.message else {})}
         stream.write(json.dumps(fields) + "\n")
         stream.flush()
     return report
@@ -41,6 +46,8 @@ def json_lines(stream: TextIO = sys.stdout) -> ProgressCallback:
 def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallback:
     """A one-line bar redrawn in place: stage, scale, iteration, loss, time left."""
     def report(event: Progress) -> None:
+        if event.stage == "plan":
+            stream.write(event.message + "\n")
         if event.stage != "optimize":
             if event.stage == "done":
                 stream.write("\n")

@@ -21,6 +21,7 @@ DEVICES = ("auto", "gpu", "cuda", "mps", "cpu")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
 POOLINGS = ("max", "avg")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 MAX_OUTPUT_SIDE = 16384
 MIN_WORKING_SIDE = 32
@@ -60,6 +61,12 @@ class Settings:
     """How many coarse-to-fine scales (each halves the long side), at most."""
     stall_tolerance: float = 1e-4
     """Stop a scale early once its loss improves by less than this fraction over 10 iterations."""
+    precision: str = "auto"
+    """Arithmetic of the VGG passes: auto = bf16 autocast on CUDA GPUs that have it, else fp32."""
+    tile_size: int | None = None
+    """Optimise scales larger than this in tiles of this size; None tiles only what would not fit."""
+    memory_limit_mb: int | None = None
+    """Plan for at most this much memory instead of what the device has free."""
 
     def schedule(self, n_scales: int) -> list[int]:
         """Iterations for each of n_scales scales, coarsest first."""
@@ -101,6 +108,12 @@ class Settings:
         need(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         need(1 <= self.scales <= 8, f"scales must be between 1 and 8, got {self.scales}")
         need(0 <= self.seed < 2**63, f"seed must be a non-negative integer, got {self.seed}")
+        need(self.precision in PRECISIONS,
+             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.tile_size is None or 128 <= self.tile_size <= MAX_OUTPUT_SIDE,
+             f"tile size must be between 128 and {MAX_OUTPUT_SIDE} pixels, got {self.tile_size}")
+        need(self.memory_limit_mb is None or self.memory_limit_mb >= 256,
+             f"memory limit must be at least 256 MB, got {self.memory_limit_mb}")
         return self
 
     def replace(self, **changes) -> "Settings":

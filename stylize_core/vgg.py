@@ -136,11 +136,19 @@ class VGG19Features(nn.Module):
             conv.bias.data.copy_(bias)
             self.convs[name] = conv
         self.pool = F.max_pool2d if pooling == "max" else F.avg_pool2d
+        self.channels_last = False
         self.requires_grad_(False).eval()
+
+    def use_channels_last(self) -> "VGG19Features":
+        """NHWC convolutions: the fast layout for cuDNN's tensor-core kernels."""
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
 
     def forward(self, image: torch.Tensor, wanted: set[str] | frozenset[str]) -> dict[str, torch.Tensor]:
         """image: (N, 3, H, W) R'G'B' 0..1 -> {"reluX_Y": activation} for the wanted layers."""
         features = {}
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         x = F.pad(image, (1, 1, 1, 1), mode="replicate")
         for item in LAYOUT:
             if item == "pool":

@@ -1,0 +1,98 @@
+"""How much memory a run needs, and what fits: the whole image, tiles, or a smaller working size.
+
+The model is linear in pixels, calibrated on the CPU (benchmarks/memory.py prints
+the measured peaks next to these estimates):
+
+* VGG19 up to relu5_1 keeps about ACTIVATION_BYTES_PER_PIXEL bytes per input
+  pixel alive between a forward and its backward pass (float32; bf16/fp16
+  autocast keeps roughly MIXED_PRECISION_FACTOR of that);
+* the optimiser keeps whole-image buffers: the image, its gradient, the content,
+  and for L-BFGS 2 x history vectors, 12 bytes per pixel each;
+* a fixed part: the framework, the weights, the allocator's slack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+ACTIVATION_BYTES_PER_PIXEL = 2600
+MIXED_PRECISION_FACTOR = 0.6
+IMAGE_VECTOR_BYTES_PER_PIXEL = 12  # 3 channels x float32
+FIXED_BYTES = {"cpu": 750 * 2**20, "cuda": 600 * 2**20, "mps": 750 * 2**20}
+BUDGET_FRACTION = 0.85
+"""Plan to use at most this share of the free memory: estimates are estimates."""
+MIN_TILE = 256
+TILE_MARGIN = 64
+MIN_LBFGS_HISTORY = 5
+
+
+def activation_bytes(pixels: int, precision: str) -> int:
+    factor = 1.0 if precision == "fp32" else MIXED_PRECISION_FACTOR
+    return int(pixels * ACTIVATION_BYTES_PER_PIXEL * factor)
+
+
+def image_buffer_bytes(pixels: int, optimizer: str, history: int) -> int:
+    vectors = 4 + (2 * history + 2 if optimizer == "lbfgs" else 2)
+    return pixels * IMAGE_VECTOR_BYTES_PER_PIXEL * vectors
+
+
+def estimate_peak_bytes(width: int, height: int, device_type: str, optimizer: str, history: int,
+                        precision: str = "fp32", tile: int | None = None) -> int:
+    """Peak memory of optimising a width x height image (whole, or in tile x tile tiles)."""
+    pixels = width * height
+    side = lambda n: min(n, tile + 2 * TILE_MARGIN) if tile else n
+    return (FIXED_BYTES.get(device_type, FIXED_BYTES["cpu"])
+            + activation_bytes(side(width) * side(height), precision)
+            + image_buffer_bytes(pixels, optimizer, history))
+
+
+def free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device)  # what our own cache holds is ours to reuse
+    if device.type == "mps":
+        return int(torch.mps.recommended_max_memory())
+    return _available_system_memory()
+
+
+def _available_system_memory() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+        return pages * os.sysconf("SC_PAGE_SIZE") if pages else 8 * 2**30
+
+
+@dataclass
+class ScalePlan:
+    """How one scale runs: whole or in tiles, with which L-BFGS history, and its estimate."""
+    tile: int | None
+    history: int
+    estimate: int
+
+
+def plan_scale(width: int, height: int, device_type: str, optimizer: str, history: int, precision: str,
+               budget: int, forced_tile: int | None = None) -> ScalePlan | None:
+    """The cheapest way to run this scale within budget bytes, or None when nothing fits."""
+    if forced_tile is not None:
+        return ScalePlan(forced_tile, history, estimate_peak_bytes(
+            width, height, device_type, optimizer, history, precision, forced_tile))
+    whole = estimate_peak_bytes(width, height, device_type, optimizer, history, precision)
+    if whole <= budget:
+        return ScalePlan(None, history, whole)
+    # Tiled: shrink the L-BFGS history first (it is whole-image), then the tiles.
+    for tile_history in sorted({history, max(MIN_LBFGS_HISTORY, history // 2), MIN_LBFGS_HISTORY},
+                               reverse=True):
+        tile = 2048
+        while tile >= MIN_TILE:
+            estimate = estimate_peak_bytes(width, height, device_type, optimizer, tile_history,
+                                           precision, tile)
+            if estimate <= budget:
+                return ScalePlan(tile, tile_history, estimate)
+            tile //= 2
+    return None
