@@ -19,11 +19,29 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 
 
+class _Gram(torch.autograd.Function):
+    """F F^T / n with a backward of one matmul: dF = (dG + dG^T) F / n.
+
+    Autograd's generic matmul backward would compute the gradient for F and for
+    F^T separately, two matmuls as large as the forward; the Gram matrices are
+    the largest cost of an iteration after the convolutions themselves.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        return flat @ flat.t() / flat.shape[1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (flat,) = ctx.saved_tensors
+        return (grad + grad.t()) @ flat / flat.shape[1]
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(1, C, H, W) -> (C, C), averaged over positions, computed in float32."""
     _, channels, height, width = features.shape
-    flat = features.reshape(channels, height * width).float()
-    return flat @ flat.t() / (height * width)
+    return _Gram.apply(features.reshape(channels, height * width).float())
 
 
 def style_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -48,3 +48,14 @@ def test_blended_targets_weigh_the_styles():
     grams = [{layer: gram_matrix(f) for layer, f in features.items()} for features in (a, b)]
     blended = blend_grams(grams, [3.0, 1.0])
     assert torch.allclose(blended["relu1_1"], 0.75 * gram_matrix(a["relu1_1"]) + 0.25 * gram_matrix(b["relu1_1"]))
+
+
+def test_gram_gradient_matches_autograd():
+    torch.manual_seed(1)
+    features = torch.rand(1, 5, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: gram_matrix(f.float()).double(), (features,), eps=1e-3, atol=1e-2)
+    weights = torch.rand(5, 5)
+    (gram_matrix(features.float()) * weights).sum().backward()
+    expected = torch.autograd.grad((features.reshape(5, -1) @ features.reshape(5, -1).t() / 24 * weights).sum(),
+                                   features)[0]
+    assert torch.allclose(features.grad, expected, rtol=1e-4, atol=1e-6)

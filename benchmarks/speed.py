@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Seconds per iteration and peak memory, side by side in one run on one device.
+
+For each size (default 512x512 and 1024x1024) it measures, each in a fresh process:
+  floor     the bare VGG19 forward to relu5_1 plus the input-gradient backward
+  ours      one iteration of our optimisation (losses, Grams, L-BFGS step)
+  pastiche  one step of pastiche (difference of two runs, so start-up cancels)
+and prints ours/floor and pastiche/ours, with peak memory (CPU RSS, or GPU
+max_memory_allocated) next to our memory model's estimate.
+
+    .venv/bin/python benchmarks/speed.py [--sizes 512 1024] [--device auto] [--iterations 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT = ROOT / "examples" / "tubingen.jpg"
+STYLE = ROOT / "examples" / "starry_night.jpg"
+
+MEASURE = r'''
+import json, resource, sys, time
+import numpy as np, torch
+from PIL import Image
+from stylize_core.device import pick_device
+from stylize_core.engine import cached_network, resolve_precision, to_tensor
+from stylize_core.imageio import load_picture, resize_rgb
+from stylize_core.memory import estimate_peak_bytes
+from stylize_core.optimize import LBFGS_HISTORY, Objective, autocast_for, optimize
+from stylize_core.losses import STYLE_LAYERS, CONTENT_LAYER, gram_matrix
+
+what, size, iterations, device_name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+device = pick_device(device_name)
+precision = resolve_precision("auto", device)
+network = cached_network(None, "max", str(device))
+if device.type == "cuda":
+    network.use_channels_last()
+    torch.backends.cudnn.benchmark = True
+content = to_tensor(resize_rgb(load_picture(sys.argv[5]).rgb, (size, size)), device)
+sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+if what == "floor":
+    image = content.clone().requires_grad_(True)
+    def step():
+        with autocast_for(image, precision):
+            out = network(image, {"relu5_1"})["relu5_1"]
+        out.float().sum().backward()
+    run = lambda n: [step() for _ in range(n)]
+else:
+    with torch.no_grad(), autocast_for(content, precision):
+        style = to_tensor(resize_rgb(load_picture(sys.argv[6]).rgb, (size, size)), device)
+        targets = {k: gram_matrix(v) for k, v in network(style, set(STYLE_LAYERS)).items()}
+        content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
+    objective = Objective(network, targets, content_target, 1.0, 1.0, 1.0, precision)
+    run = lambda n: optimize(content, objective, n, "lbfgs", 0, lambda i, loss: None)
+
+run(2)  # warm-up: allocator, cuDNN autotuning
+if device.type == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+sync(); started = time.perf_counter()
+run(iterations)
+sync(); seconds = (time.perf_counter() - started) / iterations
+peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else \
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "peak": peak, "device": device.type, "precision": precision,
+                  "estimate": estimate_peak_bytes(size, size, device.type, "lbfgs", LBFGS_HISTORY, precision)}))
+'''
+
+
+def measure(what: str, size: int, iterations: int, device: str) -> dict:
+    output = subprocess.run([sys.executable, "-c", MEASURE, what, str(size), str(iterations), device,
+                             str(CONTENT), str(STYLE)], check=True, capture_output=True, text=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def pastiche_seconds_per_step(size: int, steps: int, device: str) -> float:
+    def wall(n: int) -> float:
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pastiche", "--content", str(CONTENT), "--styles", str(STYLE),
+                            "--output", str(Path(folder) / "p.png"), "--size-pixels", str(size * size),
+                            "--num-steps", str(n), "--no-verbose", "--seed", "0",
+                            *(["--device", device] if device not in ("auto", "cpu") else [])],
+                           check=True, capture_output=True)
+            return time.perf_counter() - started
+    return (wall(1 + steps) - wall(1)) / steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-pastiche", action="store_true")
+    args = parser.parse_args()
+    print(f"{'size':>9s} {'floor s/it':>10s} {'ours s/it':>10s} {'ours/floor':>10s} {'pastiche s/it':>13s} "
+          f"{'pastiche/ours':>13s} {'peak GB':>8s} {'estimate GB':>11s}")
+    for size in args.sizes:
+        iterations = max(2, args.iterations * 512 * 512 // (size * size)) if args.device == "cpu" else args.iterations
+        floor = measure("floor", size, iterations, args.device)
+        ours = measure("ours", size, iterations, args.device)
+        theirs = None if args.skip_pastiche else pastiche_seconds_per_step(size, iterations, args.device)
+        pastiche_text = ratio_text = "-"
+        if theirs:
+            pastiche_text, ratio_text = f"{theirs:.3f}", f"{theirs / ours['seconds']:.2f}"
+        print(f"{size}x{size:<4d} {floor['seconds']:10.3f} {ours['seconds']:10.3f} "
+              f"{ours['seconds'] / floor['seconds']:10.2f} {pastiche_text:>13s} {ratio_text:>13s} "
+              f"{ours['peak'] / 2**30:8.2f} {ours['estimate'] / 2**30:11.2f}   "
+              f"({ours['device']}, {ours['precision']})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
