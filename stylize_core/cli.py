@@ -13,8 +13,9 @@ import shutil
 import sys
 import threading
 import time
+from typing import Callable, TextIO
 
-from .errors import StylizeError
+from .errors import InputError, StylizeError
 from .settings import DEVICES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, PRESERVE_COLORS, PRESETS, Settings
 
 PROG = "stylize"
@@ -22,7 +23,7 @@ PROG = "stylize"
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message} (see {PROG} --help)\n")
+        raise InputError(f"{message} (see {PROG} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,52 +110,74 @@ def watch_stdin(cleanup_dir: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.stop_on_stdin_eof:
-        watch_stdin(args.cleanup_dir)
-    mode = args.progress
-    if mode == "auto":
-        mode = "bar" if sys.stderr.isatty() else "none"
     try:
-        settings = settings_from_args(args).validate(len(args.styles))
-        return run(args, settings, mode)
-    except StylizeError as error:
-        return fail(str(error), error.exit_code, mode)
-    except KeyboardInterrupt:
-        return fail("interrupted", 130, mode)
-    except MemoryError:
-        return fail("out of memory: use a smaller --max-size", 3, mode)
+        return execute(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
     except BrokenPipeError:
         # Whoever read our output went away; nothing left to tell them.
         os._exit(1)
 
 
-def run(args: argparse.Namespace, settings: Settings, mode: str) -> int:
+def execute(argv: list[str], out: TextIO, err: TextIO, check: Callable[[], None] | None = None) -> int:
+    """One invocation: progress and errors go to out/err; the exit status is returned.
+
+    check() is called at every progress event and may raise to abort the run
+    (the warm worker uses it to notice a client that went away).
+    """
+    mode = "json" if _wants_json(argv) else "none"
+    try:
+        args = build_parser().parse_args(argv)
+        if args.stop_on_stdin_eof:
+            watch_stdin(args.cleanup_dir)
+        mode = args.progress
+        if mode == "auto":
+            mode = "bar" if err.isatty() else "none"
+        settings = settings_from_args(args).validate(len(args.styles))
+        return run(args, settings, mode, out, err, check)
+    except StylizeError as error:
+        return fail(str(error), error.exit_code, mode, out, err)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130, mode, out, err)
+    except MemoryError:
+        return fail("out of memory: use a smaller --max-size", 3, mode, out, err)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--progress=json" in argv or any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
+def run(args: argparse.Namespace, settings: Settings, mode: str, out: TextIO, err: TextIO,
+        check: Callable[[], None] | None = None) -> int:
     # torch is imported here, not at the top, so --help and option errors answer at once.
     from .engine import stylize_picture
     from .imageio import load_picture, save_picture
     from .progress import json_lines, terminal_bar
 
-    report = {"json": json_lines(sys.stdout), "bar": terminal_bar(sys.stderr)}.get(mode)
+    show = {"json": json_lines(out), "bar": terminal_bar(err)}.get(mode) or (lambda event: None)
+
+    def report(event) -> None:
+        if check:
+            check()
+        show(event)
+
     started = time.perf_counter()
     content = load_picture(args.content, "content image")
     styles = [load_picture(path, "style image") for path in args.styles]
     result = stylize_picture(content, styles, settings, report)
     if mode == "json":
-        print(json.dumps({"stage": "save"}), flush=True)
+        print(json.dumps({"stage": "save"}), file=out, flush=True)
     save_picture(result, args.output)
     seconds = time.perf_counter() - started
     if mode == "json":
         print(json.dumps({"stage": "done", "output": os.path.abspath(args.output),
-                          "seconds": round(seconds, 2)}), flush=True)
+                          "seconds": round(seconds, 2)}), file=out, flush=True)
     elif mode == "bar":
-        print(f"wrote {args.output} in {seconds:.1f} s", file=sys.stderr)
+        print(f"wrote {args.output} in {seconds:.1f} s", file=err)
     return 0
 
 
-def fail(message: str, code: int, mode: str) -> int:
+def fail(message: str, code: int, mode: str, out: TextIO, err: TextIO) -> int:
     message = " ".join(message.split())
     if mode == "json":
-        print(json.dumps({"stage": "error", "message": message}), flush=True)
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+        print(json.dumps({"stage": "error", "message": message, "exit_code": code}), file=out, flush=True)
+    print(f"{PROG}: error: {message}", file=err, flush=True)
     return code

@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+from collections import OrderedDict
 import time
 
 import numpy as np
@@ -36,6 +38,10 @@ from .vgg import VGG19Features, load_vgg19
 
 MIN_COARSE_SIDE = 64
 """A coarser scale than this (short side) has too few pixels for relu5_1 to mean anything."""
+
+
+STYLE_CACHE_ENTRIES = 16
+_style_gram_cache: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()
 
 
 @functools.lru_cache(maxsize=2)
@@ -231,21 +237,37 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
+@torch.no_grad()
+def style_grams_at(network, rgb: np.ndarray, size: tuple[int, int], tile: int | None, precision: str,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """The style image's Grams at `size`, cached by its pixels' hash: a warm worker or an API
+    caller that restyles several layers after one style computes them once."""
+    key = (id(network), hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest(), rgb.shape, size,
+           tile if tile and max(size) > tile else None, precision, str(device))
+    if key in _style_gram_cache:
+        _style_gram_cache.move_to_end(key)
+        return _style_gram_cache[key]
+    style_tensor = to_tensor(resize_rgb(rgb, size), device)
+    if key[4] is not None:
+        grams = tiled_style_grams(network, style_tensor, tile, precision)
+    else:
+        with autocast_for(style_tensor, precision):
+            features = network(style_tensor, set(STYLE_LAYERS))
+        grams = {layer: gram_matrix(f) for layer, f in features.items()}
+    _style_gram_cache[key] = grams
+    while len(_style_gram_cache) > STYLE_CACHE_ENTRIES:
+        _style_gram_cache.popitem(last=False)
+    return grams
+
+
 def _optimize_scale(network, image, content_tensor, style_rgbs, style_weights, settings: Settings,
                     plan: ScalePlan, iterations: int, precision: str, generator, on_iteration):
     height, width = content_tensor.shape[-2:]
     with torch.no_grad():
-        style_grams = []
-        for rgb in style_rgbs:
-            style_size = size_with_pixels((rgb.shape[1], rgb.shape[0]),
-                                          width * height * settings.style_scale**2)
-            style_tensor = to_tensor(resize_rgb(rgb, style_size), content_tensor.device)
-            if plan.tile and max(style_size) > plan.tile:
-                style_grams.append(tiled_style_grams(network, style_tensor, plan.tile, precision))
-            else:
-                with autocast_for(style_tensor, precision):
-                    features = network(style_tensor, set(STYLE_LAYERS))
-                style_grams.append({layer: gram_matrix(f) for layer, f in features.items()})
+        style_grams = [style_grams_at(network, rgb, size_with_pixels((rgb.shape[1], rgb.shape[0]),
+                                                                     width * height * settings.style_scale**2),
+                                      plan.tile, precision, content_tensor.device)
+                       for rgb in style_rgbs]
         style_targets = blend_grams(style_grams, style_weights)
         content_target = None
         if plan.tile is None:

@@ -107,3 +107,13 @@ def test_adam_optimizer_also_styles(content, style):
 def test_a_tiny_image_is_a_clear_error(style):
     with pytest.raises(InputError, match="too small"):
         stylize(Image.new("RGB", (20, 20)), style, Settings(**QUICK))
+
+
+def test_mixed_precision_path_styles_as_well_as_fp32(content, style):
+    """The bf16 autocast path the GPU takes by default, exercised on the CPU."""
+    con, sty = rgb_of(content), rgb_of(style)
+    settings = Settings(**QUICK, scales=1)
+    full = style_distance(rgb_of(stylize(content, style, settings)), sty)
+    mixed = style_distance(rgb_of(stylize(content, style, settings.replace(precision="bf16"))), sty)
+    assert mixed < 0.6 * style_distance(con, sty)
+    assert mixed < 1.2 * full
