@@ -9,6 +9,10 @@
    the previous scale's result upscaled, optimise the image's pixels.
 4. Upscale to the output size when the working size was capped, optionally put
    back the content's colours, and copy the content's alpha through.
+
+Before any of it, the memory model (memory.py) decides for each scale whether it
+runs whole or in tiles (tiling.py), or shrinks the working size when even tiles
+would not fit; running out of memory anyway retries the scale in smaller tiles.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections import OrderedDict
 import time
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -31,14 +35,13 @@ from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
 from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, ScalePlan, free_bytes, plan_scale
 from .optimize import LBFGS_HISTORY, Objective, autocast_for, optimize
-from .tiling import TiledObjective, tiled_style_grams
 from .progress import Progress, ProgressCallback
 from .settings import MIN_WORKING_SIDE, Settings
+from .tiling import TiledObjective, tiled_style_grams
 from .vgg import VGG19Features, load_vgg19
 
 MIN_COARSE_SIDE = 64
 """A coarser scale than this (short side) has too few pixels for relu5_1 to mean anything."""
-
 
 STYLE_CACHE_ENTRIES = 16
 _style_gram_cache: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()
@@ -159,10 +162,11 @@ def memory_budget(device: torch.device, settings: Settings) -> int:
 def plan_scales(sizes, device: torch.device, settings: Settings, precision: str,
                 budget: int) -> list[ScalePlan] | None:
     plans = []
-    for width, height in sizes:
+    for (width, height), iterations in zip(sizes, settings.schedule(len(sizes))):
         forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
-        plan = plan_scale(width, height, device.type, settings.optimizer, LBFGS_HISTORY, precision,
-                          budget, forced)
+        # L-BFGS stores one pair of image-sized vectors per iteration, up to its history.
+        history = max(1, min(LBFGS_HISTORY, iterations))
+        plan = plan_scale(width, height, device.type, settings.optimizer, history, precision, budget, forced)
         if plan is None:
             return None
         plans.append(plan)

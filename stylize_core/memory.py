@@ -86,8 +86,8 @@ def plan_scale(width: int, height: int, device_type: str, optimizer: str, histor
     if whole <= budget:
         return ScalePlan(None, history, whole)
     # Tiled: shrink the L-BFGS history first (it is whole-image), then the tiles.
-    for tile_history in sorted({history, max(MIN_LBFGS_HISTORY, history // 2), MIN_LBFGS_HISTORY},
-                               reverse=True):
+    smallest = min(history, MIN_LBFGS_HISTORY)
+    for tile_history in sorted({history, max(smallest, history // 2), smallest}, reverse=True):
         tile = 2048
         while tile >= MIN_TILE:
             estimate = estimate_peak_bytes(width, height, device_type, optimizer, tile_history,
