@@ -110,11 +110,19 @@ def watch_stdin(cleanup_dir: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        return execute(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+        code = execute(argv, sys.stdout, sys.stderr)
     except BrokenPipeError:
         # Whoever read our output went away; nothing left to tell them.
         os._exit(1)
+    if "--stop-on-stdin-eof" in argv:
+        # The stdin watcher still blocks in a read; ending the interpreter normally would
+        # abort on that thread's lock. Everything is written, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def execute(argv: list[str], out: TextIO, err: TextIO, check: Callable[[], None] | None = None) -> int:

@@ -126,3 +126,16 @@ def test_help_is_fast_and_lists_the_options():
     assert result.returncode == 0
     for option in ("--strength", "--preset", "--style-scale", "--preserve-colors", "--device", "--progress"):
         assert option in result.stdout
+
+
+@pytest.mark.slow
+def test_a_driven_run_exits_cleanly_while_stdin_stays_open(images, tmp_path):
+    """The plug-in keeps the engine's stdin open until the engine has finished."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stylize_core", images / "content.png", images / "style.png", "-o",
+         tmp_path / "out.png", "--iterations", "2", "--progress", "json", "--stop-on-stdin-eof"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.stdout.read(), process.stderr.read()
+    assert process.wait(timeout=60) == 0, err
+    assert b'"done"' in out and b"Fatal" not in err
+    process.stdin.close()

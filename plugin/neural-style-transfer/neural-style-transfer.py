@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""GIMP 3 plug-in: Filters > Artistic > Neural Style Transfer...
+
+Restyles the selected layer after a style image file or another layer, and adds
+the result as a new layer directly above it, in one undo step. The heavy work
+runs in the project's engine (a warm worker or a child process, nst_bridge.py);
+this file only talks to GIMP.
+"""
+
+import os
+import sys
+
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pathlib import Path  # noqa: E402
+
+import nst_bridge  # noqa: E402
+
+PROCEDURE = "plug-in-neural-style-transfer"
+PIXEL_FORMAT = "R'G'B'A float"
+PLUGIN_DIR = Path(os.path.dirname(os.path.abspath(__file__)))
+
+
+def choice(*entries):
+    values = Gimp.Choice.new()
+    for number, (nick, label) in enumerate(entries):
+        values.add(nick, number, label, "")
+    return values
+
+
+def read_pixels(drawable) -> bytes:
+    width, height = drawable.get_width(), drawable.get_height()
+    return drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, PIXEL_FORMAT,
+                                     Gegl.AbyssPolicy.CLAMP)
+
+
+def new_layer_type(image):
+    return Gimp.ImageType.GRAYA_IMAGE if image.get_base_type() == Gimp.ImageBaseType.GRAY \
+        else Gimp.ImageType.RGBA_IMAGE
+
+
+def style_name(config) -> str:
+    if config.get_property("style-source") == "layer":
+        return config.get_property("style-layer").get_name()
+    return os.path.splitext(config.get_property("style-file").get_basename())[0]
+
+
+def validate(image, drawables, config) -> str | None:
+    """The user's mistake in words, or None."""
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        return "Select exactly one layer to restyle."
+    layer = drawables[0]
+    if layer.is_group():
+        return "The selected layer is a layer group: select a normal layer to restyle."
+    if config.get_property("style-source") == "layer":
+        style = config.get_property("style-layer")
+        if style is None:
+            return "Choose a style layer, or switch the style source to an image file."
+        if style.get_id() == layer.get_id():
+            return "The style layer is the layer being restyled: choose another layer as the style."
+        if style.is_group():
+            return "The style layer is a layer group: choose a normal layer."
+    elif config.get_property("style-file") is None or config.get_property("style-file").get_path() is None:
+        return "Choose a style image file, or switch the style source to a layer."
+    return None
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    Gegl.init(None)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        GimpUi.init(PROCEDURE)
+        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
+        dialog.fill_frame("advanced-frame", "advanced-box", False, None)
+        dialog.fill_box("advanced-box", ["iterations", "max-size", "preserve-colors", "style-scale",
+                                         "seed", "device"])
+        dialog.fill_frame("advanced-frame", None, False, "advanced-box")
+        dialog.set_sensitive_if_in("style-file", None, "style-source", ["file"], True)
+        dialog.set_sensitive_if_in("style-layer", None, "style-source", ["layer"], True)
+        dialog.fill(["style-source", "style-file", "style-layer", "strength", "quality", "advanced-frame"])
+        accepted = dialog.run()
+        dialog.destroy()
+        if not accepted:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+
+    problem = validate(image, drawables, config)
+    if problem:
+        return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
+    layer = drawables[0]
+    try:
+        config_file = nst_bridge.read_config(PLUGIN_DIR)
+    except nst_bridge.BridgeError as error:
+        return fail(procedure, str(error))
+
+    work_dir = nst_bridge.make_work_dir()
+    try:
+        result = stylize_layer(image, layer, config, config_file, work_dir)
+    except nst_bridge.BridgeError as error:
+        return fail(procedure, str(error))
+    finally:
+        nst_bridge.remove_work_dir(work_dir)
+    insert_result(image, layer, result, f"{layer.get_name()} ({style_name(config)})")
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def stylize_layer(image, layer, config, config_file, work_dir):
+    """Export the pixels, run the engine with progress, read the result back (no image changes yet)."""
+    width, height = layer.get_width(), layer.get_height()
+    content = work_dir / "content.npy"
+    nst_bridge.write_npy(content, read_pixels(layer), height, width)
+    if config.get_property("style-source") == "layer":
+        style_layer = config.get_property("style-layer")
+        style = work_dir / "style.npy"
+        nst_bridge.write_npy(style, read_pixels(style_layer), style_layer.get_height(), style_layer.get_width())
+    else:
+        style = Path(config.get_property("style-file").get_path())
+    output = work_dir / "result.npy"
+    options = {name: config.get_property(name) for name in
+               ("strength", "quality", "iterations", "max-size", "preserve-colors", "style-scale", "seed", "device")}
+    Gimp.progress_init("Neural Style Transfer")
+
+    def on_event(event):
+        fraction, text = nst_bridge.describe_progress(event)
+        if text:
+            Gimp.progress_set_text(text)
+        if fraction is not None:
+            Gimp.progress_update(fraction)
+
+    nst_bridge.run_engine(config_file, nst_bridge.engine_arguments(options, content, style, output, work_dir),
+                          on_event, work_dir)
+    data, shape = nst_bridge.read_npy(output)
+    if shape != (height, width, 4):
+        raise nst_bridge.BridgeError(f"the engine returned {shape}, expected {(height, width, 4)}")
+    Gimp.progress_end()
+    return data
+
+
+def insert_result(image, layer, data, name):
+    """All image changes in one undo group: the new layer above the source, its pixels, the mask."""
+    width, height = layer.get_width(), layer.get_height()
+    _, offset_x, offset_y = layer.get_offsets()
+    selection_empty = Gimp.Selection.is_empty(image)
+    image.undo_group_start()
+    try:
+        result = Gimp.Layer.new(image, name, width, height, new_layer_type(image), 100.0,
+                                Gimp.LayerMode.NORMAL)
+        image.insert_layer(result, layer.get_parent(), image.get_item_position(layer))
+        result.set_offsets(offset_x, offset_y)
+        buffer = result.get_buffer()
+        buffer.set(Gegl.Rectangle.new(0, 0, width, height), PIXEL_FORMAT, data)
+        buffer.flush()
+        result.update(0, 0, width, height)
+        if not selection_empty:
+            result.add_mask(result.create_mask(Gimp.AddMaskType.SELECTION))
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+
+
+def fail(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    Gimp.message(message)
+    return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
+
+
+class NeuralStyleTransfer(Gimp.PlugIn):
+    def do_set_i18n(self, name):
+        return False
+
+    def do_query_procedures(self):
+        return [PROCEDURE]
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label("Neural _Style Transfer...")
+        procedure.add_menu_path("<Image>/Filters/Artistic")
+        procedure.set_documentation(
+            "Restyle the layer after a painting",
+            "Adds the selected layer, restyled after a style image or another layer "
+            "(Gatys et al. neural style transfer), as a new layer above it.", name)
+        procedure.set_attribution("stylize_core authors", "stylize_core authors", "2026")
+        flags = GObject.ParamFlags.READWRITE
+        procedure.add_choice_argument("style-source", "Style _source", "Take the style from an image file "
+                                      "or from another layer of this image",
+                                      choice(("file", "Image file"), ("layer", "Layer")), "file", flags)
+        procedure.add_file_argument("style-file", "Style _image", "The painting whose brush strokes and "
+                                    "colours to copy", Gimp.FileChooserAction.OPEN, True, None, flags)
+        procedure.add_layer_argument("style-layer", "Style _layer", "A layer whose look to copy", True, flags)
+        procedure.add_double_argument("strength", "S_trength", "How strongly the style's strokes and "
+                                      "colours take over (1 = balanced)", 0.1, 10.0, 1.0, flags)
+        procedure.add_choice_argument("quality", "_Quality", "Fast previews, balanced, or best (slower)",
+                                      choice(("fast", "Fast"), ("balanced", "Balanced"), ("best", "Best")),
+                                      "balanced", flags)
+        procedure.add_int_argument("iterations", "_Iterations", "Iterations per scale; 0 uses the quality "
+                                   "setting", 0, 5000, 0, flags)
+        procedure.add_int_argument("max-size", "_Working size", "Longest side the painting is computed at; "
+                                   "bigger layers are upscaled from it (larger is slower)", 64, 8192, 512, flags)
+        procedure.add_choice_argument("preserve-colors", "Keep _colours", "Keep the layer's own colours and "
+                                      "take only the strokes", choice(("none", "No"), ("luminance",
+                                      "Keep the layer's colours"), ("histogram", "Recolour the style")),
+                                      "none", flags)
+        procedure.add_double_argument("style-scale", "Stroke si_ze", "Size of the brush strokes: 2 paints "
+                                      "them twice as big", 0.25, 4.0, 1.0, flags)
+        procedure.add_int_argument("seed", "S_eed", "Same seed, same picture", 0, 2**31 - 1, 0, flags)
+        procedure.add_choice_argument("device", "_Device", "Where to compute: a GPU is much faster",
+                                      choice(("auto", "Automatic"), ("gpu", "GPU"), ("cpu", "CPU")), "auto", flags)
+        return procedure
+
+
+Gimp.main(NeuralStyleTransfer.__gtype__, sys.argv)

@@ -1,0 +1,186 @@
+"""The GIMP-free half of the plug-in: configuration, pixel files, the engine process, progress.
+
+GIMP's own Python runs this file: standard library only (no numpy, no torch).
+The engine runs in the project's virtual environment (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+CONFIG_NAME = "stylize-config.json"
+NOT_INSTALLED = ("Neural Style Transfer engine is not installed: run python3 install.py in {where}")
+
+
+class BridgeError(Exception):
+    """A failure with the one line the user should read."""
+
+
+def read_config(plugin_dir: Path) -> dict:
+    path = plugin_dir / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise BridgeError(NOT_INSTALLED.format(where="the project folder")) from None
+    python = config.get("python")
+    if not python or not os.path.isfile(python):
+        raise BridgeError(NOT_INSTALLED.format(where=config.get("project") or "the project folder"))
+    return config
+
+
+# --- pixels: float32 RGBA .npy files written with the standard library ---------------------------
+
+def write_npy(path: Path, data: bytes, height: int, width: int, channels: int = 4) -> None:
+    if len(data) != height * width * channels * 4:
+        raise BridgeError(f"pixel data has {len(data)} bytes, expected {height}x{width}x{channels} floats")
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d), }" % (height, width, channels)
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    with open(path, "wb") as stream:
+        stream.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
+        stream.write(data)
+
+
+def read_npy(path: Path) -> tuple[bytes, tuple[int, ...]]:
+    """(raw little-endian float32 bytes, shape) of a C-order float32 .npy file."""
+    with open(path, "rb") as stream:
+        if stream.read(6) != b"\x93NUMPY":
+            raise BridgeError(f"the engine's result is not a .npy file: {path}")
+        major = stream.read(2)[0]
+        length = struct.unpack("<H" if major == 1 else "<I", stream.read(2 if major == 1 else 4))[0]
+        header = stream.read(length).decode("latin1")
+        if "'<f4'" not in header or "'fortran_order': False" not in header:
+            raise BridgeError("the engine's result is not a float32 C-order array")
+        shape = tuple(int(n) for n in header.split("(")[1].split(")")[0].split(",") if n.strip())
+        data = stream.read()
+    expected = 4
+    for n in shape:
+        expected *= n
+    if len(data) != expected:
+        raise BridgeError("the engine's result is truncated")
+    return data, shape
+
+
+# --- arguments -------------------------------------------------------------------------------------
+
+def engine_arguments(options: dict, content: Path, style: Path, output: Path, work_dir: Path) -> list[str]:
+    """The engine's CLI arguments for the dialog's options (names as in the PDB)."""
+    argv = [str(content), str(style), "-o", str(output),
+            "--strength", repr(float(options["strength"])),
+            "--preset", options["quality"],
+            "--max-size", str(int(options["max-size"])),
+            "--preserve-colors", options["preserve-colors"],
+            "--style-scale", repr(float(options["style-scale"])),
+            "--seed", str(int(options["seed"])),
+            "--device", options["device"],
+            "--progress", "json", "--cleanup-dir", str(work_dir)]
+    if int(options.get("iterations", 0)) > 0:
+        argv += ["--iterations", str(int(options["iterations"]))]
+    return argv
+
+
+def describe_progress(event: dict) -> tuple[float | None, str | None]:
+    """(fraction 0..1 or None, status text or None) for one JSON progress event."""
+    stage = event.get("stage")
+    if stage == "optimize":
+        text = (f"Neural Style Transfer: scale {event['scale']}/{event['scales']}, "
+                f"iteration {event['iteration']}/{event['total']}")
+        if event.get("eta_s") is not None:
+            text += f", ~{max(1, round(event['eta_s']))} s left"
+        return float(event.get("fraction", 0.0)), text
+    texts = {"load": "Neural Style Transfer: loading the engine", "plan": None,
+             "save": "Neural Style Transfer: saving", "done": None}
+    return None, texts.get(stage)
+
+
+# --- running the engine ----------------------------------------------------------------------------
+
+def child_environment() -> dict:
+    # GIMP's own Python paths would shadow the venv's packages.
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) -> tuple[int, str]:
+    """Run the engine as a child; returns (exit status, its one-line error or '')."""
+    command = [python, "-m", "stylize_core", *argv, "--stop-on-stdin-eof"]
+    # The child stops when its stdin closes, which happens however we die (GIMP kills a
+    # cancelled plug-in outright). A preexec_fn (PR_SET_PDEATHSIG) is not safe here: GIMP's
+    # Python has threads, and the forked child crashed in it.
+    options = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=child_environment(), text=True, **options)
+    except OSError as error:
+        raise BridgeError(f"cannot start the engine ({error.strerror or error}): run python3 install.py") from None
+    error_message = ""
+    for line in process.stdout:  # stdin stays open: closing it (our death) stops the engine
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("stage") == "error":
+            error_message = event.get("message", "")
+        on_event(event)
+    stderr = process.stderr.read()
+    status = process.wait()
+    if status and not error_message:
+        lines = [l for l in stderr.splitlines() if l.strip()]
+        error_message = lines[-1].replace("stylize: error: ", "") if lines else f"engine exit status {status}"
+    return status, error_message
+
+
+def load_client(project: str):
+    """The engine's worker client (stdlib only), loaded by file path: GIMP's Python has no torch."""
+    path = Path(project) / "stylize_core" / "client.py"
+    spec = importlib.util.spec_from_file_location("stylize_worker_client", path)
+    if spec is None or not path.is_file():
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], work_dir: Path) -> None:
+    """Run in the warm worker when one can take the job, else as a child; raise BridgeError on failure.
+
+    The config may turn the worker off ("use_worker": false) or shorten its idle
+    time ("worker_idle_timeout", seconds).
+    """
+    errors = []
+
+    def watch(event: dict) -> None:
+        if event.get("stage") == "error":
+            errors.append(event.get("message", ""))
+        on_event(event)
+
+    use_worker = config.get("use_worker", True) and os.name == "posix"
+    client = load_client(config.get("project", "")) if use_worker else None
+    status = None
+    if client is not None:
+        try:
+            status = client.run_in_worker(config["python"], argv, watch, cleanup_dir=str(work_dir),
+                                          idle_timeout=config.get("worker_idle_timeout"))
+        except client.WorkerUnavailable:
+            status = None
+    if status is None:
+        status, message = run_child(config["python"], argv, watch)
+        if message and not errors:
+            errors.append(message)
+    if status != 0:
+        raise BridgeError(errors[-1] if errors else f"the engine failed (exit status {status})")
+
+
+def make_work_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="gimp-style-transfer-"))
+
+
+def remove_work_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,180 @@
+# Runs inside GIMP 3 (python-fu-eval): exercises plug-in-neural-style-transfer on real images
+# and prints one "RESULT {json}" line per case. CASE_SETTINGS is prepended by the test.
+import json
+import os
+
+from gi.repository import Gegl, Gimp, Gio
+
+Gegl.init(None)
+PROCEDURE = Gimp.get_pdb().lookup_procedure("plug-in-neural-style-transfer")
+EXAMPLES = CASE_SETTINGS["examples"]
+OUT = CASE_SETTINGS["out"]
+CONFIG = CASE_SETTINGS["config"]
+
+
+def report(name, **facts):
+    print("RESULT " + json.dumps({name: facts}), flush=True)
+
+
+def load(name, size):
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(EXAMPLES, name)))
+    width, height = image.get_width(), image.get_height()
+    scale = size / max(width, height)
+    image.scale(round(width * scale), round(height * scale))
+    return image
+
+
+def pixels(drawable, fmt="R'G'B'A u8"):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+
+
+def mean_difference(a, b):
+    """Mean absolute difference of the colour channels (alpha left out), 0..1."""
+    pairs = [(x, y) for i, (x, y) in enumerate(zip(a, b)) if i % 4 != 3][::5]
+    return sum(abs(x - y) for x, y in pairs) / max(1, len(pairs)) / 255
+
+
+def alpha_of(data):
+    return data[3::4]
+
+
+def run(image, layer, **options):
+    config = PROCEDURE.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [layer])
+    config.set_property("iterations", 15)
+    config.set_property("max-size", 96)
+    for key, value in options.items():
+        if key == "style_file":
+            config.set_property("style-file", Gio.File.new_for_path(value))
+        else:
+            config.set_property(key.replace("_", "-"), value)
+    result = PROCEDURE.run(config)
+    return result.index(0) == Gimp.PDBStatusType.SUCCESS
+
+
+def layer_facts(image, source, before, parent_children, **extra):
+    """What a successful run must have done: one new layer right above the source, styled."""
+    siblings = parent_children()
+    index = [item.get_id() for item in siblings].index(source.get_id())
+    added = siblings[index - 1] if index > 0 else None
+    facts = {"count": len(siblings), "source_index": index, "source_name": source.get_name(),
+             "source_unchanged": pixels(source) == before}
+    if added is not None:
+        after = pixels(added)
+        _, ax, ay = added.get_offsets()
+        _, sx, sy = source.get_offsets()
+        facts.update(added_name=added.get_name(), same_size=(added.get_width(), added.get_height()) ==
+                     (source.get_width(), source.get_height()), same_offsets=(ax, ay) == (sx, sy),
+                     difference=mean_difference(after, before), has_mask=added.get_mask() is not None,
+                     alpha_kept=alpha_of(after) == alpha_of(before),
+                     distinct_values=len(set(after[::13])))
+    facts.update(extra)
+    return facts
+
+
+def save(image, name):
+    copy = image.duplicate()
+    copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, copy, Gio.File.new_for_path(os.path.join(OUT, name)), None)
+    copy.delete()
+
+
+def set_config(**changes):
+    """Change the plug-in's config file; returns the original to restore with write_config."""
+    with open(CONFIG) as stream:
+        original = json.load(stream)
+    write_config({**original, **changes})
+    return original
+
+
+def write_config(config):
+    with open(CONFIG, "w") as stream:
+        json.dump(config, stream)
+
+
+report("registered", found=PROCEDURE is not None, menu=PROCEDURE.get_menu_paths() if PROCEDURE else [],
+       label=PROCEDURE.get_menu_label() if PROCEDURE else "")
+style_path = os.path.join(EXAMPLES, "starry_night.jpg")
+
+# A style file, through a child process (the worker turned off).
+original_config = set_config(use_worker=False)
+image = load("tubingen.jpg", 128)
+source = image.get_layers()[0]
+before = pixels(source)
+ok = run(image, source, style_file=style_path)
+report("file_style_child", ok=ok, **layer_facts(image, source, before, image.get_layers))
+save(image, "file_style.png")
+write_config(original_config)
+
+# A style layer of the same image, through the warm worker.
+image = load("tubingen.jpg", 128)
+source = image.get_layers()[0]
+scream = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                              Gio.File.new_for_path(os.path.join(EXAMPLES, "the_scream.jpg")))
+image.insert_layer(scream, None, 0)
+scream.set_visible(False)
+before = pixels(source)
+ok = run(image, source, style_source="layer", style_layer=scream)
+report("layer_style", ok=ok, **layer_facts(image, source, before, image.get_layers))
+save(image, "layer_style.png")
+
+# A layer smaller than the image, with offsets, inside a layer group, with transparency.
+image = load("tubingen.jpg", 160)
+group = Gimp.GroupLayer.new(image, "group")
+image.insert_layer(group, None, 0)
+piece = Gimp.Layer.new(image, "piece", 96, 64, Gimp.ImageType.RGBA_IMAGE, 100, Gimp.LayerMode.NORMAL)
+image.insert_layer(piece, group, 0)
+piece.set_offsets(30, 20)
+Gimp.context_set_foreground(Gimp.color_parse_css("#c06030"))
+piece.fill(Gimp.FillType.FOREGROUND)
+image.select_ellipse(Gimp.ChannelOps.REPLACE, 30, 20, 96, 64)
+Gimp.Selection.invert(image)
+piece.edit_clear()
+Gimp.Selection.none(image)
+before = pixels(piece)
+ok = run(image, piece, style_file=style_path)
+report("group_offsets_alpha", ok=ok, **layer_facts(image, piece, before, group.get_children))
+save(image, "group_offsets_alpha.png")
+
+# A high-bit-depth image (32-bit float, linear) and a gray image.
+for name, change in (("float_image", lambda img: img.convert_precision(Gimp.Precision.FLOAT_LINEAR)),
+                     ("gray_image", lambda img: img.convert_grayscale())):
+    image = load("tubingen.jpg", 112)
+    change(image)
+    source = image.get_layers()[0]
+    before = pixels(source)
+    ok = run(image, source, style_file=style_path)
+    report(name, ok=ok, precision=str(image.get_precision()),
+           **layer_facts(image, source, before, image.get_layers))
+    save(image, name + ".png")
+
+# A selection: the new layer gets a mask from it.
+image = load("tubingen.jpg", 128)
+source = image.get_layers()[0]
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 20, 60, 40)
+before = pixels(source)
+ok = run(image, source, style_file=style_path)
+report("selection", ok=ok, **layer_facts(image, source, before, image.get_layers))
+save(image, "selection.png")
+
+# Failures leave the image as it was: a corrupt style file, the engine missing.
+corrupt = os.path.join(OUT, "corrupt.png")
+with open(corrupt, "wb") as stream:
+    stream.write(b"\x89PNG\r\n\x1a\n this is not an image")
+for name, options, config_change in (("corrupt_style", {"style_file": corrupt}, {}),
+                                     ("engine_missing", {"style_file": style_path},
+                                      {"python": "/nonexistent/venv/bin/python"}),
+                                     ("same_layer_as_style", {"style_source": "layer"}, {})):
+    image = load("tubingen.jpg", 96)
+    source = image.get_layers()[0]
+    if name == "same_layer_as_style":
+        options["style_layer"] = source
+    before = pixels(source)
+    original_config = set_config(**config_change)
+    ok = run(image, source, **options)
+    write_config(original_config)
+    report(name, ok=ok, count=len(image.get_layers()), source_unchanged=pixels(source) == before,
+           work_dirs_left=sorted(n for n in os.listdir("/tmp") if n.startswith("gimp-style-transfer-")))

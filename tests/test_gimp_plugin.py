@@ -1,0 +1,104 @@
+"""The plug-in in a real GIMP 3.0.4 (headless), installed by install.py into a throwaway profile."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from gimp_runner import CHECKOUT, GimpUnavailable, gimp_root, results, run_batch, venv_paths  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+ARTIFACTS = CHECKOUT / "artifacts" / "gimp"
+
+
+def require_gimp() -> Path:
+    try:
+        return gimp_root()
+    except GimpUnavailable as reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the real-GIMP tests: {reason}")
+        pytest.skip(str(reason))
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    root = require_gimp()
+    work = tmp_path_factory.mktemp("gimp")
+    profile = work / "profile"
+    venv = CHECKOUT / ".venv"
+    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--venv", str(venv),
+                                "--gimp-dir", str(profile)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    config = profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "worker_idle_timeout": 20}))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    script = work / "cases.py"
+    case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(ARTIFACTS), "config": str(config)}
+    script.write_text(f"CASE_SETTINGS = {case_settings!r}\n" +
+                      (CHECKOUT / "tests" / "gimp" / "plugin_cases.py").read_text())
+    log = run_batch(root, script, profile, [CHECKOUT, work, ARTIFACTS, *venv_paths(venv)])
+    (ARTIFACTS / "gimp.log").write_text(log)
+    found = results(log)
+    assert found, "GIMP printed no results:\n" + log[-3000:]
+    return found
+
+
+def assert_styled_layer_added(case):
+    assert case["ok"], case
+    assert case["source_index"] >= 1 and case["added_name"].startswith(case["source_name"] + " ("), \
+        "the new layer must sit directly above the source"
+    assert case["source_unchanged"]
+    assert case["same_size"] and case["same_offsets"]
+    assert case["difference"] > 0.04, "the new layer looks like a copy of the source"
+    assert case["distinct_values"] > 20, "the new layer is blank"
+
+
+def test_registered_under_filters_artistic(outcome):
+    case = outcome["registered"]
+    assert case["found"] and "<Image>/Filters/Artistic" in case["menu"]
+    assert case["label"].replace("_", "") == "Neural Style Transfer..."
+
+
+def test_style_from_a_file_adds_one_styled_layer(outcome):
+    case = outcome["file_style_child"]
+    assert_styled_layer_added(case)
+    assert case["count"] == 2 and case["added_name"] == "Background (starry_night)"
+    assert not case["has_mask"]
+
+
+def test_style_from_a_layer(outcome):
+    case = outcome["layer_style"]
+    assert_styled_layer_added(case)
+    assert case["count"] == 3 and case["source_index"] == 2  # the style layer stays on top
+    assert case["added_name"] == "Background (the_scream.jpg)"
+
+
+def test_layer_in_a_group_with_offsets_and_transparency(outcome):
+    case = outcome["group_offsets_alpha"]
+    assert_styled_layer_added(case)
+    assert case["count"] == 2, "the new layer belongs in the source's group"
+    assert case["alpha_kept"]
+
+
+@pytest.mark.parametrize("name", ["float_image", "gray_image"])
+def test_high_bit_depth_and_gray_images(outcome, name):
+    assert_styled_layer_added(outcome[name])
+
+
+def test_selection_becomes_a_mask(outcome):
+    case = outcome["selection"]
+    assert_styled_layer_added(case)
+    assert case["has_mask"]
+
+
+@pytest.mark.parametrize("name", ["corrupt_style", "engine_missing", "same_layer_as_style"])
+def test_failures_leave_the_image_as_it_was(outcome, name):
+    case = outcome[name]
+    assert not case["ok"]
+    assert case["count"] == 1 and case["source_unchanged"]
+    assert case["work_dirs_left"] == []
