@@ -75,13 +75,12 @@ def run(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(PROCEDURE)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
-        dialog.fill_frame("advanced-frame", "advanced-box", False, None)
+        # What a painter needs first, then the rest folded away under "Advanced".
         dialog.fill_box("advanced-box", ["iterations", "max-size", "preserve-colors", "style-scale",
                                          "seed", "device"])
-        dialog.fill_frame("advanced-frame", None, False, "advanced-box")
-        dialog.set_sensitive_if_in("style-file", None, "style-source", ["file"], True)
-        dialog.set_sensitive_if_in("style-layer", None, "style-source", ["layer"], True)
-        dialog.fill(["style-source", "style-file", "style-layer", "strength", "quality", "advanced-frame"])
+        dialog.get_label("advanced-label", "Advanced", False, False)
+        dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+        dialog.fill(["style-source", "style-file", "style-layer", "strength", "quality", "advanced"])
         accepted = dialog.run()
         dialog.destroy()
         if not accepted:
