@@ -29,8 +29,3 @@ def pick_device(name: str) -> torch.device:
         raise InputError("Apple MPS is not available on this machine: use device auto or cpu")
     return torch.device(name)
 
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
