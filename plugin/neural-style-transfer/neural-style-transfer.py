@@ -14,7 +14,9 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+gi.require_version("GdkPixbuf", "2.0")
+gi.require_version("Gtk", "3.0")
+from gi.repository import GdkPixbuf, Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pathlib import Path  # noqa: E402
@@ -24,6 +26,7 @@ import nst_bridge  # noqa: E402
 PROCEDURE = "plug-in-neural-style-transfer"
 PIXEL_FORMAT = "R'G'B'A float"
 PLUGIN_DIR = Path(os.path.dirname(os.path.abspath(__file__)))
+THUMBNAIL_SIZE = 128
 
 
 def choice(*entries):
@@ -73,17 +76,7 @@ def validate(image, drawables, config) -> str | None:
 def run(procedure, run_mode, image, drawables, config, data):
     Gegl.init(None)
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        GimpUi.init(PROCEDURE)
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
-        # What a painter needs first, then the rest folded away under "Advanced".
-        dialog.fill_box("advanced-box", ["iterations", "max-size", "preserve-colors", "style-scale",
-                                         "seed", "device"])
-        dialog.get_label("advanced-label", "Advanced", False, False)
-        dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
-        dialog.fill(["style-source", "style-file", "style-layer", "strength", "quality", "advanced"])
-        accepted = dialog.run()
-        dialog.destroy()
-        if not accepted:
+        if not ask_settings(procedure, image, drawables, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
     problem = validate(image, drawables, config)
@@ -104,6 +97,68 @@ def run(procedure, run_mode, image, drawables, config, data):
         nst_bridge.remove_work_dir(work_dir)
     insert_result(image, layer, result, f"{layer.get_name()} ({style_name(config)})")
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def ask_settings(procedure, image, drawables, config) -> bool:
+    """Show the dialog until the settings make sense or the user cancels; True to go on."""
+    GimpUi.init(PROCEDURE)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
+    # What a painter needs first, then the rest folded away under "Advanced".
+    dialog.fill_box("advanced-box", ["iterations", "max-size", "preserve-colors", "style-scale",
+                                     "seed", "device"])
+    dialog.get_label("advanced-label", "_Advanced", False, True)
+    dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
+    dialog.fill(["style-source", "style-file", "style-layer", "strength", "quality", "advanced"])
+    dialog.set_sensitive_if_in("style-file", None, "style-source", string_values("file"), True)
+    dialog.set_sensitive_if_in("style-layer", None, "style-source", string_values("layer"), True)
+    add_style_preview(dialog, config)
+    try:
+        while dialog.run():
+            problem = validate(image, drawables, config)
+            if problem is None:
+                return True
+            Gimp.message(problem)
+        return False
+    finally:
+        dialog.destroy()
+
+
+def string_values(*values):
+    array = Gimp.ValueArray.new(len(values))
+    for value in values:
+        array.append(GObject.Value(GObject.TYPE_STRING, value))
+    return array
+
+
+def add_style_preview(dialog, config):
+    """A thumbnail of the chosen style at the top of the dialog, following the choice."""
+    preview = Gtk.Image()
+    content = dialog.get_content_area()
+    content.pack_start(preview, False, False, 6)
+    content.reorder_child(preview, 0)
+
+    def refresh(*_):
+        thumbnail = style_thumbnail(config)
+        preview.set_from_pixbuf(thumbnail)
+        preview.set_visible(thumbnail is not None)
+
+    for name in ("style-source", "style-file", "style-layer"):
+        config.connect("notify::" + name, refresh)
+    refresh()
+
+
+def style_thumbnail(config):
+    if config.get_property("style-source") == "layer":
+        layer = config.get_property("style-layer")
+        return layer.get_thumbnail(THUMBNAIL_SIZE, THUMBNAIL_SIZE, Gimp.PixbufTransparency.SMALL_CHECKS) \
+            if layer is not None else None
+    style_file = config.get_property("style-file")
+    if style_file is None or style_file.get_path() is None:
+        return None
+    try:
+        return GdkPixbuf.Pixbuf.new_from_file_at_scale(style_file.get_path(), THUMBNAIL_SIZE, THUMBNAIL_SIZE, True)
+    except GLib.Error:
+        return None  # not an image GdkPixbuf reads: the engine's own check explains it
 
 
 def stylize_layer(image, layer, config, config_file, work_dir):
@@ -176,7 +231,7 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         procedure.set_image_types("*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.set_menu_label("Neural _Style Transfer...")
+        procedure.set_menu_label("_Neural Style Transfer...")
         procedure.add_menu_path("<Image>/Filters/Artistic")
         procedure.set_documentation(
             "Restyle the layer after a painting",
@@ -184,12 +239,12 @@ class NeuralStyleTransfer(Gimp.PlugIn):
             "(Gatys et al. neural style transfer), as a new layer above it.", name)
         procedure.set_attribution("stylize_core authors", "stylize_core authors", "2026")
         flags = GObject.ParamFlags.READWRITE
-        procedure.add_choice_argument("style-source", "Style _source", "Take the style from an image file "
+        procedure.add_choice_argument("style-source", "Style so_urce", "Take the style from an image file "
                                       "or from another layer of this image",
                                       choice(("file", "Image file"), ("layer", "Layer")), "file", flags)
-        procedure.add_file_argument("style-file", "Style _image", "The painting whose brush strokes and "
+        procedure.add_file_argument("style-file", "Style i_mage", "The painting whose brush strokes and "
                                     "colours to copy", Gimp.FileChooserAction.OPEN, True, None, flags)
-        procedure.add_layer_argument("style-layer", "Style _layer", "A layer whose look to copy", True, flags)
+        procedure.add_layer_argument("style-layer", "Style la_yer", "A layer whose look to copy", True, flags)
         procedure.add_double_argument("strength", "S_trength", "How strongly the style's strokes and "
                                       "colours take over (1 = balanced)", 0.1, 10.0, 1.0, flags)
         procedure.add_choice_argument("quality", "_Quality", "Fast previews, balanced, or best (slower)",
@@ -199,7 +254,7 @@ class NeuralStyleTransfer(Gimp.PlugIn):
                                    "setting", 0, 5000, 0, flags)
         procedure.add_int_argument("max-size", "_Working size", "Longest side the painting is computed at; "
                                    "bigger layers are upscaled from it (larger is slower)", 64, 8192, 512, flags)
-        procedure.add_choice_argument("preserve-colors", "Keep _colours", "Keep the layer's own colours and "
+        procedure.add_choice_argument("preserve-colors", "_Keep colours", "Keep the layer's own colours and "
                                       "take only the strokes", choice(("none", "No"), ("luminance",
                                       "Keep the layer's colours"), ("histogram", "Recolour the style")),
                                       "none", flags)

@@ -1,0 +1,106 @@
+# Runs inside the GIMP 3 window (python-fu-eval batch, gimp-3.0 under Xvfb) for tests/test_gimp_gui.py.
+# It opens the test image in a display, then answers the test's questions about the image
+# (layers, dirty flag, pixels, leftovers) through files; the test itself clicks and types
+# with xdotool. DRIVER_SETTINGS is prepended by the test.
+import glob
+import hashlib
+import json
+import os
+import time
+
+from gi.repository import Gegl, Gimp, Gio
+
+Gegl.init(None)
+EXAMPLES = DRIVER_SETTINGS["examples"]
+EXCHANGE = DRIVER_SETTINGS["exchange"]
+
+
+def pixels(drawable):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.CLAMP))
+
+
+def load_scaled(name, size):
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(EXAMPLES, name)))
+    scale = size / max(image.get_width(), image.get_height())
+    image.scale(round(image.get_width() * scale), round(image.get_height() * scale))
+    return image
+
+
+def engine_processes():
+    """{pid: cpu ticks} of every engine process (child or worker) GIMP's plug-in started."""
+    found = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        folder = os.path.dirname(stat)
+        try:
+            with open(os.path.join(folder, "cmdline"), "rb") as stream:
+                command = stream.read().replace(b"\0", b" ").decode(errors="replace")
+            if "stylize_core" not in command:
+                continue
+            with open(stat) as stream:
+                fields = stream.read().rsplit(")", 1)[1].split()
+            found[os.path.basename(folder)] = {"command": command, "ticks": int(fields[11]) + int(fields[12])}
+        except OSError:
+            continue
+    return found
+
+
+def facts(image, source, source_before, baseline_ids):
+    layers = image.get_layers()
+    added = [layer for layer in layers if layer.get_id() not in baseline_ids]
+    answer = {
+        "layers": [layer.get_name() for layer in layers],
+        "selected": [layer.get_name() for layer in image.get_selected_layers()],
+        "dirty": image.is_dirty(),
+        "source_unchanged": pixels(source) == source_before,
+        "work_dirs": glob.glob("/tmp/gimp-style-transfer-*"),
+        "engines": engine_processes(),
+        "added": [],
+    }
+    for layer in added:
+        data = pixels(layer)
+        colour = [v for i, v in enumerate(data) if i % 4 != 3][::7]
+        original = [v for i, v in enumerate(source_before) if i % 4 != 3][::7]
+        answer["added"].append({
+            "name": layer.get_name(),
+            "index": layers.index(layer),
+            "size": [layer.get_width(), layer.get_height()],
+            "has_mask": layer.get_mask() is not None,
+            "distinct_values": len(set(colour)),
+            "difference": sum(abs(a - b) for a, b in zip(colour, original)) / max(1, len(colour)) / 255,
+        })
+    return answer
+
+
+image = load_scaled("tubingen.jpg", 224)
+source = image.get_layers()[0]
+source.set_name("photo")
+painting = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                                Gio.File.new_for_path(os.path.join(EXAMPLES, "the_scream.jpg")))
+painting.set_name("painting")
+image.insert_layer(painting, None, 0)
+painting.scale(160, 200, False)
+painting.set_visible(False)  # a reference painting kept hidden above the photo
+image.set_selected_layers([source])
+image.undo_enable()
+image.clean_all()
+source_before = pixels(source)
+baseline_ids = {layer.get_id() for layer in image.get_layers()}
+Gimp.Display.new(image)
+Gimp.displays_flush()
+
+request_path = os.path.join(EXCHANGE, "request.json")
+while True:
+    if not os.path.exists(request_path):
+        time.sleep(0.1)
+        continue
+    with open(request_path) as stream:
+        request = json.load(stream)
+    os.remove(request_path)
+    if request["op"] == "quit":
+        break
+    answer = facts(image, source, source_before, baseline_ids)
+    reply = os.path.join(EXCHANGE, f"reply-{request['id']}.json")
+    with open(reply + ".part", "w") as stream:
+        json.dump(answer, stream)
+    os.replace(reply + ".part", reply)

@@ -1,0 +1,232 @@
+"""The plug-in as a painter uses it: the real GIMP 3 window under Xvfb, driven with keys and clicks.
+
+One GIMP session plays a painter's afternoon, in order: open Filters > Artistic >
+Neural Style Transfer from the menu, choose a style file in the dialog's file chooser,
+run; Ctrl+Z, Ctrl+Y; Filters > Re-Show Last, switch to a style layer picked in the
+layer chooser, run; start a long run and press the progress bar's Cancel button.
+The tests below check what each step left. Screenshots go to artifacts/gui/.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from gimp_runner import CHECKOUT, GimpUnavailable, gimp_root, venv_paths  # noqa: E402
+from gui_session import GimpWindow  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+SHOTS = CHECKOUT / "artifacts" / "gui"
+MAIN_WINDOW = "^GNU Image Manipulation Program$"
+DIALOG = "^Neural Style Transfer$"
+RUN_TIMEOUT = 600
+
+
+def require_gimp() -> Path:
+    try:
+        return gimp_root()
+    except GimpUnavailable as reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the real-GIMP GUI tests: {reason}")
+        pytest.skip(str(reason))
+
+
+def wait_for(window: GimpWindow, condition, timeout: float, what: str) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        facts = window.ask()
+        if condition(facts):
+            return facts
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: still {json.dumps(facts)[:600]}")
+        time.sleep(0.5)
+
+
+def engine_busy_ticks(window: GimpWindow, seconds: float) -> int:
+    """CPU ticks the engine processes used over `seconds` (0 when idle or gone)."""
+    before = {pid: p["ticks"] for pid, p in window.ask()["engines"].items()}
+    time.sleep(seconds)
+    after = {pid: p["ticks"] for pid, p in window.ask()["engines"].items()}
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
+
+
+def choose_style_file(window: GimpWindow, dialog: str, path: Path) -> None:
+    window.focus(dialog)
+    window.keys("alt+m", "space")  # "Style image": its file chooser
+    chooser = window.wait_window("^Select a File$")
+    window.focus(chooser)
+    window.type(str(path))  # a leading "/" opens the chooser's location field
+    window.keys("Return")
+    assert window.window_gone(chooser), "the file chooser did not close"
+
+
+def set_iterations(window: GimpWindow, dialog: str, iterations: int) -> None:
+    window.focus(dialog)
+    window.keys("alt+a", "alt+i", "ctrl+a")  # open "Advanced", then "Iterations"
+    window.type(str(iterations))
+    window.keys("Tab")
+
+
+def choose_style_layer(window: GimpWindow, dialog: str) -> None:
+    window.focus(dialog)
+    window.keys("alt+y")  # the "Style layer" button opens GIMP's layer chooser
+    chooser = window.wait_window("^Choose drawable")
+    # The chooser lists this image's layers, the hidden "painting" first: click it, then OK.
+    window.click_in(chooser, 325, 82)
+    window.click_in(chooser, 298, 299)
+    assert window.window_gone(chooser), "the layer chooser did not close"
+
+
+def press_ok(window: GimpWindow, dialog: str) -> None:
+    window.focus(dialog)
+    window.keys("alt+o")
+    assert window.window_gone(dialog), "the dialog did not close on OK"
+
+
+@pytest.fixture(scope="module")
+def afternoon(tmp_path_factory):
+    """Runs the whole session; returns what each step saw, keyed by step."""
+    root = require_gimp()
+    work = tmp_path_factory.mktemp("gimp-gui")
+    profile = work / "profile"
+    venv = CHECKOUT / ".venv"
+    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--venv", str(venv),
+                                "--gimp-dir", str(profile)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    config = profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "worker_idle_timeout": 60}))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    window = GimpWindow(root, profile, [CHECKOUT, work, *venv_paths(venv)],
+                        {"examples": str(CHECKOUT / "examples")}, CHECKOUT / "tests" / "gimp" / "gui_driver.py")
+    seen = {}
+    try:
+        seen["start"] = window.ask(timeout=300)
+        play(window, seen)
+    except Exception as error:  # later tests report which step broke
+        seen["error"] = f"{type(error).__name__}: {error}"
+        window.screenshot(SHOTS / "failure.png")
+    finally:
+        (SHOTS / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
+        (SHOTS / "session.json").write_text(json.dumps(seen, indent=1))
+        window.close()
+    return seen
+
+
+def play(window: GimpWindow, seen: dict) -> None:
+    welcome = window.wait_window("^Welcome to GIMP", timeout=20)
+    window.focus(welcome)
+    window.keys("Escape")
+    main = window.wait_window(MAIN_WINDOW)
+    window.tool("xdotool", "windowsize", "--sync", main, "1280", "860")
+
+    # Filters > Artistic > Neural Style Transfer..., by its menu mnemonics.
+    window.focus(main)
+    window.keys("alt+r", "a")
+    window.screenshot(SHOTS / "1-menu-filters-artistic.png")
+    window.keys("n")
+    dialog = window.wait_window(DIALOG)
+    choose_style_file(window, dialog, CHECKOUT / "examples" / "starry_night.jpg")
+    set_iterations(window, dialog, 8)
+    window.screenshot(SHOTS / "2-dialog-file-style.png")
+    press_ok(window, dialog)
+    seen["file_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
+                                  "the file-style run did not add its layer")
+    window.screenshot(SHOTS / "3-result-file-style.png")
+
+    # One Ctrl+Z takes back everything the filter did; Ctrl+Y brings it back.
+    window.focus(main)
+    window.keys("ctrl+z")
+    seen["undo"] = window.ask()
+    window.keys("ctrl+y")
+    seen["redo"] = window.ask()
+    window.keys("alt+e")
+    window.screenshot(SHOTS / "4-edit-menu-undo-label.png")
+    window.keys("Escape", "Escape", "ctrl+z")
+
+    # Filters > Re-Show Last: the dialog again, with the last values; now a style layer.
+    window.focus(main)
+    window.keys("shift+ctrl+f")
+    dialog = window.wait_window(DIALOG)
+    window.focus(dialog)
+    window.keys("alt+u", "space", "Down", "Return")  # style source: Layer
+    choose_style_layer(window, dialog)
+    window.screenshot(SHOTS / "6-dialog-layer-style.png")
+    press_ok(window, dialog)
+    seen["layer_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
+                                   "the layer-style run did not add its layer")
+    window.screenshot(SHOTS / "7-result-layer-style.png")
+
+    # A long run, cancelled from the progress bar in the image window's status bar.
+    seen["before_cancel"] = window.ask()
+    window.focus(main)
+    window.keys("shift+ctrl+f")
+    dialog = window.wait_window(DIALOG)
+    set_iterations(window, dialog, 400)
+    # GIMP does not keep a layer between runs: OK without one says what to do and keeps the dialog.
+    window.keys("alt+o")
+    time.sleep(2)
+    seen["windows_after_ok_without_layer"] = window.visible_windows()
+    window.screenshot(SHOTS / "8-message-no-style-layer.png")
+    choose_style_layer(window, dialog)
+    press_ok(window, dialog)
+    wait_for(window, lambda f: f["work_dirs"] and f["engines"], 120, "the long run did not start")
+    time.sleep(8)  # well into the optimisation
+    seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.0)
+    window.screenshot(SHOTS / "8-progress.png")
+    x, y, width, height = window.geometry(main)
+    window.click_in(main, width - 273, height - 18)  # the status bar's Cancel button
+    cancelled = time.monotonic()
+    wait_for(window, lambda f: not f["work_dirs"], 30, "the cancelled run left its work folder")
+    seen["cancel_seconds"] = time.monotonic() - cancelled
+    seen["after_cancel"] = window.ask()
+    seen["busy_ticks_after_cancel"] = engine_busy_ticks(window, 2.0)
+    window.screenshot(SHOTS / "9-after-cancel.png")
+    window.focus(main)
+    window.keys("alt+e", "h")  # Edit > Undo History: one entry per run, named after the filter
+    time.sleep(1)
+    window.screenshot(SHOTS / "10-undo-history.png")
+
+
+def step(afternoon, name):
+    if name not in afternoon:
+        pytest.fail(f"the GUI session stopped before '{name}': {afternoon.get('error')}")
+    return afternoon[name]
+
+
+def test_filter_from_the_menu_with_a_style_file_adds_one_styled_layer(afternoon):
+    start, facts = step(afternoon, "start"), step(afternoon, "file_style")
+    assert not start["dirty"] and start["layers"] == ["painting", "photo"]
+    assert facts["layers"] == ["painting", "photo (starry_night)", "photo"], "one new layer, right above the photo"
+    added = facts["added"][0]
+    assert added["size"] == [224, 168] and not added["has_mask"]
+    assert added["difference"] > 0.04 and added["distinct_values"] > 20, "the new layer is not styled"
+    assert facts["source_unchanged"] and facts["dirty"]
+
+
+def test_one_ctrl_z_removes_everything_and_ctrl_y_restores_it(afternoon):
+    undo, redo = step(afternoon, "undo"), step(afternoon, "redo")
+    assert undo["layers"] == ["painting", "photo"] and undo["source_unchanged"]
+    assert not undo["dirty"], "one Ctrl+Z must undo the whole filter (the image is clean again)"
+    assert redo["layers"] == ["painting", "photo (starry_night)", "photo"] and redo["dirty"]
+
+
+def test_reshow_last_then_a_style_layer_chosen_in_the_dialog(afternoon):
+    facts = step(afternoon, "layer_style")
+    assert facts["layers"] == ["painting", "photo (painting)", "photo"]
+    added = facts["added"][0]
+    assert added["difference"] > 0.04 and added["distinct_values"] > 20
+    assert facts["source_unchanged"]
+
+
+def test_cancel_from_the_progress_bar_stops_the_engine_and_leaves_the_image(afternoon):
+    before, after = step(afternoon, "before_cancel"), step(afternoon, "after_cancel")
+    assert afternoon["busy_ticks_while_running"] > 20, "the engine was not computing when cancelled"
+    assert afternoon["cancel_seconds"] < 5, "the work folder outlived the cancel"
+    assert after["layers"] == before["layers"] and after["dirty"] == before["dirty"]
+    assert after["source_unchanged"] and after["work_dirs"] == []
+    assert afternoon["busy_ticks_after_cancel"] <= 10, "the engine kept computing after the cancel"
