@@ -75,6 +75,7 @@ def validate(image, drawables, config) -> str | None:
 
 def run(procedure, run_mode, image, drawables, config, data):
     Gegl.init(None)
+    recall_style_layer(image, config)
     if run_mode == Gimp.RunMode.INTERACTIVE:
         if not ask_settings(procedure, image, drawables, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -96,7 +97,19 @@ def run(procedure, run_mode, image, drawables, config, data):
     finally:
         nst_bridge.remove_work_dir(work_dir)
     insert_result(image, layer, result, f"{layer.get_name()} ({style_name(config)})")
+    if config.get_property("style-source") == "layer":
+        config.set_property("style-layer-name", config.get_property("style-layer").get_name())
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def recall_style_layer(image, config):
+    """GIMP keeps no layer between runs: find the last style layer again by its name, so that
+    Filters > Repeat Last and Re-Show Last work with a layer style too."""
+    name = config.get_property("style-layer-name")
+    if config.get_property("style-layer") is None and name:
+        layer = image.get_layer_by_name(name)
+        if layer is not None:
+            config.set_property("style-layer", layer)
 
 
 def ask_settings(procedure, image, drawables, config) -> bool:
@@ -216,7 +229,7 @@ def insert_result(image, layer, data, name):
 
 
 def fail(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
-    Gimp.message(message)
+    # GIMP shows the returned error to the user (or hands it to the calling script).
     return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
 
 
@@ -245,6 +258,8 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure.add_file_argument("style-file", "Style i_mage", "The painting whose brush strokes and "
                                     "colours to copy", Gimp.FileChooserAction.OPEN, True, None, flags)
         procedure.add_layer_argument("style-layer", "Style la_yer", "A layer whose look to copy", True, flags)
+        procedure.add_string_aux_argument("style-layer-name", "Style layer name", "The last style layer's name, "
+                                          "to find it again on Repeat", "", flags)
         procedure.add_double_argument("strength", "S_trength", "How strongly the style's strokes and "
                                       "colours take over (1 = balanced)", 0.1, 10.0, 1.0, flags)
         procedure.add_choice_argument("quality", "_Quality", "Fast previews, balanced, or best (slower)",

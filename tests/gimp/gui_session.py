@@ -94,11 +94,6 @@ class GimpWindow:
             time.sleep(0.3)
         return False
 
-    def visible_windows(self) -> dict[str, str]:
-        """{window id: title} of every visible window with a title."""
-        ids = self.tool("xdotool", "search", "--onlyvisible", "--name", ".", check=False).split()
-        return {wid: self.tool("xdotool", "getwindowname", wid, check=False).strip() for wid in ids}
-
     def focus(self, window: str) -> None:
         self.tool("xdotool", "windowfocus", "--sync", window)
 
