@@ -85,6 +85,12 @@ def choose_style_layer(window: GimpWindow, dialog: str) -> None:
     assert window.window_gone(chooser), "the layer chooser did not close"
 
 
+def status_bar_pixels(screenshot: Path, box: tuple[int, int, int, int]) -> bytes:
+    from PIL import Image
+    with Image.open(screenshot) as picture:
+        return picture.convert("RGB").crop(box).tobytes()
+
+
 def press_ok(window: GimpWindow, dialog: str) -> None:
     window.focus(dialog)
     window.keys("alt+o")
@@ -176,9 +182,16 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     press_ok(window, dialog)
     wait_for(window, lambda f: f["work_dirs"] and f["engines"], 120, "the long run did not start")
     time.sleep(8)  # well into the optimisation
-    seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.0)
-    window.screenshot(SHOTS / "8-progress.png")
     x, y, width, height = window.geometry(main)
+    status_bar = (x + 200, y + height - 40, x + width - 300, y + height)
+    earlier = status_bar_pixels(window.screenshot(SHOTS / "8-progress-earlier.png"), status_bar)
+    seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.5)
+    window.focus(main)
+    window.keys("alt+e")  # the window answers while the engine works
+    window.screenshot(SHOTS / "8-menu-during-run.png")
+    window.keys("Escape")
+    later = status_bar_pixels(window.screenshot(SHOTS / "8-progress.png"), status_bar)
+    seen["progress_bar_moved"] = earlier != later
     window.click_in(main, width - 273, height - 18)  # the status bar's Cancel button
     cancelled = time.monotonic()
     wait_for(window, lambda f: not f["work_dirs"], 30, "the cancelled run left its work folder")
@@ -240,6 +253,7 @@ def test_reshow_last_then_a_style_layer_chosen_in_the_dialog(afternoon):
 def test_cancel_from_the_progress_bar_stops_the_engine_and_leaves_the_image(afternoon):
     before, after = step(afternoon, "before_cancel"), step(afternoon, "after_cancel")
     assert afternoon["busy_ticks_while_running"] > 20, "the engine was not computing when cancelled"
+    assert afternoon["progress_bar_moved"], "the progress bar and its text did not change during the run"
     assert afternoon["cancel_seconds"] < 5, "the work folder outlived the cancel"
     assert after["layers"] == before["layers"] and after["dirty"] == before["dirty"]
     assert after["source_unchanged"] and after["work_dirs"] == []
