@@ -167,11 +167,11 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.focus(dialog)
     window.keys("alt+u", "space", "Down", "Return")  # style source: Layer
     choose_style_layer(window, dialog)
-    window.screenshot(SHOTS / "6-dialog-layer-style.png")
+    window.screenshot(SHOTS / "5-dialog-layer-style.png")
     press_ok(window, dialog)
     seen["layer_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
                                    "the layer-style run did not add its layer")
-    window.screenshot(SHOTS / "7-result-layer-style.png")
+    window.screenshot(SHOTS / "6-result-layer-style.png")
 
     # A long run, cancelled from the progress bar in the image window's status bar.
     seen["before_cancel"] = window.ask()
@@ -184,13 +184,13 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     time.sleep(8)  # well into the optimisation
     x, y, width, height = window.geometry(main)
     status_bar = (x + 200, y + height - 40, x + width - 300, y + height)
-    earlier = status_bar_pixels(window.screenshot(SHOTS / "8-progress-earlier.png"), status_bar)
+    earlier = status_bar_pixels(window.screenshot(SHOTS / "7-progress-earlier.png"), status_bar)
     seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.5)
     window.focus(main)
     window.keys("alt+e")  # the window answers while the engine works
     window.screenshot(SHOTS / "8-menu-during-run.png")
     window.keys("Escape")
-    later = status_bar_pixels(window.screenshot(SHOTS / "8-progress.png"), status_bar)
+    later = status_bar_pixels(window.screenshot(SHOTS / "9-progress.png"), status_bar)
     seen["progress_bar_moved"] = earlier != later
     window.click_in(main, width - 273, height - 18)  # the status bar's Cancel button
     cancelled = time.monotonic()
@@ -198,7 +198,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     seen["cancel_seconds"] = time.monotonic() - cancelled
     seen["after_cancel"] = window.ask()
     seen["busy_ticks_after_cancel"] = engine_busy_ticks(window, 2.0)
-    window.screenshot(SHOTS / "9-after-cancel.png")
+    window.screenshot(SHOTS / "10-after-cancel.png")
 
     # The engine gone (a moved project, say): Filters > Repeat Last explains what to do.
     settings = json.loads(config.read_text())
@@ -208,7 +208,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.keys("ctrl+f")
     message = window.wait_window("^GIMP Message$", timeout=30)
     seen["after_missing_engine"] = window.ask()
-    window.screenshot(SHOTS / "10-message-engine-missing.png")
+    window.screenshot(SHOTS / "11-message-engine-missing.png")
     config.write_text(json.dumps(settings))
     window.focus(message)
     window.keys("Return")
@@ -216,7 +216,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.focus(main)
     window.keys("alt+e", "h")  # Edit > Undo History: one entry per run, named after the filter
     time.sleep(1)
-    window.screenshot(SHOTS / "11-undo-history.png")
+    window.screenshot(SHOTS / "12-undo-history.png")
 
 
 def step(afternoon, name):
