@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from stylize_core.color import _RGB_TO_YIQ, keep_content_chrominance, match_color_statistics
 

@@ -8,8 +8,6 @@ The tests below check what each step left. Screenshots go to artifacts/gui/.
 """
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from gimp_runner import CHECKOUT, GimpUnavailable, gimp_root, venv_paths  # noqa: E402
+from gimp_runner import CHECKOUT, install_plugin, require_gimp, venv_paths  # noqa: E402
 from gui_session import GimpWindow  # noqa: E402
 
 pytestmark = pytest.mark.gimp
@@ -27,18 +25,11 @@ DIALOG = "^Neural Style Transfer$"
 RUN_TIMEOUT = 600
 
 
-def require_gimp() -> Path:
-    try:
-        return gimp_root()
-    except GimpUnavailable as reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the real-GIMP GUI tests: {reason}")
-        pytest.skip(str(reason))
-
-
 def wait_for(window: GimpWindow, condition, timeout: float, what: str) -> dict:
     deadline = time.monotonic() + timeout
     while True:
+        if window.tool("xdotool", "search", "--onlyvisible", "--name", "^GIMP Message$", check=False).strip():
+            raise RuntimeError(f"{what}: GIMP shows an error message (failure.png)")
         facts = window.ask()
         if condition(facts):
             return facts
@@ -104,11 +95,7 @@ def afternoon(tmp_path_factory):
     work = tmp_path_factory.mktemp("gimp-gui")
     profile = work / "profile"
     venv = CHECKOUT / ".venv"
-    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--venv", str(venv),
-                                "--gimp-dir", str(profile)], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    config = profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "worker_idle_timeout": 60}))
+    config = install_plugin(profile, venv, worker_idle_timeout=60)
     SHOTS.mkdir(parents=True, exist_ok=True)
     window = GimpWindow(root, profile, [CHECKOUT, work, *venv_paths(venv)],
                         {"examples": str(CHECKOUT / "examples")}, CHECKOUT / "tests" / "gimp" / "gui_driver.py")

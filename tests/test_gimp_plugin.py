@@ -1,27 +1,15 @@
 """The plug-in in a real GIMP 3.0.4 (headless), installed by install.py into a throwaway profile."""
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from gimp_runner import CHECKOUT, GimpUnavailable, gimp_root, results, run_batch, venv_paths  # noqa: E402
+from gimp_runner import CHECKOUT, install_plugin, require_gimp, results, run_batch, venv_paths  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 ARTIFACTS = CHECKOUT / "artifacts" / "gimp"
-
-
-def require_gimp() -> Path:
-    try:
-        return gimp_root()
-    except GimpUnavailable as reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the real-GIMP tests: {reason}")
-        pytest.skip(str(reason))
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +18,7 @@ def outcome(tmp_path_factory):
     work = tmp_path_factory.mktemp("gimp")
     profile = work / "profile"
     venv = CHECKOUT / ".venv"
-    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--venv", str(venv),
-                                "--gimp-dir", str(profile)], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    config = profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
-    settings = json.loads(config.read_text())
-    config.write_text(json.dumps({**settings, "worker_idle_timeout": 20}))
+    config = install_plugin(profile, venv, worker_idle_timeout=20)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     script = work / "cases.py"
     case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(ARTIFACTS), "config": str(config)}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stylize_core import Settings, stylize
-from stylize_core.memory import MIN_TILE, estimate_peak_bytes, plan_scale
+from stylize_core.memory import estimate_peak_bytes, plan_scale
 from stylize_core.tiling import axis_cuts, tile_boxes, tiled_style_grams
 from stylize_core.engine import cached_network
 from stylize_core.losses import gram_matrix

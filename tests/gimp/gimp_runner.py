@@ -12,7 +12,10 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 PROVISION = Path(__file__).with_name("provision.sh")
@@ -30,6 +33,26 @@ def gimp_root() -> Path:
     if done.returncode != 0:
         raise GimpUnavailable(f"provisioning GIMP 3 failed: {done.stderr.strip().splitlines()[-1:]}")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def require_gimp() -> Path:
+    """The provisioned root; skips the test where GIMP cannot run, except in CI where it fails."""
+    try:
+        return gimp_root()
+    except GimpUnavailable as reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the real-GIMP tests: {reason}")
+        pytest.skip(str(reason))
+
+
+def install_plugin(profile: Path, venv: Path, worker_idle_timeout: int) -> Path:
+    """Install the plug-in with install.py into a throwaway GIMP profile; returns its config file."""
+    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--venv", str(venv),
+                                "--gimp-dir", str(profile)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    config = profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "worker_idle_timeout": worker_idle_timeout}))
+    return config
 
 
 def venv_paths(venv: Path) -> list[Path]:

@@ -3,7 +3,6 @@
 # (layers, dirty flag, pixels, leftovers) through files; the test itself clicks and types
 # with xdotool. DRIVER_SETTINGS is prepended by the test.
 import glob
-import hashlib
 import json
 import os
 import time
