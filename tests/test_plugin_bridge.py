@@ -75,6 +75,15 @@ def test_missing_or_broken_install_says_what_to_do(tmp_path):
         nst_bridge.read_config(tmp_path)
 
 
+def test_an_environment_without_the_engine_says_to_reinstall(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho \"$0: No module named stylize_core\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    config = {"python": str(python), "project": str(tmp_path), "use_worker": False}
+    with pytest.raises(nst_bridge.BridgeError, match="incomplete .*No module named stylize_core.*run python3 install.py"):
+        nst_bridge.run_engine(config, ["c.png", "s.png"], lambda event: None, tmp_path)
+
+
 @pytest.fixture
 def job(tmp_path):
     small(CONTENT, 96).save(tmp_path / "c.png")

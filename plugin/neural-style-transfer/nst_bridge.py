@@ -134,6 +134,8 @@ def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) ->
     if status and not error_message:
         lines = [l for l in stderr.splitlines() if l.strip()]
         error_message = lines[-1].replace("stylize: error: ", "") if lines else f"engine exit status {status}"
+        if "No module named" in error_message:  # a venv moved, emptied or made by another checkout
+            error_message = f"the engine's environment is incomplete ({error_message}): run python3 install.py again"
     return status, error_message
 
 
