@@ -84,6 +84,14 @@ def test_an_environment_without_the_engine_says_to_reinstall(tmp_path):
         nst_bridge.run_engine(config, ["c.png", "s.png"], lambda event: None, tmp_path)
 
 
+def test_out_of_memory_advice_names_the_dialog_knobs():
+    advice = nst_bridge.in_dialog_terms("out of memory on cuda at 2048x2048, even in 256 px tiles: "
+                                        "use a smaller max size or device cpu")
+    assert advice.startswith("out of memory on cuda at 2048x2048, even in 256 px tiles.")
+    assert "Working size" in advice and "Device to CPU" in advice and "max size" not in advice
+    assert nst_bridge.in_dialog_terms("style image not found: x.png") == "style image not found: x.png"
+
+
 @pytest.fixture
 def job(tmp_path):
     small(CONTENT, 96).save(tmp_path / "c.png")

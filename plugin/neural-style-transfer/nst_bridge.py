@@ -177,7 +177,15 @@ def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], 
         if message and not errors:
             errors.append(message)
     if status != 0:
-        raise BridgeError(errors[-1] if errors else f"the engine failed (exit status {status})")
+        raise BridgeError(in_dialog_terms(errors[-1]) if errors else f"the engine failed (exit status {status})")
+
+
+def in_dialog_terms(message: str) -> str:
+    """The engine's one-line error, with the dialog's knobs named where it gives advice."""
+    if "out of memory" in message or "not enough memory" in message:
+        return (message.split(": use ")[0] + ". Lower Advanced › Working size, or set Advanced › Device to CPU "
+                "(slower, but it has more memory).")
+    return message
 
 
 def make_work_dir() -> Path:
