@@ -76,10 +76,17 @@ def choose_style_layer(window: GimpWindow, dialog: str) -> None:
     assert window.window_gone(chooser), "the layer chooser did not close"
 
 
-def status_bar_pixels(screenshot: Path, box: tuple[int, int, int, int]) -> bytes:
+def screen_region(screenshot: Path, box: tuple[int, int, int, int]):
     from PIL import Image
     with Image.open(screenshot) as picture:
-        return picture.convert("RGB").crop(box).tobytes()
+        return picture.convert("RGB").crop(box)
+
+
+def thumbnail_colours(window: GimpWindow, dialog: str, screenshot: Path) -> int:
+    """Distinct colours where the dialog shows the style's thumbnail: a picture has thousands,
+    the labels and buttons that sit there without one have a few hundred."""
+    x, y, _, _ = window.geometry(dialog)
+    return len(screen_region(screenshot, (x + 130, y + 10, x + 290, y + 100)).getcolors(1 << 20))
 
 
 def press_ok(window: GimpWindow, dialog: str) -> None:
@@ -131,7 +138,8 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     dialog = window.wait_window(DIALOG)
     choose_style_file(window, dialog, CHECKOUT / "examples" / "starry_night.jpg")
     set_iterations(window, dialog, 8)
-    window.screenshot(SHOTS / "2-dialog-file-style.png")
+    shot = window.screenshot(SHOTS / "2-dialog-file-style.png")
+    seen["thumbnail_colours_file"] = thumbnail_colours(window, dialog, shot)
     press_ok(window, dialog)
     seen["file_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
                                   "the file-style run did not add its layer")
@@ -154,7 +162,8 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.focus(dialog)
     window.keys("alt+u", "space", "Down", "Return")  # style source: Layer
     choose_style_layer(window, dialog)
-    window.screenshot(SHOTS / "5-dialog-layer-style.png")
+    shot = window.screenshot(SHOTS / "5-dialog-layer-style.png")
+    seen["thumbnail_colours_layer"] = thumbnail_colours(window, dialog, shot)
     press_ok(window, dialog)
     seen["layer_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
                                    "the layer-style run did not add its layer")
@@ -171,13 +180,13 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     time.sleep(8)  # well into the optimisation
     x, y, width, height = window.geometry(main)
     status_bar = (x + 200, y + height - 40, x + width - 300, y + height)
-    earlier = status_bar_pixels(window.screenshot(SHOTS / "7-progress-earlier.png"), status_bar)
+    earlier = screen_region(window.screenshot(SHOTS / "7-progress-earlier.png"), status_bar).tobytes()
     seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.5)
     window.focus(main)
     window.keys("alt+e")  # the window answers while the engine works
     window.screenshot(SHOTS / "8-menu-during-run.png")
     window.keys("Escape")
-    later = status_bar_pixels(window.screenshot(SHOTS / "9-progress.png"), status_bar)
+    later = screen_region(window.screenshot(SHOTS / "9-progress.png"), status_bar).tobytes()
     seen["progress_bar_moved"] = earlier != later
     window.click_in(main, width - 273, height - 18)  # the status bar's Cancel button
     cancelled = time.monotonic()
@@ -251,3 +260,8 @@ def test_a_missing_engine_leaves_the_image_as_it_was(afternoon):
     before, after = step(afternoon, "before_missing_engine"), step(afternoon, "after_missing_engine")
     assert after["layers"] == before["layers"] and after["dirty"] == before["dirty"]
     assert after["source_unchanged"] and after["work_dirs"] == []
+
+
+def test_the_dialog_shows_the_chosen_style(afternoon):
+    assert step(afternoon, "thumbnail_colours_file") > 2000, "no thumbnail of the style file"
+    assert step(afternoon, "thumbnail_colours_layer") > 2000, "no thumbnail of the style layer"
