@@ -134,8 +134,6 @@ def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) ->
     if status and not error_message:
         lines = [l for l in stderr.splitlines() if l.strip()]
         error_message = lines[-1].replace("stylize: error: ", "") if lines else f"engine exit status {status}"
-        if "No module named" in error_message:  # a venv moved, emptied or made by another checkout
-            error_message = f"the engine's environment is incomplete ({error_message}): run python3 install.py again"
     return status, error_message
 
 
@@ -181,7 +179,9 @@ def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], 
 
 
 def in_dialog_terms(message: str) -> str:
-    """The engine's one-line error, with the dialog's knobs named where it gives advice."""
+    """The engine's one-line error in the plug-in user's terms: what to reinstall, which knob to turn."""
+    if "No module named" in message:  # a venv moved, emptied or made by another checkout
+        return f"the engine's environment is incomplete ({message}): run python3 install.py again"
     if "out of memory" in message or "not enough memory" in message:
         return (message.split(": use ")[0] + ". Lower Advanced › Working size, or set Advanced › Device to CPU "
                 "(slower, but it has more memory).")
