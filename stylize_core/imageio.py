@@ -159,6 +159,12 @@ def to_array(picture: Picture) -> np.ndarray:
     return np.dstack([picture.rgb, picture.alpha]).astype(np.float32)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_picture(picture: Picture, path) -> Path:
     """Write atomically (temp file in the same folder, then rename): never a half-written file."""
     path = Path(path)
@@ -180,6 +186,7 @@ def save_picture(picture: Picture, path) -> Path:
                     image = image.convert("RGB")  # JPEG has no alpha
                 image.save(stream, format=Image.registered_extensions()[suffix],
                            **({"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}))
+        os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes it private; an output is a normal file
         os.replace(temp_name, path)
     except PermissionError:
         _remove_quietly(temp_name)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from stylize_core.errors import InputError
 from stylize_core.imageio import Picture, load_picture, save_picture
+from helpers import CONTENT
 
 
 def save(tmp_path, image, name):
@@ -120,3 +121,12 @@ def test_save_is_atomic_and_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(InputError, match="folder does not exist"):
         save_picture(picture, tmp_path / "missing" / "out.png")
     assert sorted(os.listdir(tmp_path)) == ["ok.png"]
+
+
+def test_saved_file_has_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = save_picture(load_picture(CONTENT), tmp_path / "out.png")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
