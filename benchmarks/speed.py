@@ -4,8 +4,10 @@
 For each size (default 512x512 and 1024x1024) it measures, each in a fresh process:
   floor     the bare VGG19 forward to relu5_1 plus the input-gradient backward
   ours      one iteration of our optimisation (losses, Grams, L-BFGS step)
+  torch     the same with torch.optim.LBFGS, which reads values back from the
+            device every step (what our sync-free L-BFGS saves; equal on a CPU)
   pastiche  one step of pastiche (difference of two runs, so start-up cancels)
-and prints ours/floor and pastiche/ours, with peak memory (CPU RSS, or GPU
+and prints ours/floor, torch/ours and pastiche/ours, with peak memory (CPU RSS, or GPU
 max_memory_allocated) next to our memory model's estimate.
 
     .venv/bin/python benchmarks/speed.py [--sizes 512 1024] [--device auto] [--iterations 5]
@@ -59,7 +61,16 @@ else:
         targets = {k: gram_matrix(v) for k, v in network(style, set(STYLE_LAYERS)).items()}
         content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
     objective = Objective(network, targets, content_target, 1.0, 1.0, 1.0, precision)
-    run = lambda n: optimize(content, objective, n, "lbfgs", 0, lambda i, loss: None)
+    if what == "ours":
+        run = lambda n: optimize(content, objective, n, "lbfgs", 0, lambda i, loss: None)
+    else:
+        image = content.clone().requires_grad_(True)
+        solver = torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
+                                   tolerance_grad=-1, tolerance_change=-1)
+        def closure():
+            solver.zero_grad()
+            return objective.evaluate(image)
+        run = lambda n: [float(solver.step(closure)) for _ in range(n)]
 
 run(2)  # warm-up: allocator, cuDNN autotuning
 if device.type == "cuda":
@@ -100,18 +111,20 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-pastiche", action="store_true")
     args = parser.parse_args()
-    print(f"{'size':>9s} {'floor s/it':>10s} {'ours s/it':>10s} {'ours/floor':>10s} {'pastiche s/it':>13s} "
-          f"{'pastiche/ours':>13s} {'peak GB':>8s} {'estimate GB':>11s}")
+    print(f"{'size':>9s} {'floor s/it':>10s} {'ours s/it':>10s} {'ours/floor':>10s} {'torch/ours':>10s} "
+          f"{'pastiche s/it':>13s} {'pastiche/ours':>13s} {'peak GB':>8s} {'estimate GB':>11s}")
     for size in args.sizes:
         iterations = max(2, args.iterations * 512 * 512 // (size * size)) if args.device == "cpu" else args.iterations
         floor = measure("floor", size, iterations, args.device)
         ours = measure("ours", size, iterations, args.device)
+        with_torch_lbfgs = measure("torch", size, iterations, args.device)
         theirs = None if args.skip_pastiche else pastiche_seconds_per_step(size, iterations, args.device)
         pastiche_text = ratio_text = "-"
         if theirs:
             pastiche_text, ratio_text = f"{theirs:.3f}", f"{theirs / ours['seconds']:.2f}"
         print(f"{size}x{size:<4d} {floor['seconds']:10.3f} {ours['seconds']:10.3f} "
-              f"{ours['seconds'] / floor['seconds']:10.2f} {pastiche_text:>13s} {ratio_text:>13s} "
+              f"{ours['seconds'] / floor['seconds']:10.2f} "
+              f"{with_torch_lbfgs['seconds'] / ours['seconds']:10.2f} {pastiche_text:>13s} {ratio_text:>13s} "
               f"{ours['peak'] / 2**30:8.2f} {ours['estimate'] / 2**30:11.2f}   "
               f"({ours['device']}, {ours['precision']})", flush=True)
     return 0

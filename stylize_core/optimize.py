@@ -8,6 +8,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from .lbfgs import LBFGS
 from .losses import CONTENT_LAYER, STYLE_LAYERS, content_loss, style_loss, total_variation
 from .vgg import VGG19Features
 
@@ -63,35 +64,44 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
              history: int = LBFGS_HISTORY) -> torch.Tensor:
     """Minimise objective over the pixels of image (1, 3, H, W); returns the result clamped to 0..1.
 
-    on_iteration(i, loss) is called after each iteration i = 1..iterations. The
-    run stops early when the loss improved by less than stall_tolerance (relative)
+    on_iteration(i, loss) is called for each iteration i = 1..iterations, one
+    iteration late: the loss of iteration i is read back once iteration i + 1 is
+    queued, so a GPU has work queued while the host waits for that value. The run
+    stops early when the loss improved by less than stall_tolerance (relative)
     over the last STALL_WINDOW iterations.
     """
-    image = image.detach().clone().requires_grad_(True)
+    image = image.detach().contiguous().clone().requires_grad_(True)
+    image.grad = torch.zeros_like(image)
     if optimizer == "lbfgs":
-        # One function evaluation per step (no line search): each iteration costs
-        # one forward and one backward pass, and the history carries across steps.
-        solver = torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=history,
-                                   tolerance_grad=-1, tolerance_change=-1)
+        step = LBFGS(image, history).step
     else:
-        solver = torch.optim.Adam([image], lr=ADAM_LEARNING_RATE)
+        adam = torch.optim.Adam([image], lr=ADAM_LEARNING_RATE)
 
-    def closure() -> torch.Tensor:
-        solver.zero_grad(set_to_none=False)
-        if image.grad is None:
-            image.grad = torch.zeros_like(image)
-        return objective.evaluate(image)
-
-    losses: list[float] = []
-    for iteration in range(1, iterations + 1):
-        loss = float(solver.step(closure))
-        if optimizer == "adam":
+        def step() -> None:
+            adam.step()
             with torch.no_grad():
                 image.clamp_(0, 1)
-        losses.append(loss)
-        on_iteration(iteration, loss)
-        if stall_tolerance > 0 and len(losses) > STALL_WINDOW:
-            before = losses[-1 - STALL_WINDOW]
-            if before > 0 and (before - loss) / before < stall_tolerance:
-                break
+
+    losses: list[float] = []
+
+    def read_back(loss: torch.Tensor) -> bool:
+        """Report one iteration's loss; True when the loss has stalled."""
+        losses.append(float(loss))
+        on_iteration(len(losses), losses[-1])
+        if stall_tolerance <= 0 or len(losses) <= STALL_WINDOW:
+            return False
+        before = losses[-1 - STALL_WINDOW]
+        return before > 0 and (before - losses[-1]) / before < stall_tolerance
+
+    unread = None
+    for _ in range(iterations):
+        image.grad.zero_()
+        loss = objective.evaluate(image)
+        step()
+        stalled = unread is not None and read_back(unread)
+        unread = loss
+        if stalled:
+            break
+    if unread is not None:
+        read_back(unread)
     return image.detach().clamp(0, 1)
