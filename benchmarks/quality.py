@@ -11,7 +11,8 @@ pastiche runs once for --pastiche-steps steps and saves a checkpoint every
 --checkpoint steps; the time to checkpoint k is its wall time x k / steps
 (its steps cost the same; the start-up share this hands it only flatters it).
 
-    .venv/bin/python benchmarks/quality.py [--presets balanced fast] [--pastiche-steps 100]
+    .venv/bin/python benchmarks/quality.py [--presets balanced fast] [--precisions fp32 bf16]
+                                           [--pastiche-steps 100]
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from stylize_core.settings import PRECISIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "examples" / "tubingen.jpg"
@@ -52,6 +55,8 @@ def meets(score: dict, reference: dict) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["balanced", "fast"])
+    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=PRECISIONS,
+                        help="e.g. fp32 bf16: mixed precision's scores beside full precision's")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pastiche-steps", type=int, default=100)
     parser.add_argument("--checkpoint", type=int, default=10)
@@ -65,11 +70,13 @@ def main() -> int:
 
     ours = {}
     for preset in args.presets:
-        output = args.out / f"ours-{preset}.png"
-        ours[preset] = (output, timed([sys.executable, "-m", "stylize_core", str(CONTENT), str(STYLE),
-                                       "-o", str(output), "--size", str(args.size), "--preset", preset,
-                                       "--progress", "none"]))
-        print(f"ours {preset}: {ours[preset][1]:.1f} s", flush=True)
+        for precision in args.precisions:
+            label = preset if precision == "auto" else f"{preset} {precision}"
+            output = args.out / f"ours-{label.replace(' ', '-')}.png"
+            ours[label] = (output, timed([sys.executable, "-m", "stylize_core", str(CONTENT), str(STYLE),
+                                          "-o", str(output), "--size", str(args.size), "--preset", preset,
+                                          "--precision", precision, "--progress", "none"]))
+            print(f"ours {label}: {ours[label][1]:.1f} s", flush=True)
 
     checkpoints = []
     pastiche_seconds = None

@@ -15,15 +15,17 @@ READ_BACK_OPS = {"_local_scalar_dense", "is_nonzero", "item", "nonzero", "equal"
 """Operators that hand a device value to the host: on a GPU each one waits for the queue to drain."""
 
 
-class ReadBackCounter(TorchDispatchMode):
-    """Counts operators that read a tensor's value on the host (.item(), float(), bool(), ...)."""
+class OperatorLog(TorchDispatchMode):
+    """Records every operator run, and which of them read a value back (.item(), float(), bool(), ...)."""
 
     def __init__(self):
         super().__init__()
+        self.operators = []
         self.reads = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
+        self.operators.append(name)
         if name in READ_BACK_OPS:
             self.reads.append(name)
         return func(*args, **(kwargs or {}))
@@ -62,16 +64,58 @@ def test_steps_match_torch_lbfgs_through_a_full_history_ring():
     assert smooth_convex(ours, matrix, offset) < 0.5 * smooth_convex(start, matrix, offset)
 
 
+def test_pairs_without_positive_curvature_drop_out_as_in_torch_lbfgs():
+    def wavy(x):  # negative curvature wherever cos x > 1/2
+        return (0.5 * x.pow(2) + 2.0 * torch.cos(x)).sum()
+
+    start = torch.randn(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
+    ours = start.clone().requires_grad_(True)
+    solver = LBFGS(ours, history=20)
+    theirs = start.clone().requires_grad_(True)
+    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=1, history_size=20,
+                                  tolerance_grad=-1, tolerance_change=-1)
+
+    def closure():
+        reference.zero_grad()
+        loss = wavy(theirs)
+        loss.backward()
+        return loss
+
+    for _ in range(15):
+        ours.grad = None
+        wavy(ours).backward()
+        solver.step()
+        reference.step(closure)
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-9, atol=1e-12)
+    assert len(reference.state[theirs]["old_dirs"]) < 14  # torch did drop pairs on the way
+
+
 def test_a_pair_without_positive_curvature_is_left_out():
     image = torch.zeros(4, requires_grad=True)
     solver = LBFGS(image, history=3)
     image.grad = torch.tensor([1.0, 0.0, 0.0, 0.0])
     solver.step()                      # moves against the gradient: s = (-1, 0, 0, 0)
     image.grad = torch.tensor([2.0, 1.0, 0.0, 0.0])
-    solver.step()                      # y = (1, 1, 0, 0), s.y = -1 < 0: that pair must not count
-    assert solver.rho[0] == 0
-    # With no usable pair the direction is plain steepest descent, -g.
+    solver.step()                      # y = (1, 1, 0, 0), s.y = -1 < 0: that pair must not count,
+    # and with no usable pair the direction is plain steepest descent, -g.
     torch.testing.assert_close(image.detach(), torch.tensor([-3.0, -1.0, 0.0, 0.0]))
+
+
+def operators_per_step(history: int) -> int:
+    """Operators one step dispatches once the history ring is full."""
+    image = torch.randn(1000, requires_grad=True)
+    solver = LBFGS(image, history)
+    for _ in range(history + 2):
+        image.grad = image.detach() * 2 + torch.sin(image.detach())
+        with OperatorLog() as log:
+            solver.step()
+    return len(log.operators)
+
+
+def test_a_step_launches_as_many_operators_with_a_long_history_as_with_a_short_one():
+    # The two-loop recursion would launch four more per stored pair: on a GPU each
+    # costs a launch from Python, more than the arithmetic itself at typical sizes.
+    assert operators_per_step(20) == operators_per_step(3)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +135,7 @@ def test_an_iteration_reads_nothing_back_from_the_device(objective_and_image):
     image = content.clone().requires_grad_(True)
     image.grad = torch.zeros_like(image)
     solver = LBFGS(image, history=3)
-    with ReadBackCounter() as counter:
+    with OperatorLog() as counter:
         for _ in range(5):  # past the history, so ring wrap-around is covered
             image.grad.zero_()
             objective.evaluate(image)
@@ -108,7 +152,7 @@ def test_each_loss_is_read_once_and_only_after_the_next_iteration_is_queued(obje
             events.append("evaluate")
             return objective.evaluate(image)
 
-    with ReadBackCounter() as counter:
+    with OperatorLog() as counter:
         result = optimize(content, Recording(), 4, "lbfgs", 0.0,
                           lambda iteration, loss: events.append(f"loss {iteration}"))
     assert events == ["evaluate", "evaluate", "loss 1", "evaluate", "loss 2", "evaluate", "loss 3", "loss 4"]
