@@ -37,31 +37,41 @@ def smooth_convex(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor) -
     return 0.5 * (matrix @ x - offset).pow(2).mean() + 0.2 * log_cosh.sum()
 
 
+def step_beside_torch_lbfgs(function, start: torch.Tensor, history: int, steps: int):
+    """Runs our L-BFGS and torch.optim.LBFGS side by side from `start`, asserting equal iterates."""
+    ours = start.clone().requires_grad_(True)
+    solver = LBFGS(ours, history)
+    theirs = start.clone().requires_grad_(True)
+    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=1, history_size=history,
+                                  tolerance_grad=-1, tolerance_change=-1)
+
+    def closure():
+        reference.zero_grad()
+        loss = function(theirs)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        ours.grad = None
+        function(ours).backward()
+        solver.step()
+        reference.step(closure)
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-9, atol=1e-12)
+    return ours.detach(), reference.state[theirs]
+
+
 def test_steps_match_torch_lbfgs_through_a_full_history_ring():
     generator = torch.Generator().manual_seed(1)
     matrix = torch.randn(40, 30, generator=generator, dtype=torch.float64)
     offset = torch.randn(40, generator=generator, dtype=torch.float64) * 3
     start = torch.randn(30, generator=generator, dtype=torch.float64)
 
-    ours = start.clone().requires_grad_(True)
-    solver = LBFGS(ours, history=5)
-    theirs = start.clone().requires_grad_(True)
-    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=1, history_size=5,
-                                  tolerance_grad=-1, tolerance_change=-1)
+    def bowl(x):
+        return smooth_convex(x, matrix, offset)
 
-    def closure():
-        reference.zero_grad()
-        loss = smooth_convex(theirs, matrix, offset)
-        loss.backward()
-        return loss
-
-    for _ in range(18):  # past the 5-pair history, before the curvature gets too small to compare
-        ours.grad = None
-        smooth_convex(ours, matrix, offset).backward()
-        solver.step()
-        reference.step(closure)
-        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-7, atol=1e-9)
-    assert smooth_convex(ours, matrix, offset) < 0.5 * smooth_convex(start, matrix, offset)
+    # 18 steps: well past the 5-pair history, before the curvature gets too small to compare.
+    result, _ = step_beside_torch_lbfgs(bowl, start, history=5, steps=18)
+    assert bowl(result) < 0.5 * bowl(start)
 
 
 def test_pairs_without_positive_curvature_drop_out_as_in_torch_lbfgs():
@@ -69,25 +79,8 @@ def test_pairs_without_positive_curvature_drop_out_as_in_torch_lbfgs():
         return (0.5 * x.pow(2) + 2.0 * torch.cos(x)).sum()
 
     start = torch.randn(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
-    ours = start.clone().requires_grad_(True)
-    solver = LBFGS(ours, history=20)
-    theirs = start.clone().requires_grad_(True)
-    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=1, history_size=20,
-                                  tolerance_grad=-1, tolerance_change=-1)
-
-    def closure():
-        reference.zero_grad()
-        loss = wavy(theirs)
-        loss.backward()
-        return loss
-
-    for _ in range(15):
-        ours.grad = None
-        wavy(ours).backward()
-        solver.step()
-        reference.step(closure)
-        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-9, atol=1e-12)
-    assert len(reference.state[theirs]["old_dirs"]) < 14  # torch did drop pairs on the way
+    _, torch_state = step_beside_torch_lbfgs(wavy, start, history=20, steps=15)
+    assert len(torch_state["old_dirs"]) < 14  # torch did drop pairs on the way
 
 
 def test_a_pair_without_positive_curvature_is_left_out():
