@@ -70,7 +70,7 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
     stops early when the loss improved by less than stall_tolerance (relative)
     over the last STALL_WINDOW iterations.
     """
-    image = image.detach().contiguous().clone().requires_grad_(True)
+    image = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     image.grad = torch.zeros_like(image)
     if optimizer == "lbfgs":
         step = LBFGS(image, history).step

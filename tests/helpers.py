@@ -9,6 +9,7 @@ from PIL import Image
 from stylize_core.engine import cached_network, size_with_pixels, to_tensor
 from stylize_core.imageio import load_picture, resize_rgb
 from stylize_core.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
+from stylize_core.optimize import Objective, autocast_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONTENT = EXAMPLES / "tubingen.jpg"
@@ -44,3 +45,16 @@ def content_distance(output_rgb, content_rgb):
     a = network(to_tensor(output_rgb, torch.device("cpu")), {CONTENT_LAYER})[CONTENT_LAYER]
     b = network(to_tensor(resize_rgb(content_rgb, (width, height)), torch.device("cpu")), {CONTENT_LAYER})[CONTENT_LAYER]
     return ((a - b).pow(2).sum() / b.pow(2).sum()).item()
+
+
+@torch.no_grad()
+def example_objective(size, device, precision="fp32"):
+    """Our Objective for the example photo after the example painting at size (width, height),
+    with the photo as a tensor on device."""
+    network = cached_network(None, "max", str(device))
+    content = to_tensor(resize_rgb(rgb_of(small(CONTENT, max(size))), size), device)
+    style = to_tensor(resize_rgb(rgb_of(small(STYLE, max(size))), size), device)
+    with autocast_for(content, precision):
+        targets = {layer: gram_matrix(f) for layer, f in network(style, set(STYLE_LAYERS)).items()}
+        content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
+    return Objective(network, targets, content_target, 1.0, 1.0, 1.0, precision), content

@@ -95,6 +95,18 @@ def press_ok(window: GimpWindow, dialog: str) -> None:
     assert window.window_gone(dialog), "the dialog did not close on OK"
 
 
+def run_styled(window: GimpWindow, dialog: str, dialog_shot: str, result_shot: str, what: str):
+    """Screenshots the filled-in dialog, presses OK and waits for the new layer.
+
+    Returns the thumbnail's distinct colours and the image's facts after the run."""
+    colours = thumbnail_colours(window, dialog, window.screenshot(SHOTS / dialog_shot))
+    press_ok(window, dialog)
+    facts = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
+                     f"the {what} run did not add its layer")
+    window.screenshot(SHOTS / result_shot)
+    return colours, facts
+
+
 @pytest.fixture(scope="module")
 def afternoon(tmp_path_factory):
     """Runs the whole session; returns what each step saw, keyed by step."""
@@ -138,12 +150,8 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     dialog = window.wait_window(DIALOG)
     choose_style_file(window, dialog, CHECKOUT / "examples" / "starry_night.jpg")
     set_iterations(window, dialog, 8)
-    shot = window.screenshot(SHOTS / "2-dialog-file-style.png")
-    seen["thumbnail_colours_file"] = thumbnail_colours(window, dialog, shot)
-    press_ok(window, dialog)
-    seen["file_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
-                                  "the file-style run did not add its layer")
-    window.screenshot(SHOTS / "3-result-file-style.png")
+    seen["thumbnail_colours_file"], seen["file_style"] = run_styled(
+        window, dialog, "2-dialog-file-style.png", "3-result-file-style.png", "file-style")
 
     # One Ctrl+Z takes back everything the filter did; Ctrl+Y brings it back.
     window.focus(main)
@@ -162,12 +170,8 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.focus(dialog)
     window.keys("alt+u", "space", "Down", "Return")  # style source: Layer
     choose_style_layer(window, dialog)
-    shot = window.screenshot(SHOTS / "5-dialog-layer-style.png")
-    seen["thumbnail_colours_layer"] = thumbnail_colours(window, dialog, shot)
-    press_ok(window, dialog)
-    seen["layer_style"] = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
-                                   "the layer-style run did not add its layer")
-    window.screenshot(SHOTS / "6-result-layer-style.png")
+    seen["thumbnail_colours_layer"], seen["layer_style"] = run_styled(
+        window, dialog, "5-dialog-layer-style.png", "6-result-layer-style.png", "layer-style")
 
     # A long run, cancelled from the progress bar in the image window's status bar.
     seen["before_cancel"] = window.ask()

@@ -4,26 +4,15 @@ import pytest
 import torch
 
 from stylize_core import Settings, stylize
-from stylize_core.engine import cached_network, to_tensor
-from stylize_core.imageio import resize_rgb
 from stylize_core.lbfgs import LBFGS
-from stylize_core.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
-from stylize_core.optimize import Objective
-from helpers import CONTENT, STYLE, rgb_of, small, style_distance
+from helpers import CONTENT, STYLE, example_objective, rgb_of, small, style_distance
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
 
 def test_iterations_never_make_the_host_wait_for_the_gpu():
-    device = torch.device("cuda")
-    network = cached_network(None, "max", "cuda")
-    network.use_channels_last()
-    content = to_tensor(resize_rgb(rgb_of(small(CONTENT, 256)), (256, 192)), device)
-    style = to_tensor(resize_rgb(rgb_of(small(STYLE, 256)), (256, 192)), device)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        targets = {layer: gram_matrix(f) for layer, f in network(style, set(STYLE_LAYERS)).items()}
-        content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
-    objective = Objective(network, targets, content_target, 1.0, 1.0, 1.0, "bf16")
+    objective, content = example_objective((256, 192), torch.device("cuda"), "bf16")
+    objective.network.use_channels_last()
     image = content.clone().requires_grad_(True)
     image.grad = torch.zeros_like(image)
     solver = LBFGS(image, history=3)

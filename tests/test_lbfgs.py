@@ -4,12 +4,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from stylize_core.engine import cached_network, to_tensor
-from stylize_core.imageio import resize_rgb
 from stylize_core.lbfgs import LBFGS
-from stylize_core.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
-from stylize_core.optimize import Objective, optimize
-from helpers import CONTENT, STYLE, rgb_of, small
+from stylize_core.optimize import optimize
+from helpers import example_objective
 
 READ_BACK_OPS = {"_local_scalar_dense", "is_nonzero", "item", "nonzero", "equal"}
 """Operators that hand a device value to the host: on a GPU each one waits for the queue to drain."""
@@ -113,14 +110,7 @@ def test_a_step_launches_as_many_operators_with_a_long_history_as_with_a_short_o
 
 @pytest.fixture(scope="module")
 def objective_and_image():
-    network = cached_network(None, "max", "cpu")
-    device = torch.device("cpu")
-    content = to_tensor(resize_rgb(rgb_of(small(CONTENT, 64)), (64, 48)), device)
-    style = to_tensor(resize_rgb(rgb_of(small(STYLE, 64)), (64, 48)), device)
-    with torch.no_grad():
-        targets = {layer: gram_matrix(f) for layer, f in network(style, set(STYLE_LAYERS)).items()}
-        content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
-    return Objective(network, targets, content_target, 1.0, 1.0, 1.0), content
+    return example_objective((64, 48), torch.device("cpu"))
 
 
 def test_an_iteration_reads_nothing_back_from_the_device(objective_and_image):
