@@ -11,7 +11,7 @@ pastiche runs once for --pastiche-steps steps and saves a checkpoint every
 --checkpoint steps; the time to checkpoint k is its wall time x k / steps
 (its steps cost the same; the start-up share this hands it only flatters it).
 
-    .venv/bin/python benchmarks/quality.py [--presets balanced fast] [--precisions fp32 bf16]
+    .venv/bin/python benchmarks/quality.py [--qualities balanced fast] [--precisions fp32 bf16]
                                            [--pastiche-steps 100]
 """
 
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stylize_core.settings import PRECISIONS
+from stylize_core.options import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "examples" / "tubingen.jpg"
@@ -54,8 +54,8 @@ def meets(score: dict, reference: dict) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["balanced", "fast"])
-    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=PRECISIONS,
+    parser.add_argument("--qualities", nargs="+", default=["balanced", "fast"])
+    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=BY_NAME["precision"].choices,
                         help="e.g. fp32 bf16: mixed precision's scores beside full precision's")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pastiche-steps", type=int, default=100)
@@ -69,12 +69,12 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     ours = {}
-    for preset in args.presets:
+    for preset in args.qualities:
         for precision in args.precisions:
             label = preset if precision == "auto" else f"{preset} {precision}"
             output = args.out / f"ours-{label.replace(' ', '-')}.png"
             ours[label] = (output, timed([sys.executable, "-m", "stylize_core", str(CONTENT), str(STYLE),
-                                          "-o", str(output), "--size", str(args.size), "--preset", preset,
+                                          "-o", str(output), "--size", str(args.size), "--quality", preset,
                                           "--precision", precision, "--progress", "none"]))
             print(f"ours {label}: {ours[label][1]:.1f} s", flush=True)
 

@@ -32,7 +32,8 @@ import json, resource, sys, time
 import numpy as np, torch
 from PIL import Image
 from stylize_core.device import pick_device
-from stylize_core.engine import cached_network, resolve_precision, to_tensor
+from stylize_core.engine import cached_network, to_tensor
+from stylize_core.plan import resolve_precision
 from stylize_core.imageio import load_picture, resize_rgb
 from stylize_core.memory import estimate_peak_bytes
 from stylize_core.optimize import LBFGS_HISTORY, Objective, autocast_for, optimize

@@ -1,7 +1,7 @@
 """How much memory a run needs, and what fits: the whole image, tiles, or a smaller working size.
 
-The model is linear in pixels, calibrated on the CPU (benchmarks/memory.py prints
-the measured peaks next to these estimates):
+The model is linear in pixels, calibrated on the CPU (benchmarks/speed.py and
+benchmarks/big_layer.py print the measured peaks next to these estimates):
 
 * VGG19 up to relu5_1 keeps about ACTIVATION_BYTES_PER_PIXEL bytes per input
   pixel alive between a forward and its backward pass (float32; bf16/fp16

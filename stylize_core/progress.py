@@ -1,19 +1,23 @@
-"""Progress events of a run, and the two ways the CLI shows them."""
+"""Progress events of a run: one Reporter makes them all; json_lines and terminal_bar show them.
+
+A run reports, in order: load, plan, optimize (once per iteration), then save and
+done (the CLI), or error. docs/protocol.md shows them as JSON lines.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Optional, TextIO
 
 
 @dataclass
 class Progress:
     stage: str
-    """"load", "plan", "optimize", "save" or "done"."""
+    """"load", "plan", "optimize", "save", "done" or "error"."""
     scale: int = 0
-    """1-based index of the coarse-to-fine scale, 0 outside the optimisation."""
+    """1-based index of the coarse-to-fine scale."""
     scales: int = 0
     width: int = 0
     height: int = 0
@@ -25,38 +29,79 @@ class Progress:
     """Progress of the whole run, 0..1, weighted by each scale's cost."""
     eta_s: Optional[float] = None
     message: Optional[str] = None
-    """For "plan": what the memory model chose, in words."""
+    """"plan": what the memory model chose, in words; "error": what went wrong and what to do."""
+    output: Optional[str] = None
+    """"save", "done": the file written."""
+    seconds: Optional[float] = None
+    """"done": the run's wall time."""
+    exit_code: Optional[int] = None
+    """"error": the CLI's exit status."""
 
+    def fields(self) -> dict:
+        """The fields that belong to this stage, as sent in JSON."""
+        return {"stage": self.stage, **{name: getattr(self, name) for name in STAGE_FIELDS[self.stage]}}
+
+
+STAGE_FIELDS = {
+    "load": (),
+    "plan": ("message",),
+    "optimize": ("scale", "scales", "width", "height", "iteration", "total", "loss", "fraction", "eta_s"),
+    "save": ("output",),
+    "done": ("output", "seconds"),
+    "error": ("message", "exit_code"),
+}
 
 ProgressCallback = Callable[[Progress], None]
 
 
+class Reporter:
+    """The one place where progress events are made, for the engine, the CLI and the worker."""
+
+    def __init__(self, callback: ProgressCallback | None):
+        self.callback = callback or (lambda event: None)
+
+    def load(self) -> None:
+        self.callback(Progress("load"))
+
+    def plan(self, message: str) -> None:
+        self.callback(Progress("plan", message=message))
+
+    def optimize(self, scale: int, scales: int, width: int, height: int, iteration: int, total: int,
+                 loss: float, fraction: float, eta_s: float | None) -> None:
+        self.callback(Progress("optimize", scale, scales, width, height, iteration, total, loss, fraction, eta_s))
+
+    def save(self, output: str) -> None:
+        self.callback(Progress("save", output=output))
+
+    def done(self, seconds: float, output: str | None = None) -> None:
+        self.callback(Progress("done", output=output, seconds=round(seconds, 2)))
+
+    def error(self, message: str, exit_code: int) -> None:
+        self.callback(Progress("error", message=message, exit_code=exit_code))
+
+
 def json_lines(stream: TextIO = sys.stdout) -> ProgressCallback:
-    """One JSON object per line (docs/protocol.md); fields that do not apply are left out."""
-    def report(event: Progress) -> None:
-        if event.stage == "optimize":
-            fields = {k: v for k, v in asdict(event).items() if k != "message"}
-        else:
-            fields = {"stage": event.stage, **({"message": event.message} if event.message else {})}
-        stream.write(json.dumps(fields) + "\n")
+    """One JSON object per line (docs/protocol.md)."""
+    def show(event: Progress) -> None:
+        stream.write(json.dumps(event.fields()) + "\n")
         stream.flush()
-    return report
+    return show
 
 
 def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallback:
-    """A one-line bar redrawn in place: stage, scale, iteration, loss, time left."""
-    def report(event: Progress) -> None:
+    """A one-line bar redrawn in place: scale, iteration, loss, time left; then what was written."""
+    def show(event: Progress) -> None:
         if event.stage == "plan":
             stream.write(event.message + "\n")
-        if event.stage != "optimize":
-            if event.stage == "done":
-                stream.write("\n")
-            stream.flush()
-            return
-        filled = int(round(event.fraction * width))
-        eta = f" ~{event.eta_s:.0f}s left" if event.eta_s is not None else ""
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event.fraction * 100:3.0f}% "
-                     f"scale {event.scale}/{event.scales} {event.width}x{event.height} "
-                     f"it {event.iteration}/{event.total} loss {event.loss:.4f}{eta}   ")
+        elif event.stage == "optimize":
+            filled = int(round(event.fraction * width))
+            eta = f" ~{event.eta_s:.0f}s left" if event.eta_s is not None else ""
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event.fraction * 100:3.0f}% "
+                         f"scale {event.scale}/{event.scales} {event.width}x{event.height} "
+                         f"it {event.iteration}/{event.total} loss {event.loss:.4f}{eta}   ")
+        elif event.stage == "save":
+            stream.write("\n")
+        elif event.stage == "done" and event.output:
+            stream.write(f"wrote {event.output} in {event.seconds:.1f} s\n")
         stream.flush()
-    return report
+    return show

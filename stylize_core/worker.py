@@ -32,6 +32,10 @@ from pathlib import Path
 
 from .cli import execute
 from .client import default_socket_path
+from .device import pick_device
+from .engine import cached_network
+from .options import BY_NAME
+from .settings import Settings
 
 DEFAULT_IDLE_TIMEOUT = 600
 PROTOCOL_VERSION = 1
@@ -70,7 +74,7 @@ def another_worker_answers(path: Path) -> bool:
         probe.close()
 
 
-def serve(path: Path, idle_timeout: float, device: str = "auto") -> int:
+def serve(path: Path, idle_timeout: float, device: str) -> int:
     private_folder(path.parent)
     if path.exists():
         if another_worker_answers(path):
@@ -101,10 +105,9 @@ def serve(path: Path, idle_timeout: float, device: str = "auto") -> int:
 
 
 def warm_up(device: str) -> None:
-    """Pay the start-up costs now: torch import, device initialisation, weights."""
-    from .device import pick_device
-    from .engine import cached_network
-    cached_network(None, "max", str(pick_device(device)))
+    """Pay the start-up costs now (device initialisation, weights), before the socket answers."""
+    defaults = Settings()
+    cached_network(defaults.weights, defaults.pooling, str(pick_device(device)))
 
 
 def handle(connection: socket.socket) -> None:
@@ -156,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, default=default_socket_path())
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
                         help="exit after this many seconds without a request (default %(default)s)")
-    parser.add_argument("--device", default="auto", help="device to initialise at start (default auto)")
+    device = BY_NAME["device"]
+    parser.add_argument(device.cli_flag, choices=device.choices, default=device.default,
+                        help="the device to initialise at start (default %(default)s)")
     args = parser.parse_args(argv)
     if not hasattr(socket, "AF_UNIX"):
         print("stylize worker: Unix sockets are not available here; the plug-in runs the engine "

@@ -54,7 +54,7 @@ def test_json_progress_and_output(images, tmp_path):
     ("empty style", 2, "empty file"),
     ("tiny content", 2, "too small"),
     ("bad strength", 2, "strength must be"),
-    ("bad preset", 2, "invalid choice"),
+    ("bad quality", 2, "invalid choice"),
     ("missing folder", 2, "output folder does not exist"),
     ("bad extension", 2, "cannot write images of type"),
     ("absurd size", 2, "size must be between"),
@@ -77,8 +77,8 @@ def test_errors_are_one_line_and_leave_no_output(images, tmp_path, case, code, f
         Image.new("RGB", (12, 12)).save(content)
     elif case == "bad strength":
         extra = ["--strength", "-1"]
-    elif case == "bad preset":
-        extra = ["--preset", "ultra"]
+    elif case == "bad quality":
+        extra = ["--quality", "ultra"]
     elif case == "missing folder":
         out = tmp_path / "no" / "out.png"
     elif case == "bad extension":
@@ -124,7 +124,7 @@ def test_stops_and_cleans_up_when_stdin_closes(images, tmp_path):
 def test_help_is_fast_and_lists_the_options():
     result = run("--help")
     assert result.returncode == 0
-    for option in ("--strength", "--preset", "--style-scale", "--preserve-colors", "--device", "--progress"):
+    for option in ("--strength", "--quality", "--style-scale", "--preserve-colors", "--device", "--progress"):
         assert option in result.stdout
 
 

@@ -15,6 +15,8 @@ PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-trans
 sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
 
+from stylize_core import options  # noqa: E402
+
 from helpers import CONTENT, STYLE, small  # noqa: E402
 
 OPTIONS = {"strength": 1.5, "quality": "fast", "iterations": 0, "max-size": 256, "preserve-colors": "luminance",
@@ -48,16 +50,22 @@ def test_npy_checks(tmp_path):
 
 
 def test_options_map_to_engine_arguments(tmp_path):
-    argv = nst_bridge.engine_arguments(OPTIONS, tmp_path / "c.npy", tmp_path / "s.png", tmp_path / "o.npy", tmp_path)
+    argv = nst_bridge.engine_arguments(options, OPTIONS, tmp_path / "c.npy", tmp_path / "s.png", tmp_path / "o.npy",
+                                       tmp_path)
     pairs = dict(zip(argv[3:], argv[4:]))
     assert argv[:3] == [str(tmp_path / "c.npy"), str(tmp_path / "s.png"), "-o"]
-    assert pairs["--strength"] == "1.5" and pairs["--preset"] == "fast" and pairs["--max-size"] == "256"
+    assert pairs["--strength"] == "1.5" and pairs["--quality"] == "fast" and pairs["--max-size"] == "256"
     assert pairs["--preserve-colors"] == "luminance" and pairs["--style-scale"] == "2.0"
     assert pairs["--seed"] == "7" and pairs["--device"] == "cpu" and pairs["--progress"] == "json"
-    assert "--iterations" not in argv
-    assert "--iterations" in nst_bridge.engine_arguments({**OPTIONS, "iterations": 30}, "c", "s", "o", tmp_path)
-    from stylize_core.cli import build_parser  # the engine accepts every one of them
-    build_parser().parse_args(argv)
+    assert pairs["--iterations"] == "0" and pairs["--cleanup-dir"] == str(tmp_path)
+
+
+def test_the_engine_module_loaded_by_path_is_the_packages_options():
+    loaded = nst_bridge.load_engine_module(str(PLUGIN.parent.parent), "options")
+    assert [o.name for o in loaded.DIALOG_OPTIONS] == [o.name for o in options.DIALOG_OPTIONS]
+    assert loaded.engine_arguments(OPTIONS) == options.engine_arguments(OPTIONS)
+    with pytest.raises(nst_bridge.BridgeError, match="run python3 install.py"):
+        nst_bridge.load_engine_module("/nowhere", "options")
 
 
 def test_progress_text():
@@ -105,7 +113,7 @@ def job(tmp_path):
 def test_child_run_streams_progress_and_reports_errors(job):
     folder, work = job
     events = []
-    argv = nst_bridge.engine_arguments({**OPTIONS, "iterations": 3, "max-size": 96}, folder / "c.png",
+    argv = nst_bridge.engine_arguments(options, {**OPTIONS, "iterations": 3, "max-size": 96}, folder / "c.png",
                                        folder / "s.png", folder / "out.png", work)
     config = {"python": sys.executable, "project": str(PLUGIN.parent.parent), "use_worker": False}
     nst_bridge.run_engine(config, argv, events.append, work)
@@ -118,7 +126,7 @@ def test_child_run_streams_progress_and_reports_errors(job):
 @pytest.mark.slow
 def test_child_dies_and_temp_folder_goes_when_the_plugin_is_killed(job):
     folder, work = job
-    argv = nst_bridge.engine_arguments({**OPTIONS, "iterations": 200, "max-size": 400}, folder / "c.png",
+    argv = nst_bridge.engine_arguments(options, {**OPTIONS, "iterations": 200, "max-size": 400}, folder / "c.png",
                                        folder / "s.png", work / "out.png", work)
     # A stand-in for the plug-in process: runs the bridge, then GIMP kills it (SIGKILL, no cleanup).
     plugin = subprocess.Popen([sys.executable, "-c", (

@@ -75,23 +75,23 @@ def validate(image, drawables, config) -> str | None:
 
 def run(procedure, run_mode, image, drawables, config, data):
     Gegl.init(None)
+    try:  # before the dialog: a missing engine is said at once, not after the settings are made
+        config_file = nst_bridge.read_config(PLUGIN_DIR)
+        options = engine_options(config_file)
+    except nst_bridge.BridgeError as error:
+        return fail(procedure, str(error))
     recall_style_layer(image, config)
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        if not ask_settings(procedure, image, drawables, config):
+        if not ask_settings(procedure, image, drawables, config, options):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
     problem = validate(image, drawables, config)
     if problem:
         return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
     layer = drawables[0]
-    try:
-        config_file = nst_bridge.read_config(PLUGIN_DIR)
-    except nst_bridge.BridgeError as error:
-        return fail(procedure, str(error))
-
     work_dir = nst_bridge.make_work_dir()
     try:
-        result = stylize_layer(image, layer, config, config_file, work_dir)
+        result = stylize_layer(image, layer, config, config_file, options, work_dir)
     except nst_bridge.BridgeError as error:
         return fail(procedure, str(error))
     finally:
@@ -112,16 +112,18 @@ def recall_style_layer(image, config):
             config.set_property("style-layer", layer)
 
 
-def ask_settings(procedure, image, drawables, config) -> bool:
+def ask_settings(procedure, image, drawables, config, options) -> bool:
     """Show the dialog until the settings make sense or the user cancels; True to go on."""
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
     # What a painter needs first, then the rest folded away under "Advanced".
-    dialog.fill_box("advanced-box", ["iterations", "max-size", "preserve-colors", "style-scale",
-                                     "seed", "device"])
+    dialog.fill_box("advanced-box", [option.plugin_name for option in options.DIALOG_OPTIONS
+                                     if option.dialog.advanced])
     dialog.get_label("advanced-label", "_Advanced", False, True)
     dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
-    dialog.fill(["style-source", "style-file", "style-layer", "strength", "quality", "advanced"])
+    dialog.fill(["style-source", "style-file", "style-layer",
+                 *[option.plugin_name for option in options.DIALOG_OPTIONS if not option.dialog.advanced],
+                 "advanced"])
     dialog.set_sensitive_if_in("style-file", None, "style-source", string_values("file"), True)
     dialog.set_sensitive_if_in("style-layer", None, "style-source", string_values("layer"), True)
     add_style_preview(dialog, config)
@@ -174,7 +176,7 @@ def style_thumbnail(config):
         return None  # not an image GdkPixbuf reads: the engine's own check explains it
 
 
-def stylize_layer(image, layer, config, config_file, work_dir):
+def stylize_layer(image, layer, config, config_file, options, work_dir):
     """Export the pixels, run the engine with progress, read the result back (no image changes yet)."""
     width, height = layer.get_width(), layer.get_height()
     content = work_dir / "content.npy"
@@ -186,8 +188,7 @@ def stylize_layer(image, layer, config, config_file, work_dir):
     else:
         style = Path(config.get_property("style-file").get_path())
     output = work_dir / "result.npy"
-    options = {name: config.get_property(name) for name in
-               ("strength", "quality", "iterations", "max-size", "preserve-colors", "style-scale", "seed", "device")}
+    values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
     Gimp.progress_init("Neural Style Transfer")
 
     def on_event(event):
@@ -197,8 +198,8 @@ def stylize_layer(image, layer, config, config_file, work_dir):
         if fraction is not None:
             Gimp.progress_update(fraction)
 
-    nst_bridge.run_engine(config_file, nst_bridge.engine_arguments(options, content, style, output, work_dir),
-                          on_event, work_dir)
+    nst_bridge.run_engine(config_file, nst_bridge.engine_arguments(options, values, content, style, output,
+                                                                   work_dir), on_event, work_dir)
     data, shape = nst_bridge.read_npy(output)
     if shape != (height, width, 4):
         raise nst_bridge.BridgeError(f"the engine returned {shape}, expected {(height, width, 4)}")
@@ -233,6 +234,24 @@ def fail(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
 
 
+def engine_options(config_file):
+    """The engine's options.py (each option's name, range, default, help and dialog label)."""
+    return nst_bridge.load_engine_module(config_file["project"], "options")
+
+
+def add_option_argument(procedure, option, flags):
+    """One engine option as a procedure argument, as options.py declares it for the dialog."""
+    arguments = (option.plugin_name, option.dialog.label, option.help)
+    if option.choices:
+        procedure.add_choice_argument(*arguments, choice(*option.dialog_choices.items()), option.default, flags)
+        return
+    low, high = option.dialog_range
+    if option.type is float:
+        procedure.add_double_argument(*arguments, low, high, option.default, flags)
+    elif option.type is int:
+        procedure.add_int_argument(*arguments, int(low), int(high), option.default, flags)
+
+
 class NeuralStyleTransfer(Gimp.PlugIn):
     def do_set_i18n(self, name):
         return False
@@ -260,24 +279,12 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure.add_layer_argument("style-layer", "Style la_yer", "A layer whose look to copy", True, flags)
         procedure.add_string_aux_argument("style-layer-name", "Style layer name", "The last style layer's name, "
                                           "to find it again on Repeat", "", flags)
-        procedure.add_double_argument("strength", "S_trength", "How strongly the style's strokes and "
-                                      "colours take over (1 = balanced)", 0.1, 10.0, 1.0, flags)
-        procedure.add_choice_argument("quality", "_Quality", "Fast previews, balanced, or best (slower)",
-                                      choice(("fast", "Fast"), ("balanced", "Balanced"), ("best", "Best")),
-                                      "balanced", flags)
-        procedure.add_int_argument("iterations", "_Iterations", "Iterations per scale; 0 uses the quality "
-                                   "setting", 0, 5000, 0, flags)
-        procedure.add_int_argument("max-size", "_Working size", "Longest side the painting is computed at; "
-                                   "bigger layers are upscaled from it (larger is slower)", 64, 8192, 512, flags)
-        procedure.add_choice_argument("preserve-colors", "_Keep colours", "Keep the layer's own colours and "
-                                      "take only the strokes", choice(("none", "No"), ("luminance",
-                                      "Keep the layer's colours"), ("histogram", "Recolour the style")),
-                                      "none", flags)
-        procedure.add_double_argument("style-scale", "Stroke si_ze", "Size of the brush strokes: 2 paints "
-                                      "them twice as big", 0.25, 4.0, 1.0, flags)
-        procedure.add_int_argument("seed", "S_eed", "Same seed, same picture", 0, 2**31 - 1, 0, flags)
-        procedure.add_choice_argument("device", "_Device", "Where to compute: a GPU is much faster",
-                                      choice(("auto", "Automatic"), ("gpu", "GPU"), ("cpu", "CPU")), "auto", flags)
+        try:
+            options = engine_options(nst_bridge.read_config(PLUGIN_DIR)).DIALOG_OPTIONS
+        except nst_bridge.BridgeError:
+            options = ()  # not installed: running says so before any option is needed
+        for option in options:
+            add_option_argument(procedure, option, flags)
         return procedure
 
 

@@ -71,20 +71,11 @@ def read_npy(path: Path) -> tuple[bytes, tuple[int, ...]]:
 
 # --- arguments -------------------------------------------------------------------------------------
 
-def engine_arguments(options: dict, content: Path, style: Path, output: Path, work_dir: Path) -> list[str]:
-    """The engine's CLI arguments for the dialog's options (names as in the PDB)."""
-    argv = [str(content), str(style), "-o", str(output),
-            "--strength", repr(float(options["strength"])),
-            "--preset", options["quality"],
-            "--max-size", str(int(options["max-size"])),
-            "--preserve-colors", options["preserve-colors"],
-            "--style-scale", repr(float(options["style-scale"])),
-            "--seed", str(int(options["seed"])),
-            "--device", options["device"],
+def engine_arguments(options, values: dict, content: Path, style: Path, output: Path, work_dir: Path) -> list[str]:
+    """The engine's CLI arguments for the dialog's values (keyed by plug-in argument name);
+    `options` is the engine's options.py (load_engine_module)."""
+    return [str(content), str(style), "-o", str(output), *options.engine_arguments(values),
             "--progress", "json", "--cleanup-dir", str(work_dir)]
-    if int(options.get("iterations", 0)) > 0:
-        argv += ["--iterations", str(int(options["iterations"]))]
-    return argv
 
 
 def describe_progress(event: dict) -> tuple[float | None, str | None]:
@@ -137,13 +128,16 @@ def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) ->
     return status, error_message
 
 
-def load_client(project: str):
-    """The engine's worker client (stdlib only), loaded by file path: GIMP's Python has no torch."""
-    path = Path(project) / "stylize_core" / "client.py"
-    spec = importlib.util.spec_from_file_location("stylize_worker_client", path)
-    if spec is None or not path.is_file():
-        return None
+def load_engine_module(project: str, name: str):
+    """One of the engine's standard-library modules (client, options), loaded by its file path:
+    GIMP's Python has no torch, so it cannot import the stylize_core package."""
+    path = Path(project) / "stylize_core" / f"{name}.py"
+    if not path.is_file():
+        raise BridgeError(NOT_INSTALLED.format(where=project or "the project folder"))
+    module_name = f"stylize_engine_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -162,7 +156,7 @@ def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], 
         on_event(event)
 
     use_worker = config.get("use_worker", True) and os.name == "posix"
-    client = load_client(config.get("project", "")) if use_worker else None
+    client = load_engine_module(config.get("project", ""), "client") if use_worker else None
     status = None
     if client is not None:
         try:

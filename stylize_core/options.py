@@ -1,0 +1,188 @@
+"""Every option of a stylization, declared once: name, type, default, range or choices, help.
+
+Everything else is derived from this table: the `Settings` dataclass and its
+validation (settings.py), the command line (cli.py), and the GIMP plug-in's
+arguments, dialog and the engine arguments it passes on (the plug-in loads this
+file by its path: GIMP's Python has no torch, so this module is standard library only).
+
+Where the dialog offers less than the engine (a narrower range, fewer choices),
+that is declared here too, in the option's `Dialog`; tests check that every
+dialog value is valid to the engine and means the same there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_SIDE = 16384
+"""Largest output side: beyond it even the memory plan's smallest tiles take too long."""
+MIN_SIDE = 32
+"""VGG19 pools five times: fewer pixels leave relu5_1 without a spatial extent."""
+
+
+@dataclass(frozen=True)
+class Dialog:
+    """How an option appears in the plug-in's dialog (GimpUi.ProcedureDialog)."""
+    label: str
+    """With a mnemonic: the underscored letter is the Alt shortcut."""
+    advanced: bool = False
+    """Folded away under the dialog's "Advanced" expander."""
+    range: tuple[float, float] | None = None
+    """A narrower range than the engine's: what a slider can usefully offer."""
+    choices: dict[str, str] = field(default_factory=dict)
+    """Value -> label, in the dialog's order; a subset of the engine's choices."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    """The `Settings` field; the CLI flag and the plug-in argument use it with '-' for '_'."""
+    type: type
+    """float, int or str (str options take one of `choices`)."""
+    default: object
+    help: str
+    range: tuple[float, float] | None = None
+    """Inclusive bounds; NaN fails them, so does infinity where the bound is finite."""
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    """None is allowed (and is the default): `help` says what None means."""
+    many: bool = False
+    """A list of values (one per style image)."""
+    group: str = "look"
+    """The CLI help's section."""
+    flag: str | None = None
+    """The CLI flag, where it differs from --name."""
+    metavar: str | None = None
+    dialog: Dialog | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def plugin_name(self) -> str:
+        return self.name.replace("_", "-")
+
+    def problem(self, value) -> str | None:
+        """Why `value` is not valid for this option, in words; None when it is."""
+        if value is None:
+            return None if self.optional else f"{self.label_for_errors} is required"
+        values = value if self.many else [value]
+        if self.many and (not isinstance(value, (list, tuple)) or not value):
+            return f"{self.label_for_errors} must be a list of numbers"
+        for item in values:
+            if self.type is str:
+                if not isinstance(item, str):
+                    return f"{self.label_for_errors} must be text, got {item!r}"
+                if self.choices and item not in self.choices:
+                    return f"{self.label_for_errors} must be one of {', '.join(self.choices)}, got {item!r}"
+                continue
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or (
+                    self.type is int and not isinstance(item, int)):
+                kind = "an integer" if self.type is int else "a number"
+                return f"{self.label_for_errors} must be {kind}, got {item!r}"
+            low, high = self.range
+            if not low <= item <= high:
+                return f"{self.label_for_errors} must be between {low:g} and {high:g}, got {item}"
+        return None
+
+    @property
+    def dialog_range(self) -> tuple[float, float] | None:
+        return self.dialog.range or self.range
+
+    @property
+    def dialog_choices(self) -> dict[str, str]:
+        return self.dialog.choices or {value: value for value in self.choices}
+
+    @property
+    def label_for_errors(self) -> str:
+        return self.name.replace("_", " ")
+
+
+QUALITY_ITERATIONS: dict[str, tuple[int, ...]] = {
+    "fast": (80, 40, 12),
+    "balanced": (150, 80, 25),
+    "best": (300, 200, 100),
+}
+"""Iterations per scale, coarsest first, for each `quality`. Coarse scales are cheap (a
+quarter of the pixels per halving), so they get most of the iterations; the finest scale
+only refines detail the coarse ones placed. Measured in benchmarks/quality.py."""
+
+OPTIONS: tuple[Option, ...] = (
+    # The dialog shows its options in this order.
+    Option("strength", float, 1.0,
+           "How strongly the style's strokes and colours take over (1 = balanced)",
+           range=(0.0, 1e4), dialog=Dialog("S_trength", range=(0.1, 10.0))),
+    Option("quality", str, "balanced",
+           "Iterations per scale: fast, balanced or best (slower)",
+           choices=tuple(QUALITY_ITERATIONS), group="quality and size",
+           dialog=Dialog("_Quality", choices={"fast": "Fast", "balanced": "Balanced", "best": "Best"})),
+    Option("iterations", int, 0,
+           "Iterations at every scale; 0 takes them from the quality setting",
+           range=(0, 100000), group="quality and size",
+           dialog=Dialog("_Iterations", advanced=True, range=(0, 5000))),
+    Option("max_size", int, 512,
+           "Longest side the painting is computed at; bigger layers are upscaled from it "
+           "(larger is slower)",
+           range=(MIN_SIDE, MAX_SIDE), group="quality and size", metavar="N",
+           dialog=Dialog("_Working size", advanced=True, range=(64, 8192))),
+    Option("preserve_colors", str, "none",
+           "Keep the content's colours: 'luminance' takes only the style's strokes, 'histogram' "
+           "recolours the style to the content's palette first",
+           choices=("none", "luminance", "histogram"),
+           dialog=Dialog("_Keep colours", advanced=True, choices={
+               "none": "No", "luminance": "Keep the layer's colours", "histogram": "Recolour the style"})),
+    Option("style_scale", float, 1.0,
+           "Size of the brush strokes: 2 paints them twice as big",
+           range=(0.1, 10.0), dialog=Dialog("Stroke si_ze", advanced=True, range=(0.25, 4.0))),
+    Option("seed", int, 0,
+           "Random seed: the same seed gives the same picture",
+           range=(0, 2**63 - 1), group="engine",
+           dialog=Dialog("S_eed", advanced=True, range=(0, 2**31 - 1))),
+    Option("device", str, "auto",
+           "Where to compute: auto = a CUDA GPU, else an Apple GPU (MPS), else the CPU; "
+           "a GPU is much faster",
+           choices=("auto", "gpu", "cuda", "mps", "cpu"), group="engine",
+           dialog=Dialog("_Device", advanced=True, choices={"auto": "Automatic", "gpu": "GPU", "cpu": "CPU"})),
+    # Engine and command line only.
+    Option("content_weight", float, 1.0, "How much of the content's structure to keep", range=(0.0, 1e4)),
+    Option("tv_weight", float, 1.0, "Smoothness: suppresses pixel noise", range=(0.0, 1e4)),
+    Option("style_weights", float, None, "One weight per style image (default: equal)",
+           range=(0.0, 1e4), optional=True, many=True, metavar="W"),
+    Option("size", int, None, "Long side of the output in pixels (default: the content's)",
+           range=(MIN_SIDE, MAX_SIDE), optional=True, group="quality and size", metavar="N"),
+    Option("scales", int, 3, "Coarse-to-fine scales, each half the next", range=(1, 8), group="quality and size"),
+    Option("stall_tolerance", float, 1e-4,
+           "Stop a scale early once its loss improves by less than this fraction over 10 "
+           "iterations (0 never stops early)", range=(0.0, 1.0), group="quality and size"),
+    Option("optimizer", str, "lbfgs", "L-BFGS gives better pictures; Adam uses less memory",
+           choices=("lbfgs", "adam"), group="engine"),
+    Option("init", str, "content", "Start from the content or from noise",
+           choices=("content", "noise"), group="engine"),
+    Option("pooling", str, "max", "VGG pooling", choices=("max", "avg"), group="engine"),
+    Option("precision", str, "auto",
+           "Arithmetic of the VGG passes: auto = bf16 on CUDA GPUs that have it, else fp32 "
+           "(Grams and losses stay fp32)",
+           choices=("auto", "fp32", "bf16", "fp16"), group="engine"),
+    Option("tile_size", int, None,
+           "Optimise scales larger than this in tiles of this size (default: only what would "
+           "not fit in memory)", range=(128, MAX_SIDE), optional=True, group="engine", metavar="N"),
+    Option("memory_limit_mb", int, None,
+           "Plan for at most this much memory (default: what the device has free)",
+           range=(256, 2**24), optional=True, group="engine", flag="--memory-limit", metavar="MB"),
+    Option("weights", str, None,
+           "A VGG19 state dict in torchvision's layout instead of the embedded Caffe weights "
+           "(never downloaded)", optional=True, group="engine", metavar="PATH"),
+)
+
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+DIALOG_OPTIONS: tuple[Option, ...] = tuple(option for option in OPTIONS if option.dialog)
+
+
+def engine_arguments(values: dict) -> list[str]:
+    """The CLI flags for the dialog's values, keyed by plug-in argument name."""
+    argv = []
+    for option in DIALOG_OPTIONS:
+        value = values[option.plugin_name]
+        argv += [option.cli_flag, repr(float(value)) if option.type is float else str(value)]
+    return argv
