@@ -45,11 +45,20 @@ def resize(rgb, size):
 def test_progress_reports_every_iteration_of_every_scale(styled):
     _, events = styled
     steps = [e for e in events if e.stage == "optimize"]
-    assert events[0].stage == "load"
+    assert [e.stage for e in events[:2]] == ["load", "plan"] and "working size" in events[1].message
+    assert events[-1].stage == "done" and events[-1].seconds > 0 and events[-2].stage == "optimize"
     assert steps and steps[-1].fraction == pytest.approx(1.0)
     fractions = [e.fraction for e in steps]
     assert fractions == sorted(fractions)
     assert {e.scales for e in steps} == {1} and steps[-1].total == 30
+
+
+def test_a_failure_is_reported_as_an_error_event_then_raised(style):
+    events = []
+    with pytest.raises(InputError, match="too small"):
+        stylize(Image.new("RGB", (20, 20)), style, Settings(**QUICK), progress=events.append)
+    assert [e.stage for e in events] == ["load", "error"]
+    assert "too small" in events[-1].message and events[-1].exit_code == 2
 
 
 def test_alpha_passes_through_untouched(content, style):
