@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
 from typing import Callable, TextIO
 
-from .errors import InputError, StylizeError
+from .errors import InputError, Interrupted, StylizeError
 from .options import OPTIONS
 from .progress import Reporter, json_lines, terminal_bar
 from .settings import Settings
@@ -74,8 +75,16 @@ def watch_stdin(cleanup_dir: str | None) -> None:
     threading.Thread(target=wait_for_eof, name="stdin-eof-watch", daemon=True).start()
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the run like Ctrl+C does: through the same cleanup, not in the middle of a write."""
+    def stop(signum, frame):
+        raise Interrupted("terminated", 128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    stop_on_sigterm()
     try:
         code = execute(argv, sys.stdout, sys.stderr)
     except BrokenPipeError:
@@ -129,13 +138,16 @@ def reporter(mode: str, out: TextIO, err: TextIO, check: Callable[[], None] | No
 
 
 def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
-    # The engine (and with it torch) is imported only now, so --help and option errors answer at once.
-    from .engine import stylize_picture
-    from .imageio import load_picture, save_picture
+    from .imageio import check_output, load_picture, save_picture
 
     started = time.perf_counter()
-    content = load_picture(args.content, "content image")
-    styles = [load_picture(path, "style image") for path in args.styles]
+    # Everything that can be checked is checked before the expensive part.
+    check_output(args.output, [args.content, *args.styles])
+    memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
+    content = load_picture(args.content, "content image", memory_limit)
+    styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
+    from .engine import stylize_picture
     result = stylize_picture(content, styles, settings, report.callback)
     output = os.path.abspath(args.output)
     report.save(output)

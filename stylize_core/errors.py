@@ -17,3 +17,11 @@ class OutOfMemoryError(StylizeError):
     """The device ran out of memory even after the automatic fallbacks."""
 
     exit_code = 3
+
+
+class Interrupted(StylizeError):
+    """Ctrl+C or SIGTERM: the run stops, and whatever it was writing is removed."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -6,8 +6,10 @@ optional alpha (H, W) that is copied to the output untouched.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -17,9 +19,16 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .errors import InputError, StylizeError
+from .hostmemory import available_bytes
 
 MAX_INPUT_PIXELS = 16384 * 16384
 """Refuse larger images before decoding them (decompression bombs)."""
+DECODE_BYTES_PER_PIXEL = 32
+"""Peak memory of reading one pixel: Pillow's 8-bit decode, its RGB conversion and two float32 copies
+(measured: a 16000x16000 PNG took 7.7 GB, 30 bytes a pixel)."""
+DECODE_MEMORY_SHARE = 0.5
+"""An input may take at most this share of the free memory to decode: the run itself needs the rest."""
+OUTPUT_TYPES = ".png, .jpg, .tif, .webp or .npy"
 
 
 @dataclass
@@ -35,8 +44,12 @@ class Picture:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-def load_picture(source, what: str = "image") -> Picture:
-    """A Picture from a path, a PIL image, or a numpy array (H, W, 3|4), uint8/uint16/float."""
+def load_picture(source, what: str = "image", memory_limit: int | None = None) -> Picture:
+    """A Picture from a path, a PIL image, or a numpy array (H, W, 3|4), uint8/uint16/float.
+
+    A file whose decode would take more than memory_limit bytes (default: a share of the
+    free memory) is refused from its header, before it is decoded.
+    """
     if isinstance(source, Picture):
         return source
     if isinstance(source, Image.Image):
@@ -44,15 +57,13 @@ def load_picture(source, what: str = "image") -> Picture:
     if isinstance(source, np.ndarray):
         return _from_array(source, what)
     path = Path(source)
-    if not path.exists():
-        raise InputError(f"{what} not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{what} is a folder, not an image: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"{what} is an empty file: {path}")
+    _check_readable_file(path, what)
+    budget = memory_limit if memory_limit is not None else int(available_bytes() * DECODE_MEMORY_SHARE)
     if path.suffix.lower() == ".npy":
         try:
-            array = np.load(path, allow_pickle=False)
+            header = np.load(path, mmap_mode="r", allow_pickle=False)
+            _check_decode_memory(header.shape[1::-1] if header.ndim >= 2 else (0, 0), budget, what, path)
+            array = np.array(header)
         except (ValueError, OSError, EOFError) as error:
             raise InputError(f"{what} is not a valid .npy array: {path} ({error})") from None
         return _from_array(array, f"{what} {path}")
@@ -61,6 +72,7 @@ def load_picture(source, what: str = "image") -> Picture:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
             with Image.open(path) as image:
+                _check_decode_memory(image.size, budget, what, path)
                 image.load()
                 return _from_pil(image, f"{what} {path}")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -72,6 +84,33 @@ def load_picture(source, what: str = "image") -> Picture:
         raise InputError(f"{what} cannot be read (permission denied): {path}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{what} is corrupt or truncated: {path} ({error})") from None
+
+
+def _check_readable_file(path: Path, what: str) -> None:
+    """A regular, non-empty, readable file; anything else (a folder, a FIFO that would block) is refused."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as error:
+        raise InputError(f"{what} cannot be read ({error.strerror}): {path}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{what} is a folder, not an image: {path}")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{what} is not a regular file (a pipe or a device?): {path}")
+    if info.st_size == 0:
+        raise InputError(f"{what} is an empty file: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} cannot be read (permission denied): {path}")
+
+
+def _check_decode_memory(size: tuple[int, int], budget: int, what: str, path: Path) -> None:
+    width, height = size
+    needed = width * height * DECODE_BYTES_PER_PIXEL
+    if needed > budget:
+        raise InputError(f"{what} is too large for the memory there is: {width}x{height} pixels need about "
+                         f"{needed / 2**30:.1f} GB to read, {budget / 2**30:.1f} GB can be spared: "
+                         f"scale it down first: {path}")
 
 
 def _from_pil(image: Image.Image, what: str) -> Picture:
@@ -117,6 +156,8 @@ def _from_array(array: np.ndarray, what: str) -> Picture:
         raise InputError(f"{what} must be an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
     if array.shape[0] * array.shape[1] > MAX_INPUT_PIXELS:
         raise InputError(f"{what} is too large ({array.shape[1]}x{array.shape[0]})")
+    if array.size == 0:
+        raise InputError(f"{what} has no pixels (shape {array.shape})")
     if array.dtype == np.uint8:
         values = array.astype(np.float32) / 255.0
     elif array.dtype == np.uint16:
@@ -165,39 +206,96 @@ def _umask() -> int:
     return mask
 
 
-def save_picture(picture: Picture, path) -> Path:
-    """Write atomically (temp file in the same folder, then rename): never a half-written file."""
+def check_output(path, inputs=()) -> Path:
+    """Refuse, before any work, an output that cannot be written or would destroy an input."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"the output is a folder: give a file name in it, e.g. {path / 'result.png'}")
     if not folder.is_dir():
-        raise InputError(f"output folder does not exist: {folder}")
+        raise InputError(f"output folder does not exist: {folder} (create it, or write elsewhere)")
+    for source in inputs:
+        if isinstance(source, (str, os.PathLike)) and _same_file(path, Path(source)):
+            raise InputError(f"the output would overwrite the input {source}: choose another output name")
     suffix = path.suffix.lower()
-    if suffix != ".npy" and suffix[1:] not in _writable_extensions():
-        raise InputError(f"cannot write images of type {suffix or '(none)'}: {path} "
-                         "(use .png, .jpg, .tif, .webp or .npy)")
-    handle, temp_name = tempfile.mkstemp(prefix=".stylize-", suffix=suffix, dir=folder)
+    if suffix != ".npy":
+        if suffix[1:] not in _writable_extensions():
+            raise InputError(f"cannot write images of type {suffix or '(none)'}: {path} (use {OUTPUT_TYPES})")
+        try:  # some of Pillow's writers take only some pictures (BLP, say): try one on a tiny one
+            _encode(Picture(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), np.float32)), io.BytesIO(), suffix)
+        except (ValueError, KeyError, OSError):
+            raise InputError(f"cannot write images of type {suffix}: {path} (use {OUTPUT_TYPES})") from None
+    try:  # writable for real (a read-only mount, a folder of another user's): make and drop a file
+        handle, probe = tempfile.mkstemp(prefix=".stylize-", suffix=suffix, dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(f"cannot write in the output folder {folder} ({error.strerror or error}): "
+                         "choose another folder") from None
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
     try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def _encode(picture: Picture, stream, suffix: str) -> None:
+    if suffix == ".npy":
+        np.save(stream, to_array(picture))
+        return
+    image = to_pil(picture)
+    if suffix in (".jpg", ".jpeg") and image.mode == "RGBA":
+        image = image.convert("RGB")  # JPEG has no alpha
+    image.save(stream, format=Image.registered_extensions()[suffix],
+               **({"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}))
+
+
+def save_picture(picture: Picture, path) -> Path:
+    """Write atomically: a temporary file in the same folder, flushed to the disk, then renamed over
+    the output. Whatever happens (an error, a full disk, Ctrl+C, SIGTERM), the output is either the
+    old file untouched or the new one complete, and no temporary file is left behind."""
+    path = Path(path)
+    check_output(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    temp_name = None
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=".stylize-", suffix=path.suffix.lower(), dir=folder)
         with os.fdopen(handle, "wb") as stream:
-            if suffix == ".npy":
-                np.save(stream, to_array(picture))
-            else:
-                image = to_pil(picture)
-                if suffix in (".jpg", ".jpeg") and image.mode == "RGBA":
-                    image = image.convert("RGB")  # JPEG has no alpha
-                image.save(stream, format=Image.registered_extensions()[suffix],
-                           **({"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}))
+            _encode(picture, stream, path.suffix.lower())
+            stream.flush()
+            os.fsync(stream.fileno())
         os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes it private; an output is a normal file
         os.replace(temp_name, path)
+        temp_name = None
+        _sync_folder(folder)
     except PermissionError:
-        _remove_quietly(temp_name)
         raise InputError(f"cannot write the output (permission denied): {path}") from None
     except OSError as error:
-        _remove_quietly(temp_name)
-        raise StylizeError(f"cannot write the output {path}: {error.strerror or error}") from None
-    except BaseException:
-        _remove_quietly(temp_name)
-        raise
+        advice = ": free some space or write elsewhere" if error.errno == errno.ENOSPC else ""
+        raise StylizeError(f"cannot write the output {path}: {error.strerror or error}{advice}") from None
+    except (ValueError, KeyError) as error:  # an encoder that refused this picture
+        raise StylizeError(f"cannot write the output {path}: {error}") from None
+    finally:
+        if temp_name is not None:
+            _remove_quietly(temp_name)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); where folders cannot be opened, there is nothing to do."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _writable_extensions() -> set[str]:

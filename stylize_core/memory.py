@@ -13,10 +13,11 @@ benchmarks/big_layer.py print the measured peaks next to these estimates):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
+
+from .hostmemory import available_bytes
 
 ACTIVATION_BYTES_PER_PIXEL = 2600
 MIXED_PRECISION_FACTOR = 0.6
@@ -58,17 +59,7 @@ def free_bytes(device: torch.device) -> int:
         return free + torch.cuda.memory_reserved(device)  # what our own cache holds is ours to reuse
     if device.type == "mps":
         return int(torch.mps.recommended_max_memory())
-    return _available_system_memory()
-
-
-def _available_system_memory() -> int:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
-        return pages * os.sysconf("SC_PAGE_SIZE") if pages else 8 * 2**30
+    return available_bytes()
 
 
 @dataclass
