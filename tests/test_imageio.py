@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize_core.errors import InputError
+from stylize_core.errors import InputError, StylizeError
 from stylize_core.imageio import Picture, load_picture, save_picture
 from helpers import CONTENT
 
@@ -130,3 +130,25 @@ def test_saved_file_has_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("suffix", [".png", ".npy"])
+def test_a_failure_during_the_write_leaves_the_old_file_whole(tmp_path, monkeypatch, suffix):
+    """The encoder has written half the file when the disk fills up: the old output stays as it was."""
+    import errno
+    from stylize_core import imageio
+    old = os.urandom(5000)
+    (tmp_path / f"out{suffix}").write_bytes(old)
+
+    encode = imageio._encode
+
+    def half_then_full_disk(picture, stream, suffix):
+        if isinstance(stream, io.BytesIO):  # the check that the type can be written at all
+            return encode(picture, stream, suffix)
+        stream.write(b"\x89PNG half of a picture")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(imageio, "_encode", half_then_full_disk)
+    with pytest.raises(StylizeError, match="No space left on device: free some space or write elsewhere"):
+        save_picture(Picture(np.zeros((4, 4, 3), np.float32)), tmp_path / f"out{suffix}")
+    assert (tmp_path / f"out{suffix}").read_bytes() == old
+    assert os.listdir(tmp_path) == [f"out{suffix}"]

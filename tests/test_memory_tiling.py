@@ -71,3 +71,23 @@ def test_low_memory_limit_makes_a_smaller_working_size_or_tiles():
             progress=events.append)
     plan = next(e.message for e in events if e.stage == "plan")
     assert "256x192, whole" not in plan
+
+
+def test_the_tile_grid_moves_every_iteration(monkeypatch):
+    """Seams never settle: each evaluation cuts the image at a new random offset."""
+    from stylize_core import tiling
+    from helpers import example_objective
+    objective, content = example_objective((200, 150), torch.device("cpu"))
+    offsets = []
+    original = tiling.tile_boxes
+
+    def recording(height, width, tile, offset_y=0, offset_x=0):
+        offsets.append((offset_y, offset_x))
+        return original(height, width, tile, offset_y, offset_x)
+    monkeypatch.setattr(tiling, "tile_boxes", recording)
+    tiled = tiling.TiledObjective(objective, content, 128, torch.Generator().manual_seed(0))
+    image = content.clone().requires_grad_(True)
+    image.grad = torch.zeros_like(image)
+    for _ in range(4):
+        tiled.evaluate(image)
+    assert len(set(offsets)) == 4 and all(0 <= v < 64 for pair in offsets for v in pair)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-transfer"
 sys.path.insert(0, str(PLUGIN))
@@ -117,7 +118,11 @@ def test_child_run_streams_progress_and_reports_errors(job):
                                        folder / "s.png", folder / "out.png", work)
     config = {"python": sys.executable, "project": str(PLUGIN.parent.parent), "use_worker": False}
     nst_bridge.run_engine(config, argv, events.append, work)
-    assert (folder / "out.png").exists() and events[-1]["stage"] == "done"
+    assert events[-1]["stage"] == "done"
+    # "Keep colours: keep the layer's colours" reached the engine: the result has the layer's chroma.
+    yiq = np.array([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]])
+    chroma = lambda path: (np.asarray(Image.open(path).convert("RGB"), np.float32) / 255 @ yiq)[..., 1:]
+    assert np.abs(chroma(folder / "out.png") - chroma(folder / "c.png")).mean() < 0.02
     argv[1] = str(folder / "missing.png")
     with pytest.raises(nst_bridge.BridgeError, match="style image not found"):
         nst_bridge.run_engine(config, argv, events.append, work)
