@@ -240,10 +240,12 @@ def python_works(python: Path) -> bool:
 
 
 def has_module(python: Path, module: str) -> bool:
-    """find_spec only locates the module: asking about torch this way does not import it."""
+    """find_spec only locates the module: asking about torch this way does not import it.
+    -I keeps the working directory off sys.path: run from the checkout, `python -c` would
+    otherwise find the checkout's stylize_core/ whether the venv has it installed or not."""
     code = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({module!r}) else 1)"
     try:
-        return subprocess.run([str(python), "-c", code], stdout=subprocess.DEVNULL,
+        return subprocess.run([str(python), "-I", "-c", code], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, timeout=60).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -62,6 +62,10 @@ def make_fake_venv(folder: Path) -> Path:
 def make_fake_checkout(folder: Path, version: str = "9.8.7") -> Path:
     folder.mkdir(parents=True)
     shutil.copy2(INSTALL_PY, folder / "install.py")
+    # An engine folder that is not installed in any venv: install.py runs from here, and must not
+    # take the folder in its working directory for an installed engine.
+    (folder / "stylize_core").mkdir()
+    (folder / "stylize_core" / "__init__.py").write_text("raise ImportError('not installed')\n")
     (folder / "pyproject.toml").write_text(f'[build-system]\nrequires = []\n\n[project]\nname = "stylize-core"\n'
                                            f'version = "{version}"\n')
     make_plugin_source(folder / "plugin" / "neural-style-transfer")
