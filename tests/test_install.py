@@ -291,14 +291,60 @@ def test_uninstall_keeps_files_it_did_not_install(tmp_path):
     assert (folder / "pkg" / "notes").is_dir()
 
 
-def test_uninstall_without_manifest_removes_nothing_and_explains(tmp_path):
+def test_uninstall_without_manifest_removes_nothing_and_says_why(tmp_path):
+    """A copy made by hand, or what a first uninstall left: nothing is known to be ours."""
     folder = tmp_path / "gimp" / "plug-ins" / "neural-style-transfer"
     folder.mkdir(parents=True)
     (folder / "neural-style-transfer.py").write_text("copied by hand")
-    with pytest.raises(console.InstallError) as caught:
-        plugin_files.uninstall_plugin(tmp_path / "gimp")
-    assert "install-manifest.json" in caught.value.problem and "by hand" in caught.value.fix
+    outcome = plugin_files.uninstall_plugin(tmp_path / "gimp")
+    assert outcome.startswith("nothing to remove") and "install-manifest.json" in outcome
+    assert "neural-style-transfer.py" in outcome and "by hand" in outcome
     assert (folder / "neural-style-transfer.py").exists()
+
+
+def test_reinstall_refuses_to_overwrite_a_file_the_user_made(tmp_path):
+    """A file that the new version brings, and that the user had made there: it stays the user's."""
+    source, profile, folder = install_fake(tmp_path)
+    (folder / "nst_new.py").write_text("the user's")
+    (source / "nst_new.py").write_text("the plug-in's")
+    before = {name: (folder / name).read_bytes() for name in installed_names(folder)}
+    with pytest.raises(console.InstallError) as caught:
+        plugin_files.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.4",
+                                    source=source)
+    assert str(folder / "nst_new.py") in caught.value.problem and "move" in caught.value.fix
+    assert {name: (folder / name).read_bytes() for name in installed_names(folder)} == before
+
+
+def link_out_of_the_plugin_folder(tmp_path, folder: Path) -> Path:
+    """Replace the installed pkg/ and __pycache__/ by links to a folder of someone else's files."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "__pycache__").mkdir(parents=True)
+    (elsewhere / "__init__.py").write_text("not the plug-in's")
+    (elsewhere / "__pycache__" / "nst_helpers.cpython-312.pyc").write_bytes(b"not GIMP's")
+    shutil.rmtree(folder / "pkg")
+    (folder / "pkg").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "__pycache__").symlink_to(elsewhere / "__pycache__", target_is_directory=True)
+    return elsewhere
+
+
+def test_uninstall_does_not_follow_a_link_out_of_the_plugin_folder(tmp_path):
+    _, profile, folder = install_fake(tmp_path)
+    elsewhere = link_out_of_the_plugin_folder(tmp_path, folder)
+    outcome = plugin_files.uninstall_plugin(profile)
+    assert (elsewhere / "__init__.py").read_text() == "not the plug-in's"
+    assert (elsewhere / "__pycache__" / "nst_helpers.cpython-312.pyc").read_bytes() == b"not GIMP's"
+    assert "pkg/__init__.py" in outcome and "link" in outcome
+    assert not (folder / "nst_helpers.py").exists()  # what is really in the folder goes
+
+
+def test_install_does_not_write_through_a_link_out_of_the_plugin_folder(tmp_path):
+    source, profile, folder = install_fake(tmp_path)
+    elsewhere = link_out_of_the_plugin_folder(tmp_path, folder)
+    with pytest.raises(console.InstallError) as caught:
+        plugin_files.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.3",
+                                    source=source)
+    assert str(folder / "pkg" / "__init__.py") in caught.value.problem and "link" in caught.value.problem
+    assert (elsewhere / "__init__.py").read_text() == "not the plug-in's"
 
 
 def test_manifest_entries_cannot_leave_the_plugin_folder(tmp_path):
@@ -487,6 +533,18 @@ def test_full_install_runs_every_step_in_order(tmp_path, monkeypatch, capsys):
     assert config["python"] == str(venv / "bin/python") and config["project"] == str(cli.CHECKOUT)
 
 
+def test_full_install_refuses_before_pip_when_a_plugin_file_is_the_users(tmp_path, monkeypatch, capsys):
+    venv, home, commands = fake_full_install(tmp_path, monkeypatch)
+    folder = home / ".config/GIMP/3.0/plug-ins/neural-style-transfer"
+    folder.mkdir(parents=True)
+    (folder / "nst_bridge.py").write_text("my own bridge")
+    assert cli.main(["--venv", str(venv)]) == 1
+    err = capsys.readouterr().err
+    assert str(folder / "nst_bridge.py") in err and "fix:" in err
+    assert commands == []  # refused in the first step, before pip ran
+    assert installed_names(folder) == {"nst_bridge.py"} and (folder / "nst_bridge.py").read_text() == "my own bridge"
+
+
 def test_full_install_without_gimp_still_succeeds_and_says_why(tmp_path, monkeypatch, capsys):
     venv, home, _ = fake_full_install(tmp_path, monkeypatch)
     assert cli.main(["--venv", str(venv), "--skip-check"]) == 0
@@ -560,6 +618,50 @@ def test_plugin_only_installs_into_discovered_profiles_and_uninstalls(tmp_path):
     assert result.returncode == 0, result.stderr
     assert not (native / "plug-ins/neural-style-transfer").exists()
     assert not (flatpak / "plug-ins/neural-style-transfer").exists()
+
+
+def test_plugin_only_never_overwrites_the_users_files(tmp_path):
+    """The user's own nst_bridge.py and stylize-config.json in the plug-in folder, no manifest:
+    one message names them, nothing changes in any profile, and --uninstall keeps them."""
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    clean, taken = tmp_path / "gimp-a", tmp_path / "gimp-b"
+    folder = taken / "plug-ins" / "neural-style-transfer"
+    folder.mkdir(parents=True)
+    mine = {"nst_bridge.py": "# my own bridge\n", "stylize-config.json": '{"python": "/my/python"}\n'}
+    for name, text in mine.items():
+        (folder / name).write_text(text)
+
+    result = run_cli(checkout, "--plugin-only", "--venv", str(venv), "--gimp-dir", str(clean),
+                     "--gimp-dir", str(taken), home=tmp_path / "home")
+    assert_clean_failure(result)
+    assert result.stderr.count("error:") == 1 and "move" in result.stderr
+    for name in mine:
+        assert str(folder / name) in result.stderr
+    assert not clean.exists()
+    assert {name: (folder / name).read_text() for name in installed_names(folder)} == mine
+
+    result = run_cli(checkout, "--uninstall", "--gimp-dir", str(taken), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert {name: (folder / name).read_text() for name in installed_names(folder)} == mine
+
+
+def test_uninstall_twice_succeeds_and_says_what_was_left(tmp_path):
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    profile, home = tmp_path / "gimp", tmp_path / "home"
+    folder = profile / "plug-ins" / "neural-style-transfer"
+    result = run_cli(checkout, "--plugin-only", "--venv", str(venv), "--gimp-dir", str(profile), home=home)
+    assert result.returncode == 0, result.stderr
+    (folder / "my-notes.txt").write_text("the user's")
+
+    first = run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home)
+    second = run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home)
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert "other files were left" in first.stdout and "my-notes.txt" in first.stdout
+    assert "nothing to remove" in second.stdout and "install-manifest.json" in second.stdout
+    assert "my-notes.txt" in second.stdout
+    assert installed_names(folder) == {"my-notes.txt"}
 
 
 def test_remove_venv_refuses_a_venv_install_py_did_not_create(tmp_path):

@@ -90,7 +90,7 @@ def run_install(args: argparse.Namespace) -> int:
         preflight.check_python_version()
         say(f"    Python {sys.version.split()[0]} ({sys.executable})")
         if not args.no_plugin:
-            plugin_files.plugin_files(PLUGIN_SOURCE)  # fail now, not after a long pip run
+            check_plugin_folders(gimp_profiles_for(args)[0])  # fail now, not after a long pip run
         reuse = venv_setup.python_works(python)
         if not reuse:
             preflight.check_venv_support()
@@ -159,6 +159,7 @@ def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path
             raise InstallError(problem, fix)
         warn(f"the engine is installed, but the plug-in is not: {problem}\n{fix}")
         return False
+    check_plugin_folders(profiles)
     for profile in profiles:
         if chosen and not profile.exists():
             note(f"{profile} does not exist yet; creating it (GIMP fills in the rest when it starts)")
@@ -168,6 +169,14 @@ def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path
             note(gimp_profiles.flatpak_note(CHECKOUT, venv, python))
     say(f"    Restart GIMP, then {MENU_PATH}")
     return True
+
+
+def check_plugin_folders(profiles: list[Path]) -> None:
+    """Check every profile before writing to any: a file in one that is not ours stops the
+    install with nothing changed anywhere (and fails on an incomplete plug-in source)."""
+    names = plugin_files.installed_names(PLUGIN_SOURCE)
+    for profile in profiles:
+        plugin_files.check_only_ours(plugin_files.plugin_folder(profile), names)
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
