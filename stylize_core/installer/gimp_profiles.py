@@ -1,0 +1,102 @@
+"""Where GIMP 3 keeps its user profile on each platform (Flatpak included), what to say when
+there is none, and what a Flatpak GIMP needs to start the engine from its sandbox."""
+
+import json
+import os
+from pathlib import Path
+
+from .paths import is_inside, unique
+from .plugin_files import PLUGIN_ENTRY, plugin_bridge
+
+GIMP_VERSIONS = ("3.0", "3.2")
+FLATPAK_APP = "org.gimp.GIMP"
+
+def gimp_profile_candidates(platform: str, env: dict, home: Path) -> list[Path]:
+    """Every folder GIMP 3 may use as its user profile on this platform, most specific first.
+
+    A pure function of its arguments, so that it can be tested for every platform on any
+    machine. `platform` is sys.platform ("linux", "darwin", "win32"); Flatpak counts as Linux.
+    """
+    home = Path(home)
+    candidates: list[Path] = []
+    if env.get("GIMP3_DIRECTORY"):
+        # GIMP's own override of the profile folder: the folder itself, no version below it.
+        candidates.append(Path(env["GIMP3_DIRECTORY"]))
+    if platform == "darwin":
+        bases = [home / "Library" / "Application Support" / "GIMP"]
+    elif platform == "win32":
+        appdata = env.get("APPDATA") or str(home / "AppData" / "Roaming")
+        bases = [Path(appdata) / "GIMP"]
+    else:
+        config_home = env.get("XDG_CONFIG_HOME") or str(home / ".config")
+        # Inside its sandbox Flatpak GIMP sets its own XDG_CONFIG_HOME, whatever the host's is.
+        bases = [Path(config_home) / "GIMP",
+                 home / ".var" / "app" / FLATPAK_APP / "config" / "GIMP"]
+    for base in bases:
+        candidates.extend(base / version for version in GIMP_VERSIONS)
+    return unique(candidates)
+
+
+def discover_gimp_profiles(platform: str, env: dict, home: Path) -> list[Path]:
+    """The candidates that exist: GIMP makes its profile folder the first time it starts."""
+    return [path for path in gimp_profile_candidates(platform, env, home) if path.is_dir()]
+
+
+def is_flatpak_profile(profile: Path, home: Path) -> bool:
+    return (Path(home) / ".var" / "app" / FLATPAK_APP) in Path(profile).parents
+
+
+# Where GIMP 3 keeps user plug-ins, for people who copy the folder by hand.
+MANUAL_PLUGIN_FOLDERS = [
+    ("Linux", "~/.config/GIMP/3.0/plug-ins/"),
+    ("Linux, Flatpak", "~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/"),
+    ("macOS", "~/Library/Application Support/GIMP/3.0/plug-ins/"),
+    ("Windows", "%APPDATA%\\GIMP\\3.0\\plug-ins\\"),
+]
+
+
+def gimp_not_found_help(platform: str, env: dict, home: Path, source: Path, python: Path,
+                        checkout: Path, version: str) -> tuple[str, str]:
+    """(problem, fix) for "no GIMP 3 profile": what was looked for, and three ways out."""
+    places = "\n".join(f"  {path}" for path in gimp_profile_candidates(platform, env, home))
+    problem = f"no GIMP 3 profile folder found; looked for:\n{places}"
+    by_hand = "\n".join(f"  {system + ':':16} {folder}" for system, folder in MANUAL_PLUGIN_FOLDERS)
+    bridge = plugin_bridge(source)
+    config = json.dumps(bridge.make_config(str(python), str(checkout), version))
+    fix = ("GIMP creates its profile folder the first time it starts: start GIMP 3 once, quit it, and run "
+           "install.py again.\n"
+           "Or name the profile folder (the one above the plug-ins folder that GIMP lists in Edit \u203a "
+           "Preferences \u203a Folders \u203a Plug-ins): "
+           "python3 install.py --plugin-only --gimp-dir DIR\n"
+           f"Or copy {source} by hand into GIMP's plug-ins folder (3.2 instead of 3.0 for GIMP 3.2):\n"
+           f"{by_hand}\n"
+           f"and put a file {bridge.CONFIG_NAME} beside {PLUGIN_ENTRY} containing:\n  {config}")
+    return problem, fix
+
+
+def flatpak_note(checkout: Path, venv: Path, python: Path) -> str:
+    """Advice, not an error: whether the sandbox sees these folders depends on the user's
+    Flatpak permissions, which we cannot read reliably from outside."""
+    real_python = Path(os.path.realpath(python))
+    # The folders the plug-in needs: the project, the venv, and the Python the venv links to.
+    needed = [Path(os.path.realpath(checkout)), Path(os.path.realpath(venv)), real_python.parent.parent]
+    system_python = is_system_path(real_python)
+    folders: list[Path] = []
+    for folder in needed:
+        if is_system_path(folder) or any(is_inside(folder, kept) for kept in folders):
+            continue
+        folders = [kept for kept in folders if not is_inside(kept, folder)] + [folder]
+    commands = "\n".join(f"  flatpak override --user --filesystem={folder} {FLATPAK_APP}" for folder in folders)
+    text = ("Flatpak GIMP runs plug-ins inside its sandbox, so it must be able to start "
+            f"{python}. GIMP's Flatpak usually has access to your files already; if the plug-in says "
+            f"it cannot start the engine, run:\n{commands}")
+    if system_python:
+        text += (f"\nThe environment's python is {real_python}, and inside the sandbox /usr is GIMP's own "
+                 "runtime, not your system: create the environment with a Python installed in your home "
+                 "folder (e.g. pyenv, or `uv python install`), or use GIMP from your distribution instead.")
+    return text
+
+
+def is_system_path(path: Path) -> bool:
+    """Paths that Flatpak replaces by the runtime's own inside the sandbox."""
+    return any(is_inside(path, Path(root)) for root in ("/usr", "/bin", "/lib", "/lib64", "/sbin"))
