@@ -307,8 +307,9 @@ def assert_channels_last(recorder: Recorder, precision: str) -> None:
         # Without a GPU the fake bf16 convolutions answer NCHW (their memory format is chosen by
         # asking the device); benchmarks/gpu_check.sh checks the real layout on a GPU.
         return
-    # conv1_1 sees the replicate-padded 3-channel image (padding gives NCHW; cuDNN converts
-    # that small tensor); every later convolution must get channels-last activations.
+    # conv1_1 sees the replicate-padded 3-channel image, which fake tensors give as NCHW
+    # (replicate padding's meta function; the real kernel may differ: gpu_check.sh's layout
+    # step reports it). Every later convolution must get channels-last activations.
     later = [conv for conv in recorder.convs if conv["in_channels"] != 3]
     assert later and all(conv["input_channels_last"] for conv in later), \
         Counter(conv["input_channels_last"] for conv in later)
