@@ -4,10 +4,15 @@ One GIMP session plays a painter's afternoon, in order: open Filters > Artistic 
 Neural Style Transfer from the menu, choose a style file in the dialog's file chooser,
 run; Ctrl+Z, Ctrl+Y; Filters > Re-Show Last, switch to a style layer picked in the
 layer chooser, run; start a long run and press the progress bar's Cancel button.
-The tests below check what each step left. Screenshots go to artifacts/gui/.
+The tests below check what each step left. The session runs in GIMP 3.0 and in 3.2;
+screenshots go to artifacts/gui/<version>/. The two differ in places: 3.2 shows the
+dialog's short choices (style source, quality) as radio buttons where 3.0 has combo
+boxes, titles the layer chooser differently and moves the status bar's Cancel button,
+so windows are found by what they are and buttons by keyboard or by what they show.
 """
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from gimp_runner import CHECKOUT, install_plugin, require_gimp, venv_paths  # noqa: E402
+from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, venv_paths  # noqa: E402
 from gui_session import GimpWindow  # noqa: E402
 
 pytestmark = pytest.mark.gimp
@@ -38,11 +43,13 @@ def wait_for(window: GimpWindow, condition, timeout: float, what: str) -> dict:
         time.sleep(0.5)
 
 
-def engine_busy_ticks(window: GimpWindow, seconds: float) -> int:
-    """CPU ticks the engine processes used over `seconds` (0 when idle or gone)."""
+def engine_busy_ticks(window: GimpWindow, seconds: float, seen: dict) -> int:
+    """CPU ticks the session's engine processes used over `seconds` (0 when idle or gone);
+    their pids are added to seen["engine_pids"]."""
     before = {pid: p["ticks"] for pid, p in window.ask()["engines"].items()}
     time.sleep(seconds)
     after = {pid: p["ticks"] for pid, p in window.ask()["engines"].items()}
+    seen.setdefault("engine_pids", []).extend(int(pid) for pid in {*before, *after})
     return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
 
 
@@ -67,12 +74,18 @@ def set_iterations(window: GimpWindow, dialog: str, iterations: int) -> None:
 
 
 def choose_style_layer(window: GimpWindow, dialog: str) -> None:
+    """Picks the hidden "painting" in GIMP's layer chooser, with the keyboard.
+
+    The chooser is the window titled "Choose..." that the Style layer button opens
+    ("Choose drawable: Style layer" in GIMP 3.0, "Choose item: Style layer" in 3.2). In
+    both it opens with the focus in its list of images; two Tabs lead through the Layers
+    tab into this image's layers, Home picks the first row (the top layer), Alt+O is OK."""
     window.focus(dialog)
-    window.keys("alt+y")  # the "Style layer" button opens GIMP's layer chooser
-    chooser = window.wait_window("^Choose drawable")
-    # The chooser lists this image's layers, the hidden "painting" first: click it, then OK.
-    window.click_in(chooser, 325, 82)
-    window.click_in(chooser, 298, 299)
+    before = tuple(window.windows())
+    window.keys("alt+y")  # the "Style layer" button
+    chooser = window.wait_window("^Choose", besides=before)
+    window.focus(chooser)
+    window.keys("Tab", "Tab", "Home", "alt+o")
     assert window.window_gone(chooser), "the layer chooser did not close"
 
 
@@ -80,6 +93,29 @@ def screen_region(screenshot: Path, box: tuple[int, int, int, int]):
     from PIL import Image
     with Image.open(screenshot) as picture:
         return picture.convert("RGB").crop(box)
+
+
+def cancel_button(window: GimpWindow, main: str, idle: Path, running: Path) -> tuple[int, int]:
+    """Where the Cancel button of the image window's status bar is, inside `main`: it shows
+    only during a run, at the right of the progress bar, so it is the rightmost group of
+    status-bar columns that differ between a screenshot without a run and one during it
+    (GIMP 3.0 and 3.2 place it differently)."""
+    from PIL import ImageChops
+    x, y, width, height = window.geometry(main)
+    box = (x, y + height - 32, x + width, y + height - 2)
+    changed = ImageChops.difference(screen_region(idle, box), screen_region(running, box)).convert("L")
+    columns = [column for column in range(changed.width)
+               if changed.crop((column, 0, column + 1, changed.height)).getextrema()[1] > 24]
+    groups = []
+    for column in columns:
+        if groups and column - groups[-1][1] <= 12:
+            groups[-1][1] = column
+        else:
+            groups.append([column, column])
+    if not groups:
+        raise RuntimeError("no Cancel button appeared in the status bar")
+    left, right = groups[-1]
+    return (left + right) // 2, height - 18
 
 
 def thumbnail_colours(window: GimpWindow, dialog: str, screenshot: Path) -> int:
@@ -99,35 +135,57 @@ def run_styled(window: GimpWindow, dialog: str, dialog_shot: str, result_shot: s
     """Screenshots the filled-in dialog, presses OK and waits for the new layer.
 
     Returns the thumbnail's distinct colours and the image's facts after the run."""
-    colours = thumbnail_colours(window, dialog, window.screenshot(SHOTS / dialog_shot))
+    colours = thumbnail_colours(window, dialog, window.screenshot(dialog_shot))
     press_ok(window, dialog)
     facts = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
                      f"the {what} run did not add its layer")
-    window.screenshot(SHOTS / result_shot)
+    window.screenshot(result_shot)
     return colours, facts
 
 
-@pytest.fixture(scope="module")
-def afternoon(tmp_path_factory):
-    """Runs the whole session; returns what each step saw, keyed by step."""
-    root = require_gimp()
-    work = tmp_path_factory.mktemp("gimp-gui")
-    profile = work / "profile"
+def start_decoy(busy: bool) -> subprocess.Popen:
+    """Someone else's stylization beside the test: a process whose command line names
+    stylize_core, started outside GIMP (so without the session's marker). A busy one
+    spins on the CPU like an engine; the test must not count it as the plug-in's engine."""
+    code = ("import sys, time\nend = time.monotonic() + 600\n"
+            "while time.monotonic() < end:\n    time.sleep(0 if sys.argv[1] == 'busy' else 1)\n")
+    return subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", code, "busy" if busy else "idle",
+                             "-m", "stylize_core", "decoy"], start_new_session=True)
+
+
+def stop_decoy(decoy: subprocess.Popen) -> None:
+    decoy.kill()
+    decoy.wait()
+
+
+@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
+def afternoon(request, tmp_path_factory):
+    """Runs the whole session in GIMP `version`; returns what each step saw, keyed by step.
+    Screenshots, GIMP's log and session.json land in artifacts/gui/<version>/."""
+    version = request.param
+    session = new_session(version, tmp_path_factory.mktemp(f"gimp{version}-gui-"))
     venv = CHECKOUT / ".venv"
-    config = install_plugin(profile, venv, worker_idle_timeout=60)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    window = GimpWindow(root, profile, [CHECKOUT, work, *venv_paths(venv)],
-                        {"examples": str(CHECKOUT / "examples")}, CHECKOUT / "tests" / "gimp" / "gui_driver.py")
-    seen = {}
+    config = install_plugin(session.profile, venv, worker_idle_timeout=60)
+    shots = SHOTS / version
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.iterdir():
+        old.unlink()
+    window = GimpWindow(session, [CHECKOUT, *venv_paths(venv)], {"examples": str(CHECKOUT / "examples")},
+                        CHECKOUT / "tests" / "gimp" / "gui_driver.py", shots)
+    seen = {"version": version}
+    decoy = start_decoy(busy=False)  # beside the whole session
+    seen["decoys"] = [decoy.pid]
     try:
         seen["start"] = window.ask(timeout=300)
         play(window, seen, config)
     except Exception as error:  # later tests report which step broke
         seen["error"] = f"{type(error).__name__}: {error}"
-        window.screenshot(SHOTS / "failure.png")
+        window.screenshot("failure.png")
     finally:
-        (SHOTS / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
-        (SHOTS / "session.json").write_text(json.dumps(seen, indent=1))
+        seen["decoy_lived"] = decoy.poll() is None
+        stop_decoy(decoy)
+        (shots / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
+        (shots / "session.json").write_text(json.dumps(seen, indent=1))
         window.close()
     return seen
 
@@ -145,7 +203,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     # Filters > Artistic > Neural Style Transfer..., by its menu mnemonics.
     window.focus(main)
     window.keys("alt+r", "a")
-    window.screenshot(SHOTS / "1-menu-filters-artistic.png")
+    window.screenshot("1-menu-filters-artistic.png")
     window.keys("n")
     dialog = window.wait_window(DIALOG)
     choose_style_file(window, dialog, CHECKOUT / "examples" / "starry_night.jpg")
@@ -160,7 +218,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.keys("ctrl+y")
     seen["redo"] = window.ask()
     window.keys("alt+e")
-    window.screenshot(SHOTS / "4-edit-menu-undo-label.png")
+    window.screenshot("4-edit-menu-undo-label.png")
     window.keys("Escape", "Escape", "ctrl+z")
 
     # Filters > Re-Show Last: the dialog again, with the last values; now a style layer.
@@ -168,7 +226,9 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.keys("shift+ctrl+f")
     dialog = window.wait_window(DIALOG)
     window.focus(dialog)
-    window.keys("alt+u", "space", "Down", "Return")  # style source: Layer
+    # Style source: Layer. 3.0: open the combo box, next item. 3.2: the "Image file" radio button
+    # (space keeps it), Down moves to "Layer" and selects it, Return presses it again.
+    window.keys("alt+u", "space", "Down", "Return")
     choose_style_layer(window, dialog)
     seen["thumbnail_colours_layer"], seen["layer_style"] = run_styled(
         window, dialog, "5-dialog-layer-style.png", "6-result-layer-style.png", "layer-style")
@@ -184,21 +244,29 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     time.sleep(8)  # well into the optimisation
     x, y, width, height = window.geometry(main)
     status_bar = (x + 200, y + height - 40, x + width - 300, y + height)
-    earlier = screen_region(window.screenshot(SHOTS / "7-progress-earlier.png"), status_bar).tobytes()
-    seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.5)
+    earlier_shot = window.screenshot("7-progress-earlier.png")
+    earlier = screen_region(earlier_shot, status_bar).tobytes()
+    seen["busy_ticks_while_running"] = engine_busy_ticks(window, 1.5, seen)
     window.focus(main)
     window.keys("alt+e")  # the window answers while the engine works
-    window.screenshot(SHOTS / "8-menu-during-run.png")
+    window.screenshot("8-menu-during-run.png")
     window.keys("Escape")
-    later = screen_region(window.screenshot(SHOTS / "9-progress.png"), status_bar).tobytes()
+    later = screen_region(window.screenshot("9-progress.png"), status_bar).tobytes()
     seen["progress_bar_moved"] = earlier != later
-    window.click_in(main, width - 273, height - 18)  # the status bar's Cancel button
-    cancelled = time.monotonic()
-    wait_for(window, lambda f: not f["work_dirs"], 30, "the cancelled run left its work folder")
-    seen["cancel_seconds"] = time.monotonic() - cancelled
-    seen["after_cancel"] = window.ask()
-    seen["busy_ticks_after_cancel"] = engine_busy_ticks(window, 2.0)
-    window.screenshot(SHOTS / "10-after-cancel.png")
+    decoy = start_decoy(busy=True)  # another stylization keeps computing after our cancel
+    seen["decoys"].append(decoy.pid)
+    try:
+        seen["cancel_button"] = cancel_button(window, main, window.shots / "6-result-layer-style.png", earlier_shot)
+        window.click_in(main, *seen["cancel_button"])
+        cancelled = time.monotonic()
+        wait_for(window, lambda f: not f["work_dirs"], 30, "the cancelled run left its work folder")
+        seen["cancel_seconds"] = time.monotonic() - cancelled
+        seen["after_cancel"] = window.ask()
+        seen["busy_ticks_after_cancel"] = engine_busy_ticks(window, 2.0, seen)
+        seen["busy_decoy_lived"] = decoy.poll() is None
+    finally:
+        stop_decoy(decoy)
+    window.screenshot("10-after-cancel.png")
 
     # The engine gone (a moved project, say): Filters > Repeat Last explains what to do.
     settings = json.loads(config.read_text())
@@ -208,7 +276,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.keys("ctrl+f")
     message = window.wait_window("^GIMP Message$", timeout=30)
     seen["after_missing_engine"] = window.ask()
-    window.screenshot(SHOTS / "11-message-engine-missing.png")
+    window.screenshot("11-message-engine-missing.png")
     config.write_text(json.dumps(settings))
     window.focus(message)
     window.keys("Return")
@@ -216,7 +284,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.focus(main)
     window.keys("alt+e", "h")  # Edit > Undo History: one entry per run, named after the filter
     time.sleep(1)
-    window.screenshot(SHOTS / "12-undo-history.png")
+    window.screenshot("12-undo-history.png")
 
 
 def step(afternoon, name):
@@ -264,6 +332,18 @@ def test_a_missing_engine_leaves_the_image_as_it_was(afternoon):
     before, after = step(afternoon, "before_missing_engine"), step(afternoon, "after_missing_engine")
     assert after["layers"] == before["layers"] and after["dirty"] == before["dirty"]
     assert after["source_unchanged"] and after["work_dirs"] == []
+
+
+def test_only_the_sessions_own_engine_processes_are_watched(afternoon):
+    """Processes named stylize_core that GIMP did not start (a decoy idle beside the whole
+    session, a busy one around the cancel) are never taken for the plug-in's engine."""
+    step(afternoon, "busy_ticks_after_cancel")
+    assert afternoon["decoy_lived"] and afternoon["busy_decoy_lived"], "a decoy died: it proved nothing"
+    watched = set(afternoon["engine_pids"])
+    for name in ("before_cancel", "after_cancel", "before_missing_engine", "after_missing_engine"):
+        watched |= {int(pid) for pid in afternoon.get(name, {}).get("engines", {})}
+    assert watched, "the engine was never seen"
+    assert not watched & set(afternoon["decoys"]), "a decoy was counted as the plug-in's engine"
 
 
 def test_the_dialog_shows_the_chosen_style(afternoon):

@@ -1,4 +1,4 @@
-"""The plug-in in a real GIMP 3.0.4 (headless), installed by install.py into a throwaway profile."""
+"""The plug-in in a real GIMP 3 (headless), 3.0 and 3.2, installed by install.py into a throwaway profile."""
 
 import sys
 from pathlib import Path
@@ -6,26 +6,27 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
-from gimp_runner import CHECKOUT, install_plugin, require_gimp, results, run_batch, venv_paths  # noqa: E402
+from gimp_runner import (CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, results,  # noqa: E402
+                         run_batch, venv_paths)
 
 pytestmark = pytest.mark.gimp
-ARTIFACTS = CHECKOUT / "artifacts" / "gimp"
 
 
-@pytest.fixture(scope="module")
-def outcome(tmp_path_factory):
-    root = require_gimp()
-    work = tmp_path_factory.mktemp("gimp")
-    profile = work / "profile"
+@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
+def outcome(request, tmp_path_factory):
+    """Every case run in one GIMP `version` batch; the PNGs and the log land in artifacts/gimp/<version>/."""
+    version = request.param
+    session = new_session(version, tmp_path_factory.mktemp(f"gimp{version}-"))
     venv = CHECKOUT / ".venv"
-    config = install_plugin(profile, venv, worker_idle_timeout=20)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    script = work / "cases.py"
-    case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(ARTIFACTS), "config": str(config)}
+    config = install_plugin(session.profile, venv, worker_idle_timeout=20)
+    artifacts = CHECKOUT / "artifacts" / "gimp" / version
+    artifacts.mkdir(parents=True, exist_ok=True)
+    script = session.work / "cases.py"
+    case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(artifacts), "config": str(config)}
     script.write_text(f"CASE_SETTINGS = {case_settings!r}\n" +
                       (CHECKOUT / "tests" / "gimp" / "plugin_cases.py").read_text())
-    log = run_batch(root, script, profile, [CHECKOUT, work, ARTIFACTS, *venv_paths(venv)])
-    (ARTIFACTS / "gimp.log").write_text(log)
+    log = run_batch(session, script, [CHECKOUT, artifacts, *venv_paths(venv)])
+    (artifacts / "gimp.log").write_text(log)
     found = results(log)
     assert found, "GIMP printed no results:\n" + log[-3000:]
     return found

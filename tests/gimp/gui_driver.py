@@ -1,10 +1,12 @@
-# Runs inside the GIMP 3 window (python-fu-eval batch, gimp-3.0 under Xvfb) for tests/test_gimp_gui.py.
+# Runs inside the GIMP 3 window (python-fu-eval batch, GIMP 3.0 or 3.2 under Xvfb) for tests/test_gimp_gui.py.
 # It opens the test image in a display, then answers the test's questions about the image
 # (layers, dirty flag, pixels, leftovers) through files; the test itself clicks and types
 # with xdotool. DRIVER_SETTINGS is prepended by the test.
 import glob
 import json
 import os
+import sys
+import tempfile
 import time
 
 from gi.repository import Gegl, Gimp, Gio
@@ -12,6 +14,9 @@ from gi.repository import Gegl, Gimp, Gio
 Gegl.init(None)
 EXAMPLES = DRIVER_SETTINGS["examples"]
 EXCHANGE = DRIVER_SETTINGS["exchange"]
+MARKER = DRIVER_SETTINGS["marker"]  # in the environment of every process this session's GIMP started
+sys.path.insert(0, DRIVER_SETTINGS["helpers"])
+from engine_processes import engine_processes  # noqa: E402
 
 
 def pixels(drawable):
@@ -26,24 +31,6 @@ def load_scaled(name, size):
     return image
 
 
-def engine_processes():
-    """{pid: cpu ticks} of every engine process (child or worker) GIMP's plug-in started."""
-    found = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        folder = os.path.dirname(stat)
-        try:
-            with open(os.path.join(folder, "cmdline"), "rb") as stream:
-                command = stream.read().replace(b"\0", b" ").decode(errors="replace")
-            if "stylize_core" not in command:
-                continue
-            with open(stat) as stream:
-                fields = stream.read().rsplit(")", 1)[1].split()
-            found[os.path.basename(folder)] = {"command": command, "ticks": int(fields[11]) + int(fields[12])}
-        except OSError:
-            continue
-    return found
-
-
 def facts(image, source, source_before, baseline_ids):
     layers = image.get_layers()
     added = [layer for layer in layers if layer.get_id() not in baseline_ids]
@@ -52,8 +39,8 @@ def facts(image, source, source_before, baseline_ids):
         "selected": [layer.get_name() for layer in image.get_selected_layers()],
         "dirty": image.is_dirty(),
         "source_unchanged": pixels(source) == source_before,
-        "work_dirs": glob.glob("/tmp/gimp-style-transfer-*"),
-        "engines": engine_processes(),
+        "work_dirs": glob.glob(os.path.join(tempfile.gettempdir(), "gimp-style-transfer-*")),  # this session's TMPDIR
+        "engines": engine_processes(MARKER),
         "added": [],
     }
     for layer in added:

@@ -1,4 +1,4 @@
-"""The real GIMP 3 window on a virtual screen (Xvfb) inside the provisioned Debian 13 root.
+"""The real GIMP 3 window on a virtual screen (Xvfb) inside a provisioned Debian root (3.0 or 3.2).
 
 GIMP runs gui_driver.py as a batch script: it opens the test image in a window and
 answers questions about the image through files. The test acts like a person, with
@@ -12,39 +12,44 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+from gimp_runner import GimpSession
 
 DISPLAY = ":77"
 SCREEN = "1400x900x24"
 
 
 class GimpWindow:
-    def __init__(self, root: Path, profile: Path, binds: list[Path], driver_settings: dict, driver: Path):
-        self.root = root
-        self.exchange_inside = Path(f"/tmp/nst-gui-{os.getpid()}")
+    """GIMP's window for one session; `binds` must include the checkout (the driver reads
+    tests/gimp/engine_processes.py from it)."""
+
+    def __init__(self, session: GimpSession, binds: list[Path], driver_settings: dict, driver: Path,
+                 shots: Path):
+        self.session = session
+        self.shots = shots
+        self.root = root = session.root
+        self.exchange_inside = Path(f"/tmp/nst-gui-{session.marker}")
         self.exchange = Path(f"{root}{self.exchange_inside}")
         self.exchange.mkdir(parents=True, exist_ok=True)
-        settings = {**driver_settings, "exchange": str(self.exchange_inside)}
+        settings = {**driver_settings, "exchange": str(self.exchange_inside), "marker": session.marker,
+                    "helpers": str(Path(__file__).resolve().parent)}
         (self.exchange / "driver.py").write_text(f"DRIVER_SETTINGS = {settings!r}\n" + driver.read_text())
         self.log_path = self.exchange / "gimp.log"
         self.requests = 0
         (Path(f"{root}/tmp") / f".X{DISPLAY[1:]}-lock").unlink(missing_ok=True)
 
-        mounts = []
-        for path in dict.fromkeys(Path(p).resolve() for p in binds):
-            target = f"{root}{path}"
-            mounts.append(f"mkdir -p {shlex.quote(target)} && mount --bind {shlex.quote(str(path))} "
-                          f"{shlex.quote(target)}")
         batch = f"exec(open({str(self.exchange_inside / 'driver.py')!r}).read())"
-        session = (f"Xvfb {DISPLAY} -screen 0 {SCREEN} -nolisten tcp & sleep 1; "
-                   f"exec dbus-run-session -- gimp-3.0 -n -d -f -s --batch-interpreter python-fu-eval "
-                   f"-b {shlex.quote(batch)}")
-        gimp = (f"chroot {shlex.quote(str(root))} /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root "
-                f"GIMP3_DIRECTORY={shlex.quote(str(profile))} DISPLAY={DISPLAY} sh -c {shlex.quote(session)}")
-        inner = " && ".join(mounts + [f"mount -t proc proc {shlex.quote(str(root))}/proc", gimp])
+        session_command = (f"Xvfb {DISPLAY} -screen 0 {SCREEN} -nolisten tcp & sleep 1; "
+                           f"exec dbus-run-session -- {session.binary(console=False)} -n -d -f -s "
+                           f"--batch-interpreter python-fu-eval -b {shlex.quote(batch)}")
+        gimp = (f"chroot {shlex.quote(str(root))} {session.environment(f'DISPLAY={DISPLAY}')} "
+                f"sh -c {shlex.quote(session_command)}")
+        inner = " && ".join(session.mounts(binds) + [gimp])
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(["unshare", "-m", "sh", "-c", inner], stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
@@ -75,21 +80,29 @@ class GimpWindow:
             raise RuntimeError(f"{command[0]} failed: {done.stderr.strip()}")
         return done.stdout
 
-    def wait_window(self, name: str, timeout: float = 60.0) -> str:
-        """The id of the first visible window whose title matches `name` (a regular expression)."""
+    def windows(self, name: str = ".") -> list[str]:
+        """The ids of the visible windows whose title matches `name` (a regular expression)."""
+        return self.tool("xdotool", "search", "--onlyvisible", "--name", name, check=False).split()
+
+    def wait_window(self, name: str, timeout: float = 60.0, besides: tuple[str, ...] = ()) -> str:
+        """The id of the first visible window whose title matches `name` (a regular expression),
+        other than those in `besides` (the windows that were there before)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.tool("xdotool", "search", "--onlyvisible", "--name", name, check=False).split()
+            found = [window for window in self.windows(name) if window not in besides]
             if found:
                 return found[0]
             time.sleep(0.3)
         raise TimeoutError(f"no window named {name!r} appeared")
 
+    def title(self, window: str) -> str:
+        return self.tool("xdotool", "getwindowname", window, check=False).strip()
+
     def window_gone(self, window: str, timeout: float = 30.0) -> bool:
         """Whether `window` is destroyed or hidden (GTK keeps some dialogs, unmapped) within `timeout`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if window not in self.tool("xdotool", "search", "--onlyvisible", "--name", ".", check=False).split():
+            if window not in self.windows():
                 return True
             time.sleep(0.3)
         return False
@@ -115,8 +128,10 @@ class GimpWindow:
                       self.tool("xdotool", "getwindowgeometry", "--shell", window).split())
         return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
 
-    def screenshot(self, destination: Path) -> Path:
+    def screenshot(self, name: str) -> Path:
+        """The whole screen, saved as `name` in the session's screenshot folder."""
         self.tool("import", "-window", "root", str(self.exchange_inside / "shot.png"))
+        destination = self.shots / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_bytes((self.exchange / "shot.png").read_bytes())
         return destination
@@ -124,17 +139,12 @@ class GimpWindow:
     # --- the end --------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop GIMP, Xvfb and any engine worker the plug-in left warm inside the root."""
+        """Stop GIMP, Xvfb and any engine worker the plug-in left warm: all the session's processes."""
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.process.wait()
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    if os.readlink(f"/proc/{pid}/root") == str(self.root):
-                        os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    continue
+        self.session.stop()
         self.log.close()
+        shutil.rmtree(self.exchange, ignore_errors=True)

@@ -2,6 +2,7 @@
 # and prints one "RESULT {json}" line per case. CASE_SETTINGS is prepended by the test.
 import json
 import os
+import tempfile
 
 from gi.repository import Gegl, Gimp, Gio
 
@@ -177,4 +178,5 @@ for name, options, config_change in (("corrupt_style", {"style_file": corrupt}, 
     ok = run(image, source, **options)
     write_config(original_config)
     report(name, ok=ok, count=len(image.get_layers()), source_unchanged=pixels(source) == before,
-           work_dirs_left=sorted(n for n in os.listdir("/tmp") if n.startswith("gimp-style-transfer-")))
+           work_dirs_left=sorted(n for n in os.listdir(tempfile.gettempdir())  # TMPDIR: this session's
+                                 if n.startswith("gimp-style-transfer-")))
