@@ -1,16 +1,20 @@
 """stylize(): the Gatys et al. method, coarse to fine.
 
 1. Plan (plan.py): the output size, the working size (the output's long side capped
-   by max_size), a pyramid of scales each half the next, and for each scale whether
-   it runs whole or in tiles (tiling.py) within the memory budget (memory.py).
+   by max_size), the composition scales up to it, each twice the one before, then
+   (resolution "full") the detail scales up to the output's own size (pyramid.py);
+   for each scale whether it runs whole or in tiles (tiling.py) within the memory
+   budget (memory.py), and how long it all will take (timing.py, calibrate.py).
 2. Style targets: every style image, optionally recoloured to the content's
    palette, is resized per scale to the scale's pixel count times style_scale^2
-   and its Gram matrices are blended by the style weights.
+   and its Gram matrices are blended by the style weights. Where that would enlarge
+   the painting, its finest layers are taken at its own size instead: enlarging
+   only blurs, and the detail scales are there for the painting's real brushwork.
 3. At each scale, starting from the content (or noise) at the coarsest, then from
    the previous scale's result upscaled, optimise the image's pixels. Running out
    of memory anyway retries the scale in smaller tiles.
-4. Upscale to the output size when the working size was capped, optionally put
-   back the content's colours, and copy the content's alpha through.
+4. Upscale to the output size when the last scale is smaller, optionally put back
+   the content's colours, and copy the content's alpha through.
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ from .errors import InputError, StylizeError
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
 from .optimize import Objective, autocast_for, optimize
-from .plan import RunPlan, Scale, after_out_of_memory, make_plan, size_with_pixels
+from .calibrate import calibration_for
+from .device import pick_device
+from .plan import RunPlan, Scale, after_out_of_memory, make_plan, resolve_precision
 from .progress import ProgressCallback, Reporter
+from .pyramid import size_with_pixels
 from .settings import Settings
 from .tiling import TiledObjective, tiled_style_grams
 from .vgg import VGG19Features, load_vgg19
 
 STYLE_CACHE_ENTRIES = 16
+TRUST_ELAPSED_AFTER = 0.05
+"""Once this share of the work is done, the time left is extrapolated from the time taken."""
+FINE_LAYERS = ("relu1_1", "relu2_1")
+"""The layers that see a few pixels (3-10): the painting's texture at its own resolution."""
+COARSE_LAYERS = tuple(layer for layer in STYLE_LAYERS if layer not in FINE_LAYERS)
 
 
 @functools.lru_cache(maxsize=2)
@@ -84,9 +96,13 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     settings.validate(len(styles))
     report = Reporter(progress)
     report.load()
-    plan = make_plan(content.size, settings)
-    report.plan(plan.describe())
-    rgb = resize_rgb(optimize_pyramid(Run(plan, settings, content, styles, report)), plan.output_size)
+    device = pick_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    network = prepared_network(settings, device)
+    calibration = calibration_for(network, device, precision)
+    plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
+    report.plan(plan.describe(), plan.predicted_seconds)
+    rgb = resize_rgb(optimize_pyramid(Run(plan, settings, content, styles, report, network)), plan.output_size)
     if settings.preserve_colors == "luminance":
         rgb = keep_content_chrominance(rgb, resize_rgb(content.rgb, plan.output_size))
     alpha = None
@@ -94,6 +110,15 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
         alpha = content.alpha if content.size == plan.output_size else np.asarray(
             Image.fromarray(content.alpha, mode="F").resize(plan.output_size, Image.BICUBIC)).clip(0, 1)
     return Picture(rgb, alpha)
+
+
+def prepared_network(settings: Settings, device: torch.device) -> VGG19Features:
+    network = cached_network(settings.weights, settings.pooling, str(device))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed sizes per scale: autotuning pays off
+        if not network.channels_last:
+            network.use_channels_last()
+    return network
 
 
 @dataclass
@@ -104,9 +129,9 @@ class Run:
     content: Picture
     styles: list[Picture]
     report: Reporter
+    network: VGG19Features
 
     def __post_init__(self):
-        self.network = cached_network(self.settings.weights, self.settings.pooling, str(self.plan.device))
         self.style_rgbs = [style.rgb for style in self.styles]
         if self.settings.preserve_colors == "histogram":
             self.style_rgbs = [match_color_statistics(rgb, self.content.rgb) for rgb in self.style_rgbs]
@@ -119,7 +144,10 @@ class Run:
         def report(iteration: int, loss: float) -> None:
             fraction = (cost_before + scale.pixels * iteration) / self.total_cost
             elapsed = time.perf_counter() - self.started
-            eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
+            if fraction >= TRUST_ELAPSED_AFTER:
+                eta = elapsed * (1 - fraction) / fraction
+            else:  # too little done to extrapolate: the plan's prediction
+                eta = max(0.0, self.plan.predicted_seconds - elapsed)
             self.report.optimize(number, len(self.plan.scales), scale.width, scale.height, iteration,
                                  scale.iterations, loss, fraction, eta)
         return report
@@ -127,10 +155,6 @@ class Run:
 
 def optimize_pyramid(run: Run) -> np.ndarray:
     device = run.plan.device
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed sizes per scale: autotuning pays off
-        if not run.network.channels_last:
-            run.network.use_channels_last()
     torch.manual_seed(run.settings.seed)
     image = None
     cost_before = 0
@@ -167,11 +191,8 @@ def _is_out_of_memory(error: BaseException) -> bool:
 def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.Tensor, on_iteration):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
-        style_pixels = scale.pixels * run.settings.style_scale**2
-        style_grams = [style_grams_at(run.network, rgb, size_with_pixels((rgb.shape[1], rgb.shape[0]), style_pixels),
-                                      tile, precision, content.device)
-                       for rgb in run.style_rgbs]
-        style_targets = blend_grams(style_grams, run.settings.style_weights or [1.0] * len(run.style_rgbs))
+        style_targets = blend_grams([style_grams(run, rgb, scale, tile) for rgb in run.style_rgbs],
+                                    run.settings.style_weights or [1.0] * len(run.style_rgbs))
         content_target = None
         if tile is None:
             with autocast_for(content, precision):
@@ -184,26 +205,36 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
                     on_iteration, scale.memory.history)
 
 
+def style_grams(run: Run, rgb: np.ndarray, scale: Scale, tile: int | None) -> dict[str, torch.Tensor]:
+    """One style image's Gram targets at this scale (see step 2 of the module docstring)."""
+    native = (rgb.shape[1], rgb.shape[0])
+    scaled = size_with_pixels(native, scale.pixels * run.settings.style_scale**2)
+    if scaled[0] * scaled[1] <= native[0] * native[1]:
+        return style_grams_at(run, rgb, scaled, STYLE_LAYERS, tile)
+    return {**style_grams_at(run, rgb, scaled, COARSE_LAYERS, tile), **style_grams_at(run, rgb, native, FINE_LAYERS, tile)}
+
+
 _style_gram_cache: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()
 
 
 @torch.no_grad()
-def style_grams_at(network, rgb: np.ndarray, size: tuple[int, int], tile: int | None, precision: str,
-                   device: torch.device) -> dict[str, torch.Tensor]:
+def style_grams_at(run: Run, rgb: np.ndarray, size: tuple[int, int], layers: tuple[str, ...],
+                   tile: int | None) -> dict[str, torch.Tensor]:
     """The style image's Grams at `size`, cached by its pixels' hash: a warm worker or an API
     caller that restyles several layers after one style computes them once."""
     tile = tile if tile and max(size) > tile else None
-    key = (id(network), hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest(), rgb.shape, size,
-           tile, precision, str(device))
+    device, precision = run.plan.device, run.plan.precision
+    key = (run.settings.weights, run.settings.pooling, hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest(),
+           rgb.shape, size, layers, tile, precision, str(device))
     if key in _style_gram_cache:
         _style_gram_cache.move_to_end(key)
         return _style_gram_cache[key]
     style_tensor = to_tensor(resize_rgb(rgb, size), device)
     if tile is not None:
-        grams = tiled_style_grams(network, style_tensor, tile, precision)
+        grams = tiled_style_grams(run.network, style_tensor, tile, precision, layers)
     else:
         with autocast_for(style_tensor, precision):
-            features = network(style_tensor, set(STYLE_LAYERS))
+            features = run.network(style_tensor, set(layers))
         grams = {layer: gram_matrix(f) for layer, f in features.items()}
     _style_gram_cache[key] = grams
     while len(_style_gram_cache) > STYLE_CACHE_ENTRIES:

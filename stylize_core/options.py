@@ -117,6 +117,13 @@ OPTIONS: tuple[Option, ...] = (
            "Iterations per scale: fast, balanced or best (slower)",
            choices=tuple(QUALITY_ITERATIONS), group="quality and size",
            dialog=Dialog("_Quality", choices={"fast": "Fast", "balanced": "Balanced", "best": "Best"})),
+    Option("resolution", str, "auto",
+           "Where the painting is finished: at the working size and upscaled, or continued up to the "
+           "layer's full size for crisp strokes (slower); auto finishes at full size where that is "
+           "predicted to take under a minute",
+           choices=("auto", "working", "full"), group="quality and size",
+           dialog=Dialog("_Resolution", choices={"auto": "Automatic", "working": "Working size, upscaled",
+                                                 "full": "Full size (slower)"})),
     Option("iterations", int, 0,
            "Iterations at every scale; 0 takes them from the quality setting",
            range=(0, 100000), group="quality and size",

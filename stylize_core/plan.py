@@ -1,28 +1,27 @@
-"""The run plan, made once before any pixel is touched: device, precision, output and working
-sizes, the scales with their iterations and how each runs (whole or tiled), within a memory
-budget, and what to do when the device runs out of memory anyway.
-
-The memory figures come from the model in memory.py.
+"""The run plan, made once before any pixel is touched: device, precision, the output size, the
+scales (pyramid.py) with their iterations and how each runs (whole or tiled) within a memory
+budget (memory.py), the predicted time (timing.py), and what to do when the device runs out of
+memory anyway.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
 
-from .device import pick_device
-from .errors import InputError, OutOfMemoryError
-from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, ScalePlan, free_bytes, plan_scale
+from .errors import OutOfMemoryError
+from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, TILE_MARGIN, ScalePlan, free_bytes, plan_scale
 from .optimize import LBFGS_HISTORY
 from .options import MIN_SIDE
+from .pyramid import composition_iterations, detail_iterations, detail_sizes, output_size, scale_sizes
 from .settings import Settings
+from .timing import Calibration, ScaleWork, describe_seconds, predict_seconds
 
-MIN_COARSE_SIDE = 64
-"""A coarser scale than this (short side) has too few pixels for relu5_1 to mean anything."""
 SHRINK_FACTOR = 0.75
 """When nothing fits, not even in tiles, the working size shrinks by this factor and is planned again."""
+AUTO_FULL_SECONDS = 60.0
+"""Resolution "auto" paints up to the full size when that is predicted to take at most this long."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,15 @@ class Scale:
     def pixels(self) -> int:
         return self.width * self.height
 
+    @property
+    def computed_pixels(self) -> int:
+        """Pixels one iteration passes through VGG: tiles see their margins too."""
+        tile = self.memory.tile
+        if tile is None:
+            return self.pixels
+        side = lambda length: length + 2 * TILE_MARGIN * max(0, -(-length // tile) - 1)
+        return side(self.width) * side(self.height)
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -45,40 +53,58 @@ class RunPlan:
     """"fp32", "bf16" or "fp16": the arithmetic of the VGG passes."""
     output_size: tuple[int, int]
     scales: tuple[Scale, ...]
-    """Coarsest first; the last is at the working size."""
+    """Coarsest first: the composition scales up to the working size, then the detail scales, if any."""
+    working_size: tuple[int, int]
     budget: int
     """Bytes the plan may use."""
-
-    @property
-    def working_size(self) -> tuple[int, int]:
-        return self.scales[-1].width, self.scales[-1].height
+    predicted_seconds: float
 
     def describe(self) -> str:
         width, height = self.working_size
-        tile = self.scales[-1].memory.tile
-        how = f"in {tile} px tiles" if tile else "whole"
+        last = self.scales[-1]
+        tile = f"in {last.memory.tile} px tiles" if last.memory.tile else "whole"
+        finish = (f"detail up to {last.width}x{last.height}, {tile}" if (last.width, last.height) != self.working_size
+                  else tile)
         peak = max(scale.memory.estimate for scale in self.scales)
         return (f"memory: about {peak / 2**30:.2f} GB at most ({self.budget / 2**30:.1f} GB usable on "
-                f"{self.device.type}); working size {width}x{height}, {how}")
+                f"{self.device.type}); working size {width}x{height}, {finish}; "
+                f"{describe_seconds(self.predicted_seconds)}")
 
 
-def make_plan(content_size: tuple[int, int], settings: Settings) -> RunPlan:
+def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.device, precision: str,
+              calibration: Calibration, n_styles: int = 1) -> RunPlan:
     """The plan for restyling a picture of content_size; raises OutOfMemoryError when nothing fits."""
-    device = pick_device(settings.device)
-    precision = resolve_precision(settings.precision, device)
-    out_size = output_size(content_size, settings)
+    out_size = output_size(content_size, settings.size)
     budget = memory_budget(device, settings)
     max_size = settings.max_size
     while True:
         sizes = scale_sizes(out_size, max_size, settings.scales)
-        scales = plan_scales(sizes, settings.schedule(len(sizes)), device, settings, precision, budget)
-        if scales is not None:
-            return RunPlan(device, precision, out_size, scales, budget)
+        composition = plan_scales(sizes, composition_iterations(len(sizes), settings.iterations, settings.quality),
+                                  device, settings, precision, budget)
+        if composition is not None:
+            break
         if max(sizes[-1]) <= 2 * MIN_SIDE:
             raise OutOfMemoryError(f"not enough memory on {device.type} even for a tiny working size "
                                    f"({budget / 2**30:.1f} GB usable)")
         # Nothing fits, not even in tiles: optimise smaller and upscale the result.
         max_size = int(max(sizes[-1]) * SHRINK_FACTOR)
+    working = RunPlan(device, precision, out_size, composition, sizes[-1], budget,
+                      predicted(composition, calibration, n_styles))
+    details = detail_sizes(sizes[-1], out_size)
+    if settings.resolution == "working" or not details:
+        return working
+    detail = plan_scales(details, detail_iterations(len(details), settings.iterations, settings.quality),
+                         device, settings, precision, budget, stop_at_first_misfit=True)
+    full = replace(working, scales=composition + detail,
+                   predicted_seconds=predicted(composition + detail, calibration, n_styles))
+    if settings.resolution == "full" or full.predicted_seconds <= AUTO_FULL_SECONDS:
+        return full
+    return working
+
+
+def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int) -> float:
+    return predict_seconds([ScaleWork(scale.computed_pixels, scale.iterations) for scale in scales], calibration,
+                           n_styles)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -89,44 +115,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def output_size(content_size: tuple[int, int], settings: Settings) -> tuple[int, int]:
-    width, height = content_size
-    if settings.size is None:
-        return width, height
-    factor = settings.size / max(width, height)
-    return max(1, round(width * factor)), max(1, round(height * factor))
-
-
-def scale_sizes(out_size: tuple[int, int], max_size: int, n_scales: int) -> list[tuple[int, int]]:
-    """(width, height) of each scale, coarsest first; the last is the working size."""
-    width, height = out_size
-    factor = min(1.0, max_size / max(width, height))
-    work = (max(1, round(width * factor)), max(1, round(height * factor)))
-    if min(work) < MIN_SIDE:
-        raise InputError(f"the image is too small to stylize at {work[0]}x{work[1]}: VGG19 needs at "
-                         f"least {MIN_SIDE} pixels on each side (use a larger size or image)")
-    sizes = [work]
-    while len(sizes) < n_scales and min(sizes[0]) / 2 >= MIN_COARSE_SIDE:
-        sizes.insert(0, (round(sizes[0][0] / 2), round(sizes[0][1] / 2)))
-    return sizes
-
-
-def size_with_pixels(size: tuple[int, int], pixels: float) -> tuple[int, int]:
-    """size's aspect ratio scaled to about `pixels` pixels, at least MIN_SIDE on each side."""
-    width, height = size
-    factor = math.sqrt(pixels / (width * height))
-    factor = max(factor, MIN_SIDE / min(width, height))
-    return max(1, round(width * factor)), max(1, round(height * factor))
-
-
 def memory_budget(device: torch.device, settings: Settings) -> int:
     if settings.memory_limit_mb is not None:
         return settings.memory_limit_mb * 2**20
     return int(free_bytes(device) * BUDGET_FRACTION)
 
 
-def plan_scales(sizes, schedule, device: torch.device, settings: Settings, precision: str,
-                budget: int) -> tuple[Scale, ...] | None:
+def plan_scales(sizes, schedule, device: torch.device, settings: Settings, precision: str, budget: int,
+                stop_at_first_misfit: bool = False) -> tuple[Scale, ...] | None:
+    """How each scale runs; None when one does not fit, or (stop_at_first_misfit) the scales before it."""
     scales = []
     for (width, height), iterations in zip(sizes, schedule):
         forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
@@ -134,7 +131,7 @@ def plan_scales(sizes, schedule, device: torch.device, settings: Settings, preci
         history = max(1, min(LBFGS_HISTORY, iterations))
         memory = plan_scale(width, height, device.type, settings.optimizer, history, precision, budget, forced)
         if memory is None:
-            return None
+            return tuple(scales) if stop_at_first_misfit else None
         scales.append(Scale(width, height, iterations, memory))
     return tuple(scales)
 

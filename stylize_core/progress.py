@@ -36,6 +36,8 @@ class Progress:
     """"done": the run's wall time."""
     exit_code: Optional[int] = None
     """"error": the CLI's exit status."""
+    predicted_s: Optional[float] = None
+    """"plan": the predicted seconds of the optimisation, from this device's calibration (timing.py)."""
 
     def fields(self) -> dict:
         """The fields that belong to this stage, as sent in JSON."""
@@ -44,7 +46,7 @@ class Progress:
 
 STAGE_FIELDS = {
     "load": (),
-    "plan": ("message",),
+    "plan": ("message", "predicted_s"),
     "optimize": ("scale", "scales", "width", "height", "iteration", "total", "loss", "fraction", "eta_s"),
     "save": ("output",),
     "done": ("output", "seconds"),
@@ -63,8 +65,9 @@ class Reporter:
     def load(self) -> None:
         self.callback(Progress("load"))
 
-    def plan(self, message: str) -> None:
-        self.callback(Progress("plan", message=message))
+    def plan(self, message: str, predicted_s: float | None = None) -> None:
+        self.callback(Progress("plan", message=message,
+                               predicted_s=None if predicted_s is None else round(predicted_s, 1)))
 
     def optimize(self, scale: int, scales: int, width: int, height: int, iteration: int, total: int,
                  loss: float, fraction: float, eta_s: float | None) -> None:

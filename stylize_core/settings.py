@@ -5,19 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import InputError
-from .options import OPTIONS, QUALITY_ITERATIONS
+from .options import OPTIONS
 
 
 class _SettingsMethods:
-    def schedule(self, n_scales: int) -> list[int]:
-        """Iterations for each of n_scales scales, coarsest first."""
-        if self.iterations:
-            return [self.iterations] * n_scales
-        per_scale = QUALITY_ITERATIONS[self.quality]
-        if n_scales <= len(per_scale):
-            return list(per_scale[-n_scales:])
-        return [per_scale[0]] * (n_scales - len(per_scale)) + list(per_scale)
-
     def validate(self, n_styles: int = 1) -> "Settings":
         """Raise InputError naming the first bad value; return self for chaining."""
         for option in OPTIONS:

@@ -54,15 +54,15 @@ def core_within_crop(core, crop, stride: int = 1):
 
 
 @torch.no_grad()
-def tiled_style_grams(network: VGG19Features, image: torch.Tensor, tile: int,
-                      precision: str) -> dict[str, torch.Tensor]:
+def tiled_style_grams(network: VGG19Features, image: torch.Tensor, tile: int, precision: str,
+                      layers: tuple[str, ...] = STYLE_LAYERS) -> dict[str, torch.Tensor]:
     """Gram matrices of a large image: the mean over tile cores, weighted by their positions."""
     height, width = image.shape[-2:]
     weighted: dict[str, torch.Tensor] = {}
     positions: dict[str, int] = {}
     for core, crop in tile_boxes(height, width, tile):
         with autocast_for(image, precision):
-            features = network(_slice(image, crop), set(STYLE_LAYERS))
+            features = network(_slice(image, crop), set(layers))
         for layer, feature in features.items():
             core_features = _slice(feature, core_within_crop(core, crop, LAYER_STRIDE[layer]))
             count = core_features.shape[-1] * core_features.shape[-2]

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from stylize_core.engine import cached_network, to_tensor
-from stylize_core.plan import size_with_pixels
+from stylize_core.pyramid import size_with_pixels
 from stylize_core.imageio import load_picture, resize_rgb
 from stylize_core.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
 from stylize_core.optimize import Objective, autocast_for

@@ -248,6 +248,11 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(nn.Module, "_apply", plain_apply)
+    # Fake tensors take no time: the device's calibration (timing.py) is given, not measured.
+    from stylize_core import engine
+    from stylize_core.timing import Calibration
+    monkeypatch.setattr(engine, "calibration_for", lambda network, device, precision: Calibration(
+        "fake", device.type, "fake GPU", 0.004, 0.02))
 
     def run(content: Picture, settings: Settings, free_bytes: int = 64 * 2**30) -> Recorder:
         free["bytes"] = free_bytes

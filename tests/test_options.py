@@ -58,8 +58,9 @@ def test_the_cli_defaults_are_the_settings_defaults():
 
 
 def test_iterations_zero_means_the_quality_setting_everywhere():
-    assert Settings(iterations=0, quality="fast").schedule(3) == [80, 40, 12]
-    assert Settings(iterations=7).schedule(2) == [7, 7]
+    from stylize_core.pyramid import composition_iterations
+    assert composition_iterations(3, 0, "fast") == [80, 40, 12]
+    assert composition_iterations(2, 7, "fast") == [7, 7]
 
 
 @pytest.mark.parametrize("option", [o for o in OPTIONS if o.range], ids=lambda o: o.name)

@@ -1,0 +1,63 @@
+"""Measuring this device's speed once (timing.py predicts from it): a few real iterations at two sizes."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+
+from .losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
+from .optimize import Objective, autocast_for, optimize
+from .timing import Calibration, read_calibrations, remember
+from .vgg import VGG19Features
+
+SIDES = (96, 192)
+"""Two square sizes, small enough to take a second or two on a CPU, far enough apart to fit a line."""
+ITERATIONS = 4
+"""Timed iterations per size, after one that is not timed (kernel choice, caches)."""
+
+
+def calibration_for(network: VGG19Features, device: torch.device, precision: str) -> Calibration:
+    """This device's calibration from the cache, or measured now (once per device and torch version)."""
+    key = calibration_key(device, precision)
+    for calibration in read_calibrations():
+        if calibration.key == key:
+            return calibration
+    calibration = measure(network, device, precision, key)
+    remember(calibration)
+    return calibration
+
+
+def calibration_key(device: torch.device, precision: str) -> str:
+    return f"{device.type}|{device_name(device)}|{precision}|torch {torch.__version__}"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return device.type
+
+
+def measure(network: VGG19Features, device: torch.device, precision: str, key: str) -> Calibration:
+    seconds = [seconds_per_iteration(network, device, precision, side) for side in SIDES]
+    megapixels = [side * side / 1e6 for side in SIDES]
+    per_megapixel = max(0.0, (seconds[1] - seconds[0]) / (megapixels[1] - megapixels[0]))
+    fixed = max(0.0, seconds[0] - per_megapixel * megapixels[0])
+    return Calibration(key, device.type, device_name(device), fixed, per_megapixel)
+
+
+def seconds_per_iteration(network: VGG19Features, device: torch.device, precision: str, side: int) -> float:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand((1, 3, side, side), generator=generator).to(device)
+    with torch.no_grad(), autocast_for(image, precision):
+        features = network(image.flip(-1), set(STYLE_LAYERS) | {CONTENT_LAYER})
+    objective = Objective(network, {layer: gram_matrix(features[layer]) for layer in STYLE_LAYERS},
+                          features[CONTENT_LAYER], 1.0, 1.0, 1.0, precision)
+    optimize(image, objective, 1, "lbfgs", 0.0, lambda iteration, loss: None)
+    started = time.perf_counter()
+    # optimize reads each loss back, so the device has finished when it returns.
+    optimize(image, objective, ITERATIONS, "lbfgs", 0.0, lambda iteration, loss: None)
+    return (time.perf_counter() - started) / ITERATIONS

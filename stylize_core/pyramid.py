@@ -1,0 +1,90 @@
+"""The sizes and iterations of coarse to fine, in plain arithmetic (standard library only: the
+plug-in's dialog uses them too, to say how long a run will take).
+
+1. Composition: from a coarse scale up to the working size (the output's long side
+   capped by max_size), each scale twice the one before; most iterations go here.
+2. Detail (resolution "full"): on from the working size up to the output's own size in
+   steps of at most DETAIL_STEP, with few iterations each: the coarse scales already
+   placed the composition, these only paint the strokes at the pixel scale of the layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .errors import InputError
+from .options import MIN_SIDE, QUALITY_ITERATIONS
+
+MIN_COARSE_SIDE = 64
+"""A coarser scale than this (short side) has too few pixels for relu5_1 to mean anything."""
+DETAIL_STEP = 2.0
+"""Each detail scale is at most this much larger (per side) than the one before."""
+DETAIL_ITERATIONS: dict[str, tuple[int, ...]] = {
+    "fast": (8, 4, 2),
+    "balanced": (16, 8, 4),
+    "best": (32, 16, 8),
+}
+"""Iterations of the detail scales, the first (nearest the working size) first; further scales take
+the last number. Measured with benchmarks/full_resolution.py."""
+
+
+def output_size(content_size: tuple[int, int], size: int | None) -> tuple[int, int]:
+    """The output's (width, height): the content's, or its aspect ratio with a long side of `size`."""
+    width, height = content_size
+    if size is None:
+        return width, height
+    factor = size / max(width, height)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def scale_sizes(out_size: tuple[int, int], max_size: int, n_scales: int) -> list[tuple[int, int]]:
+    """(width, height) of each composition scale, coarsest first; the last is the working size."""
+    width, height = out_size
+    factor = min(1.0, max_size / max(width, height))
+    work = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if min(work) < MIN_SIDE:
+        raise InputError(f"the image is too small to stylize at {work[0]}x{work[1]}: VGG19 needs at "
+                         f"least {MIN_SIDE} pixels on each side (use a larger size or image)")
+    sizes = [work]
+    while len(sizes) < n_scales and min(sizes[0]) / 2 >= MIN_COARSE_SIDE:
+        sizes.insert(0, (round(sizes[0][0] / 2), round(sizes[0][1] / 2)))
+    return sizes
+
+
+def detail_sizes(working: tuple[int, int], out_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The detail scales from just above the working size up to out_size, in even steps."""
+    ratio = max(out_size) / max(working)
+    if ratio <= 1:
+        return []
+    steps = math.ceil(math.log(ratio) / math.log(DETAIL_STEP) - 1e-9)
+    sizes = []
+    for step in range(1, steps + 1):
+        factor = ratio ** (step / steps)
+        sizes.append((round(working[0] * factor), round(working[1] * factor)))
+    sizes[-1] = out_size
+    return sizes
+
+
+def composition_iterations(n_scales: int, iterations: int, quality: str) -> list[int]:
+    """Iterations for each of n_scales composition scales, coarsest first (`iterations` 0: the quality's)."""
+    if iterations:
+        return [iterations] * n_scales
+    per_scale = QUALITY_ITERATIONS[quality]
+    if n_scales <= len(per_scale):
+        return list(per_scale[-n_scales:])
+    return [per_scale[0]] * (n_scales - len(per_scale)) + list(per_scale)
+
+
+def detail_iterations(n_scales: int, iterations: int, quality: str) -> list[int]:
+    if iterations:
+        return [iterations] * n_scales
+    per_scale = DETAIL_ITERATIONS[quality]
+    return [per_scale[min(index, len(per_scale) - 1)] for index in range(n_scales)]
+
+
+def size_with_pixels(size: tuple[int, int], pixels: float) -> tuple[int, int]:
+    """size's aspect ratio scaled to about `pixels` pixels, at least MIN_SIDE on each side."""
+    width, height = size
+    factor = math.sqrt(pixels / (width * height))
+    factor = max(factor, MIN_SIDE / min(width, height))
+    return max(1, round(width * factor)), max(1, round(height * factor))
