@@ -13,6 +13,7 @@ dialog value is valid to the engine and means the same there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 MAX_SIDE = 16384
 """Largest output side: beyond it even the memory plan's smallest tiles take too long."""
@@ -184,6 +185,12 @@ OPTIONS: tuple[Option, ...] = (
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 DIALOG_OPTIONS: tuple[Option, ...] = tuple(option for option in OPTIONS if option.dialog)
+
+
+def settings_from_dialog(values: dict) -> SimpleNamespace:
+    """Every option by its Settings name: the dialog's values (keyed by plug-in argument name), the
+    defaults for the rest. Standard library only, for the dialog's own predictions."""
+    return SimpleNamespace(**{option.name: values.get(option.plugin_name, option.default) for option in OPTIONS})
 
 
 def engine_arguments(values: dict) -> list[str]:

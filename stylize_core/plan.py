@@ -16,12 +16,10 @@ from .optimize import LBFGS_HISTORY
 from .options import MIN_SIDE
 from .pyramid import composition_iterations, detail_iterations, detail_sizes, output_size, scale_sizes
 from .settings import Settings
-from .timing import Calibration, ScaleWork, describe_seconds, predict_seconds
+from .timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
 
 SHRINK_FACTOR = 0.75
 """When nothing fits, not even in tiles, the working size shrinks by this factor and is planned again."""
-AUTO_FULL_SECONDS = 60.0
-"""Resolution "auto" paints up to the full size when that is predicted to take at most this long."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ class RunPlan:
         peak = max(scale.memory.estimate for scale in self.scales)
         return (f"memory: about {peak / 2**30:.2f} GB at most ({self.budget / 2**30:.1f} GB usable on "
                 f"{self.device.type}); working size {width}x{height}, {finish}; "
-                f"{describe_seconds(self.predicted_seconds)}")
+                f"about {describe_seconds(self.predicted_seconds)}")
 
 
 def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.device, precision: str,

@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+AUTO_FULL_SECONDS = 60.0
+"""Resolution "auto" paints up to the full size when that is predicted to take at most this long."""
 FORWARD_SHARE = 0.35
 """A forward pass alone (the style and content targets of a scale) costs about this share of an iteration."""
 
@@ -50,13 +52,34 @@ def predict_seconds(scales: list[ScaleWork], calibration: Calibration, n_styles:
     return seconds
 
 
+def predict_by_resolution(content_size: tuple[int, int], settings, calibration: Calibration,
+                          n_styles: int = 1) -> tuple[float, float | None]:
+    """(seconds at the working size, seconds at full size or None when the layer is no bigger than the
+    working size) for `settings` (a Settings, or the dialog's options.settings_from_dialog). Tiles and
+    a shrunken working size are left out: the engine's plan, which knows the free memory, says it
+    exactly before it runs."""
+    from .pyramid import composition_iterations, detail_iterations, detail_sizes, scale_sizes
+
+    quality, iterations = settings.quality, settings.iterations
+    sizes = scale_sizes(content_size, settings.max_size, settings.scales)
+    work = [ScaleWork(w * h, n) for (w, h), n in zip(sizes, composition_iterations(len(sizes), iterations, quality))]
+    working = predict_seconds(work, calibration, n_styles)
+    details = detail_sizes(sizes[-1], content_size)
+    if not details:
+        return working, None
+    detail = [ScaleWork(w * h, n) for (w, h), n in zip(details, detail_iterations(len(details), iterations, quality))]
+    return working, predict_seconds(work + detail, calibration, n_styles)
+
+
 def describe_seconds(seconds: float) -> str:
-    """"about 40 s", "about 3 min", "about 1.5 h": as precise as a prediction deserves."""
+    """"40 s", "3 min", "1.5 h": as precise as a prediction deserves."""
+    if seconds < 10:
+        return f"{max(1, round(seconds))} s"
     if seconds < 90:
-        return f"about {max(1, round(seconds / 5) * 5 if seconds > 10 else round(seconds))} s"
+        return f"{round(seconds / 5) * 5} s"
     if seconds < 90 * 60:
-        return f"about {round(seconds / 60)} min"
-    return f"about {seconds / 3600:.1f} h"
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def cache_file() -> Path:

@@ -20,7 +20,7 @@ from stylize_core import options  # noqa: E402
 
 from helpers import CONTENT, STYLE, small  # noqa: E402
 
-OPTIONS = {"strength": 1.5, "quality": "fast", "iterations": 0, "max-size": 256, "preserve-colors": "luminance",
+OPTIONS = {"strength": 1.5, "quality": "fast", "resolution": "working", "iterations": 0, "max-size": 256, "preserve-colors": "luminance",
            "style-scale": 2.0, "seed": 7, "device": "cpu"}
 
 

@@ -82,7 +82,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         return fail(procedure, str(error))
     recall_style_layer(image, config)
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        if not ask_settings(procedure, image, drawables, config, options):
+        if not ask_settings(procedure, image, drawables, config, options, config_file):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
     problem = validate(image, drawables, config)
@@ -112,7 +112,7 @@ def recall_style_layer(image, config):
             config.set_property("style-layer", layer)
 
 
-def ask_settings(procedure, image, drawables, config, options) -> bool:
+def ask_settings(procedure, image, drawables, config, options, config_file) -> bool:
     """Show the dialog until the settings make sense or the user cancels; True to go on."""
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
@@ -127,6 +127,9 @@ def ask_settings(procedure, image, drawables, config, options) -> bool:
     dialog.set_sensitive_if_in("style-file", None, "style-source", string_values("file"), True)
     dialog.set_sensitive_if_in("style-layer", None, "style-source", string_values("layer"), True)
     add_style_preview(dialog, config)
+    if len(drawables) == 1:
+        add_time_estimate(dialog, config, options, config_file["project"],
+                          (drawables[0].get_width(), drawables[0].get_height()))
     try:
         while dialog.run():
             problem = validate(image, drawables, config)
@@ -160,6 +163,23 @@ def add_style_preview(dialog, config):
     for name in ("style-source", "style-file", "style-layer"):
         config.connect("notify::" + name, refresh)
     refresh()
+
+
+def add_time_estimate(dialog, config, options, project, layer_size):
+    """A line under the settings that says how long the run will take, following every change."""
+    label = Gtk.Label(xalign=0.0)
+    label.set_line_wrap(True)
+    label.set_max_width_chars(48)
+    dialog.get_content_area().pack_end(label, False, False, 6)
+
+    def refresh(*_):
+        values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+        label.set_text(nst_bridge.describe_time(project, values, layer_size))
+
+    for option in options.DIALOG_OPTIONS:
+        config.connect("notify::" + option.plugin_name, refresh)
+    refresh()
+    label.show()
 
 
 def style_thumbnail(config):

@@ -6,7 +6,7 @@ The engine runs in the project's virtual environment (docs/protocol.md).
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -134,18 +135,25 @@ def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) ->
     return status, error_message
 
 
+ENGINE_PACKAGE = "stylize_engine"
+"""The name the engine's stdlib modules get here, so that they import each other (.options) without
+running the package's __init__ or needing torch."""
+
+
 def load_engine_module(project: str, name: str):
-    """One of the engine's standard-library modules (client, options), loaded by its file path:
-    GIMP's Python has no torch, so it cannot import the stylize_core package."""
-    path = Path(project) / "stylize_core" / f"{name}.py"
-    if not path.is_file():
+    """One of the engine's standard-library modules (client, options, pyramid, timing), loaded from the
+    project's folder: GIMP's Python has no torch, so it cannot import the whole stylize_core package."""
+    folder = Path(project) / "stylize_core"
+    if not (folder / f"{name}.py").is_file():
         raise BridgeError(NOT_INSTALLED.format(where=project or "the project folder"))
-    module_name = f"stylize_engine_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    package = sys.modules.get(ENGINE_PACKAGE)
+    if package is None or list(package.__path__) != [str(folder)]:
+        package = types.ModuleType(ENGINE_PACKAGE)
+        package.__path__ = [str(folder)]
+        for loaded in [m for m in sys.modules if m.startswith(ENGINE_PACKAGE + ".")]:
+            del sys.modules[loaded]  # another project's modules
+        sys.modules[ENGINE_PACKAGE] = package
+    return importlib.import_module(f"{ENGINE_PACKAGE}.{name}")
 
 
 def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], work_dir: Path) -> None:
@@ -186,6 +194,31 @@ def in_dialog_terms(message: str) -> str:
         return (message.split(": use ")[0] + ". Lower Advanced › Working size, or set Advanced › Device to CPU "
                 "(slower, but it has more memory).")
     return message
+
+
+def describe_time(project: str, values: dict, layer_size: tuple[int, int]) -> str:
+    """What the run will cost, for the dialog: from this computer's calibration (measured by the engine's
+    first run) and the dialog's values (keyed by plug-in argument name)."""
+    options = load_engine_module(project, "options")
+    timing = load_engine_module(project, "timing")
+    errors = load_engine_module(project, "errors")
+    settings = options.settings_from_dialog(values)
+    calibration = timing.latest_for(settings.device)
+    if calibration is None:
+        return "Time: measured on the first run on this computer"
+    where = "this CPU" if calibration.device_type == "cpu" else calibration.device_name
+    try:
+        working, full = timing.predict_by_resolution(layer_size, settings, calibration)
+    except errors.StylizeError as error:  # a layer too small, say: the run says so too
+        return f"Time: unknown ({error})"
+    if full is None:
+        return f"About {timing.describe_seconds(working)} on {where}"
+    text = (f"About {timing.describe_seconds(working)} at the working size, "
+            f"{timing.describe_seconds(full)} at full size, on {where}")
+    if settings.resolution == "auto":
+        chosen = "full size" if full <= timing.AUTO_FULL_SECONDS else "the working size"
+        text += f" (Automatic: {chosen})"
+    return text
 
 
 def make_work_dir() -> Path:

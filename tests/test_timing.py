@@ -1,0 +1,73 @@
+"""Predicting a run's time: the time model, the calibration cache, and the dialog's line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stylize_core import Settings
+from stylize_core.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
+                                 predict_seconds, read_calibrations, remember)
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = Calibration("cpu|x|fp32|torch 2", "cpu", "x86", 0.05, 5.0)
+GPU = Calibration("cuda|H100|bf16|torch 2", "cuda", "NVIDIA H100", 0.004, 0.02)
+
+
+def test_time_grows_with_pixels_and_iterations():
+    one = predict_seconds([ScaleWork(1e6, 10)], CPU)
+    assert predict_seconds([ScaleWork(2e6, 10)], CPU) > 1.9 * one - 1
+    assert predict_seconds([ScaleWork(1e6, 20)], CPU) > 1.9 * one
+    assert predict_seconds([ScaleWork(1e6, 10)], CPU, n_styles=3) > one
+
+
+def test_full_size_costs_more_than_the_working_size_and_only_where_the_layer_is_bigger():
+    working, full = predict_by_resolution((2560, 1600), Settings(), CPU)
+    assert full > 2 * working
+    assert predict_by_resolution((400, 300), Settings(), CPU)[1] is None
+
+
+def test_the_cache_keeps_the_latest_per_key_and_answers_by_device_choice(tmp_path):
+    path = tmp_path / "calibration.json"
+    assert read_calibrations(path) == [] and latest_for("auto", path) is None
+    remember(CPU, path)
+    remember(GPU, path)
+    remember(Calibration(CPU.key, "cpu", "x86", 0.06, 6.0), path)
+    assert len(read_calibrations(path)) == 2
+    assert latest_for("cpu", path).seconds_per_megapixel == 6.0
+    assert latest_for("auto", path) == GPU and latest_for("gpu", path) == GPU
+    path.write_text("{damaged")
+    assert read_calibrations(path) == []
+
+
+def test_seconds_are_said_as_precisely_as_a_prediction_deserves():
+    assert [describe_seconds(s) for s in (3.2, 41, 200, 7200)] == ["3 s", "40 s", "3 min", "2.0 h"]
+
+
+def test_the_dialogs_line_needs_no_torch_and_follows_the_settings(tmp_path):
+    """GIMP's Python has neither torch nor numpy: the dialog's estimate runs with the standard library."""
+    remember(CPU, tmp_path / "stylize-core" / "calibration.json")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import nst_bridge\n"
+        "values = {'quality': 'balanced', 'iterations': 0, 'max-size': 512, 'resolution': 'auto', 'device': 'auto'}\n"
+        "print(nst_bridge.describe_time(sys.argv[2], values, (2560, 1600)))\n"
+        "print(nst_bridge.describe_time(sys.argv[2], {**values, 'quality': 'fast'}, (2560, 1600)))\n"
+        "print(nst_bridge.describe_time(sys.argv[2], values, (300, 200)))\n"
+        "print(any(m.startswith(('torch', 'numpy')) for m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT / "plugin" / "neural-style-transfer"),
+                           str(ROOT)], capture_output=True, text=True, env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    balanced, fast, small, imported = done.stdout.splitlines()
+    assert balanced.startswith("About ") and "at full size, on this CPU (Automatic: the working size)" in balanced
+    assert fast != balanced
+    assert small.startswith("About ") and "full size" not in small
+    assert imported == "False"
+
+
+def test_without_a_calibration_the_dialog_says_when_it_will_know(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "plugin" / "neural-style-transfer"))
+    import nst_bridge
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = nst_bridge.describe_time(str(ROOT), {"device": "auto"}, (800, 600))
+    assert text == "Time: measured on the first run on this computer"
