@@ -86,3 +86,16 @@ def test_failures_leave_the_image_as_it_was(outcome, name):
     assert not case["ok"]
     assert case["count"] == 1 and case["source_unchanged"]
     assert case["work_dirs_left"] == []
+
+
+CORPUS = {"empty": "empty file", "truncated_jpeg": "corrupt or truncated", "text_named_jpg": "not an image",
+          "png_signature_only": "corrupt or truncated", "folder": "is a folder", "fifo": "not a regular file",
+          "missing": "not found"}
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_a_bad_style_file_leaves_layers_pixels_and_undo_history_as_they_were(outcome, name):
+    case = outcome["corpus_" + name]
+    assert not case["ok"]
+    assert case["count"] == 1 and case["pixels_unchanged"] and not case["dirty"], case
+    assert CORPUS[name] in case["message"] and "\n" not in case["message"].strip(), case["message"]

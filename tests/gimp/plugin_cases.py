@@ -180,3 +180,30 @@ for name, options, config_change in (("corrupt_style", {"style_file": corrupt}, 
     report(name, ok=ok, count=len(image.get_layers()), source_unchanged=pixels(source) == before,
            work_dirs_left=sorted(n for n in os.listdir(tempfile.gettempdir())  # TMPDIR: this session's
                                  if n.startswith("gimp-style-transfer-")))
+
+# The bad-input corpus through the plug-in (tests/test_bad_inputs.py has it through the CLI): every
+# failing run leaves the layers, their pixels and the undo history (the image stays clean) as they were.
+bad = os.path.join(OUT, "bad-inputs")
+os.makedirs(bad, exist_ok=True)
+with open(style_path, "rb") as stream:
+    style_bytes = stream.read()
+bad_styles = {"empty": b"", "truncated_jpeg": style_bytes[: len(style_bytes) // 3],
+              "text_named_jpg": b"this is not a picture\n", "png_signature_only": b"\x89PNG\r\n\x1a\n"}
+for name, data in bad_styles.items():
+    with open(os.path.join(bad, name + ".jpg"), "wb") as stream:
+        stream.write(data)
+os.makedirs(os.path.join(bad, "a_folder.jpg"), exist_ok=True)
+if not os.path.exists(os.path.join(bad, "fifo.png")):
+    os.mkfifo(os.path.join(bad, "fifo.png"))
+corpus = {name: os.path.join(bad, name + ".jpg") for name in bad_styles}
+corpus.update(folder=os.path.join(bad, "a_folder.jpg"), fifo=os.path.join(bad, "fifo.png"),
+              missing=os.path.join(bad, "missing.jpg"))
+for name, path in corpus.items():
+    image = load("tubingen.jpg", 96)
+    image.undo_enable()
+    image.clean_all()
+    before = [pixels(layer) for layer in image.get_layers()]
+    ok = run(image, image.get_layers()[0], style_file=path)
+    report("corpus_" + name, ok=ok, count=len(image.get_layers()), dirty=image.is_dirty(),
+           pixels_unchanged=[pixels(layer) for layer in image.get_layers()] == before,
+           message=Gimp.get_pdb().get_last_error())

@@ -1,0 +1,66 @@
+"""The detail stage: the layer's own size, alpha kept, tiled where memory is short, and its time known."""
+
+import time
+
+import numpy as np
+import pytest
+
+from stylize_core import Settings, stylize
+from helpers import CONTENT, STYLE, rgb_of, small
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def style():
+    return rgb_of(small(STYLE, 256))
+
+
+def optimize_events(events):
+    return [e for e in events if e.stage == "optimize"]
+
+
+def test_the_detail_stage_paints_up_to_the_layers_own_size_with_its_alpha(style):
+    rgb = rgb_of(small(CONTENT, 200))
+    alpha = np.linspace(0, 1, rgb.shape[1], dtype=np.float32)[None, :].repeat(rgb.shape[0], 0)
+    events = []
+    out = stylize(np.dstack([rgb, alpha]), style, Settings(max_size=64, resolution="full", iterations=2,
+                                                           device="cpu"), progress=events.append)
+    assert out.shape == (150, 200, 4) and np.array_equal(out[..., 3], alpha)
+    widths = sorted({e.width for e in optimize_events(events)})
+    assert widths[0] <= 64 and widths[-1] == 200, widths  # optimised at the layer's size, not upscaled to it
+    plan = next(e for e in events if e.stage == "plan")
+    assert "detail up to 200x150" in plan.message
+
+
+def test_working_resolution_stops_at_the_working_size(style):
+    events = []
+    stylize(rgb_of(small(CONTENT, 200)), style, Settings(max_size=64, resolution="working", iterations=2,
+                                                         device="cpu"), progress=events.append)
+    assert max(e.width for e in optimize_events(events)) == 64
+
+
+def test_the_detail_stage_runs_tiled_under_a_small_memory_limit(style):
+    events = []
+    out = stylize(rgb_of(small(CONTENT, 512)), style, Settings(max_size=128, resolution="full", iterations=2,
+                                                               memory_limit_mb=1200, device="cpu"),
+                  progress=events.append)
+    assert out.shape[:2] == (384, 512)
+    plan = next(e for e in events if e.stage == "plan").message
+    assert "detail up to 512x384, in 256 px tiles" in plan, plan
+
+
+@pytest.mark.parametrize("working_size", [160, 320])
+def test_the_predicted_time_is_within_a_quarter_of_the_measured(style, working_size, tmp_path, monkeypatch):
+    """Calibrated afresh here, so that the calibration and the run see the same machine."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    content = rgb_of(small(CONTENT, working_size))
+    marks = {}
+
+    def watch(event):
+        if event.stage == "plan":
+            marks["predicted"], marks["planned"] = event.predicted_s, time.perf_counter()
+    stylize(content, style, Settings(max_size=working_size, scales=2, iterations=12, stall_tolerance=0,
+                                     device="cpu"), progress=watch)
+    measured = time.perf_counter() - marks["planned"]
+    assert 0.75 <= marks["predicted"] / measured <= 1.25, f"predicted {marks['predicted']:.1f} s, took {measured:.1f} s"
