@@ -123,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
            "layer's full size for crisp strokes (slower); auto finishes at full size where that is "
            "predicted to take under a minute",
            choices=("auto", "working", "full"), group="quality and size",
-           dialog=Dialog("_Resolution", choices={"auto": "Automatic", "working": "Working size, upscaled",
+           dialog=Dialog("Resolutio_n", choices={"auto": "Automatic", "working": "Working size, upscaled",
                                                  "full": "Full size (slower)"})),
     Option("iterations", int, 0,
            "Iterations at every scale; 0 takes them from the quality setting",

@@ -113,3 +113,14 @@ def test_stroke_size_reaches_the_loss_through_each_file_once():
             readers.append(path.relative_to(ROOT).as_posix())
     assert sorted(readers) == ["stylize_core/engine.py", "stylize_core/options.py"]
     assert BY_NAME["style_scale"].dialog.label == "Stroke si_ze"
+
+
+def test_every_mnemonic_in_the_dialog_is_unique():
+    """Alt+letter must reach one widget: the options', the plug-in's own fields and GIMP's buttons."""
+    plugin = (PLUGIN / "neural-style-transfer.py").read_text()
+    own = ["Style so_urce", "Style i_mage", "Style la_yer", "_Advanced"]
+    assert all(label in plugin for label in own)
+    buttons = ["_Help", "_Reset", "_Cancel", "_OK"]
+    labels = own + buttons + [option.dialog.label for option in DIALOG_OPTIONS]
+    keys = [label[label.index("_") + 1].lower() for label in labels]
+    assert len(keys) == len(set(keys)), sorted(zip(keys, labels))
