@@ -88,9 +88,11 @@ def test_failures_leave_the_image_as_it_was(outcome, name):
     assert case["work_dirs_left"] == []
 
 
+# A folder, a pipe or a missing file as the style: GIMP itself refuses the argument (its file
+# chooser's OPEN action), before the plug-in starts; the rest the engine refuses.
 CORPUS = {"empty": "empty file", "truncated_jpeg": "corrupt or truncated", "text_named_jpg": "not an image",
-          "png_signature_only": "corrupt or truncated", "folder": "is a folder", "fifo": "not a regular file",
-          "missing": "not found"}
+          "png_signature_only": "not an image", "folder": "'style-file'", "fifo": "'style-file'",
+          "missing": "'style-file'"}
 
 
 @pytest.mark.parametrize("name", CORPUS)
