@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import replace
 
 import torch
 
@@ -16,6 +17,11 @@ SIDES = (96, 192)
 """Two square sizes, small enough to take a second or two on a CPU, far enough apart to fit a line."""
 ITERATIONS = 4
 """Timed iterations per size, after one that is not timed (kernel choice, caches)."""
+LEARNING_RATE = 0.5
+"""After each run, the calibration moves this far (geometrically) towards the speed the run showed:
+a calibration measured while the machine was busy corrects itself within a few runs."""
+MIN_SECONDS_TO_LEARN = 5.0
+"""Shorter runs say more about start-up noise than about the device's speed."""
 
 
 def calibration_for(network: VGG19Features, device: torch.device, precision: str) -> Calibration:
@@ -61,3 +67,12 @@ def seconds_per_iteration(network: VGG19Features, device: torch.device, precisio
     # optimize reads each loss back, so the device has finished when it returns.
     optimize(image, objective, ITERATIONS, "lbfgs", 0.0, lambda iteration, loss: None)
     return (time.perf_counter() - started) / ITERATIONS
+
+
+def learn_from_run(calibration: Calibration, predicted: float, measured: float) -> None:
+    """Move this device's calibration towards the speed a finished run showed."""
+    if max(predicted, measured) < MIN_SECONDS_TO_LEARN or predicted <= 0:
+        return
+    factor = min(4.0, max(0.25, measured / predicted)) ** LEARNING_RATE
+    remember(replace(calibration, seconds_per_iteration=calibration.seconds_per_iteration * factor,
+                     seconds_per_megapixel=calibration.seconds_per_megapixel * factor))

@@ -35,7 +35,7 @@ from .errors import InputError, StylizeError
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
 from .optimize import Objective, autocast_for, optimize
-from .calibrate import calibration_for
+from .calibrate import calibration_for, learn_from_run
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan, resolve_precision
 from .progress import ProgressCallback, Reporter
@@ -102,7 +102,10 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     calibration = calibration_for(network, device, precision)
     plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
     report.plan(plan.describe(), plan.predicted_seconds)
-    rgb = resize_rgb(optimize_pyramid(Run(plan, settings, content, styles, report, network)), plan.output_size)
+    run = Run(plan, settings, content, styles, report, network)
+    result = optimize_pyramid(run)
+    learn_from_run(calibration, plan.predicted_seconds, time.perf_counter() - run.started)
+    rgb = resize_rgb(result, plan.output_size)
     if settings.preserve_colors == "luminance":
         rgb = keep_content_chrominance(rgb, resize_rgb(content.rgb, plan.output_size))
     alpha = None

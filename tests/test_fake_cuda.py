@@ -253,6 +253,7 @@ def fake_cuda(monkeypatch):
     from stylize_core.timing import Calibration
     monkeypatch.setattr(engine, "calibration_for", lambda network, device, precision: Calibration(
         "fake", device.type, "fake GPU", 0.004, 0.02))
+    monkeypatch.setattr(engine, "learn_from_run", lambda calibration, predicted, measured: None)
 
     def run(content: Picture, settings: Settings, free_bytes: int = 64 * 2**30) -> Recorder:
         free["bytes"] = free_bytes

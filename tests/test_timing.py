@@ -71,3 +71,18 @@ def test_without_a_calibration_the_dialog_says_when_it_will_know(tmp_path, monke
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     text = nst_bridge.describe_time(str(ROOT), {"device": "auto"}, (800, 600))
     assert text == "Time: measured on the first run on this computer"
+
+
+def test_a_run_moves_the_calibration_towards_the_speed_it_showed(tmp_path, monkeypatch):
+    """A calibration measured while the machine was busy corrects itself within a few runs."""
+    from stylize_core.calibrate import learn_from_run
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    remember(CPU)
+    for _ in range(5):  # the device is twice as fast as calibrated: a run predicted at 100 s takes 50 s
+        current = read_calibrations()[-1]
+        learn_from_run(current, predicted=100.0 * current.seconds_per_megapixel / CPU.seconds_per_megapixel,
+                       measured=50.0)
+    learned = read_calibrations()[-1]
+    assert 0.5 < learned.seconds_per_megapixel / CPU.seconds_per_megapixel < 0.53
+    learn_from_run(learned, predicted=2.0, measured=1.0)  # too short to say anything
+    assert read_calibrations()[-1] == learned
