@@ -7,9 +7,10 @@
    budget (memory.py), and how long it all will take (timing.py, calibrate.py).
 2. Style targets: every style image, optionally recoloured to the content's
    palette, is resized per scale to the scale's pixel count times style_scale^2
-   and its Gram matrices are blended by the style weights. Where that would enlarge
-   the painting, its finest layers are taken at its own size instead: enlarging
-   only blurs, and the detail scales are there for the painting's real brushwork.
+   and its Gram matrices are blended by the style weights. The detail scales match
+   only the finest layers (relu1_1, relu2_1: the brushwork), and never from an
+   enlarged painting: enlarging only blurs. The composition is the coarse scales':
+   a detail scale's image, shrunk to the working size, is held to their result.
 3. At each scale, starting from the content (or noise) at the coarsest, then from
    the previous scale's result upscaled, optimise the image's pixels. Running out
    of memory anyway retries the scale in smaller tiles.
@@ -48,8 +49,7 @@ STYLE_CACHE_ENTRIES = 16
 TRUST_ELAPSED_AFTER = 0.05
 """Once this share of the work is done, the time left is extrapolated from the time taken."""
 FINE_LAYERS = ("relu1_1", "relu2_1")
-"""The layers that see a few pixels (3-10): the painting's texture at its own resolution."""
-COARSE_LAYERS = tuple(layer for layer in STYLE_LAYERS if layer not in FINE_LAYERS)
+"""The layers that see a few pixels (3-10): the painting's brushwork."""
 
 
 @functools.lru_cache(maxsize=2)
@@ -160,8 +160,11 @@ def optimize_pyramid(run: Run) -> np.ndarray:
     device = run.plan.device
     torch.manual_seed(run.settings.seed)
     image = None
+    composition = None
     cost_before = 0
     for number, scale in enumerate(run.plan.scales, start=1):
+        if scale.detail and composition is None:
+            composition = image.detach()
         content = to_tensor(resize_rgb(run.content.rgb, (scale.width, scale.height)), device)
         if image is None:
             image = content if run.settings.init == "content" else (
@@ -172,7 +175,7 @@ def optimize_pyramid(run: Run) -> np.ndarray:
         on_iteration = run.on_iteration(number, scale, cost_before)
         while True:
             try:
-                image = optimize_scale(run, scale, image, content, on_iteration)
+                image = optimize_scale(run, scale, image, content, on_iteration, composition)
                 break
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_out_of_memory(error):
@@ -191,7 +194,8 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
-def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.Tensor, on_iteration):
+def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.Tensor, on_iteration,
+                   composition: torch.Tensor | None = None):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
         style_targets = blend_grams([style_grams(run, rgb, scale, tile) for rgb in run.style_rgbs],
@@ -201,7 +205,7 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
             with autocast_for(content, precision):
                 content_target = run.network(content, {CONTENT_LAYER})[CONTENT_LAYER]
     objective = Objective(run.network, style_targets, content_target, run.settings.strength,
-                          run.settings.content_weight, run.settings.tv_weight, precision)
+                          run.settings.content_weight, run.settings.tv_weight, precision, anchor=composition)
     if tile is not None:
         objective = TiledObjective(objective, content, tile, run.generator)
     return optimize(image, objective, scale.iterations, run.settings.optimizer, run.settings.stall_tolerance,
@@ -212,9 +216,10 @@ def style_grams(run: Run, rgb: np.ndarray, scale: Scale, tile: int | None) -> di
     """One style image's Gram targets at this scale (see step 2 of the module docstring)."""
     native = (rgb.shape[1], rgb.shape[0])
     scaled = size_with_pixels(native, scale.pixels * run.settings.style_scale**2)
-    if scaled[0] * scaled[1] <= native[0] * native[1]:
+    if not scale.detail:
         return style_grams_at(run, rgb, scaled, STYLE_LAYERS, tile)
-    return {**style_grams_at(run, rgb, scaled, COARSE_LAYERS, tile), **style_grams_at(run, rgb, native, FINE_LAYERS, tile)}
+    smaller = scaled if scaled[0] * scaled[1] <= native[0] * native[1] else native
+    return style_grams_at(run, rgb, smaller, FINE_LAYERS, tile)
 
 
 _style_gram_cache: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()

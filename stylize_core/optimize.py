@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from .lbfgs import LBFGS
 from .losses import CONTENT_LAYER, STYLE_LAYERS, content_loss, style_loss, total_variation
@@ -34,9 +35,16 @@ def autocast_for(image: torch.Tensor, precision: str):
     return torch.autocast(image.device.type, dtype=dtype)
 
 
+ANCHOR_WEIGHT = 1000.0
+"""How firmly a detail scale keeps the composition: the image, shrunk to the working size, against the
+working-size result (a mean squared difference of 1e-4, a 1 % drift, weighs as much as a tenth of the
+style loss). Measured with benchmarks/full_resolution.py."""
+
+
 @dataclass
 class Objective:
-    """STYLE_WEIGHT * strength * style + content_weight * content + tv_weight * total variation."""
+    """STYLE_WEIGHT * strength * style + content_weight * content + tv_weight * total variation
+    (+ ANCHOR_WEIGHT * composition drift, on detail scales)."""
     network: VGG19Features
     style_targets: dict[str, torch.Tensor]
     content_target: torch.Tensor
@@ -44,6 +52,8 @@ class Objective:
     content_weight: float
     tv_weight: float
     precision: str = "fp32"
+    anchor: torch.Tensor | None = None
+    """Detail scales: the working-size result, whose composition the image must keep."""
 
     def __call__(self, image: torch.Tensor, content_target: torch.Tensor | None = None) -> torch.Tensor:
         with autocast_for(image, self.precision):
@@ -53,8 +63,16 @@ class Objective:
                 + self.content_weight * content_loss(features[CONTENT_LAYER], target)
                 + self.tv_weight * total_variation(image))
 
+    def anchor_loss(self, image: torch.Tensor) -> torch.Tensor:
+        """How far the image, shrunk to the anchor's size, has drifted from it (0 without an anchor).
+        It looks at the whole image at once, so a tiled objective adds it once, not per tile."""
+        if self.anchor is None:
+            return torch.zeros((), device=image.device)
+        shrunk = F.interpolate(image, size=self.anchor.shape[-2:], mode="area")
+        return ANCHOR_WEIGHT * (shrunk - self.anchor).pow(2).mean()
+
     def evaluate(self, image: torch.Tensor) -> torch.Tensor:
-        loss = self(image)
+        loss = self(image) + self.anchor_loss(image)
         loss.backward()
         return loss.detach()
 

@@ -29,6 +29,8 @@ class Scale:
     height: int
     iterations: int
     memory: ScalePlan
+    detail: bool = False
+    """Past the working size: only the painting's brushwork is added (engine.style_grams)."""
 
     @property
     def pixels(self) -> int:
@@ -91,8 +93,9 @@ def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.d
     details = detail_sizes(sizes[-1], out_size)
     if settings.resolution == "working" or not details:
         return working
-    detail = plan_scales(details, detail_iterations(len(details), settings.iterations, settings.quality),
-                         device, settings, precision, budget, stop_at_first_misfit=True)
+    detail = tuple(replace(scale, detail=True) for scale in plan_scales(
+        details, detail_iterations(len(details), settings.iterations, settings.quality), device, settings, precision,
+        budget, stop_at_first_misfit=True))
     full = replace(working, scales=composition + detail,
                    predicted_seconds=predicted(composition + detail, calibration, n_styles))
     if settings.resolution == "full" or full.predicted_seconds <= AUTO_FULL_SECONDS:

@@ -93,4 +93,7 @@ class TiledObjective:
             loss.backward()
             _slice(image.grad, core).add_(_slice(piece.grad, core_within_crop(core, crop)))
             total += loss.detach()
-        return total
+        anchor = self.objective.anchor_loss(image)
+        if anchor.requires_grad:
+            anchor.backward()
+        return total + anchor.detach()

@@ -64,3 +64,17 @@ def test_the_predicted_time_is_within_a_quarter_of_the_measured(style, working_s
                                      device="cpu"), progress=watch)
     measured = time.perf_counter() - marks["planned"]
     assert 0.75 <= marks["predicted"] / measured <= 1.25, f"predicted {marks['predicted']:.1f} s, took {measured:.1f} s"
+
+
+def test_the_detail_stage_keeps_the_composition_and_adds_fine_texture(style):
+    """Shrunk to the working size, the full-size result is the working-size result; at full size it has
+    the fine texture that upscaling cannot give."""
+    content = rgb_of(small(CONTENT, 256))
+    base = dict(max_size=64, quality="fast", device="cpu", stall_tolerance=0.0)
+    working = stylize(content, style, Settings(**base, resolution="working"))
+    full = stylize(content, style, Settings(**base, resolution="full"))
+    from stylize_core.imageio import resize_rgb
+    shrunk = resize_rgb(full, (64, 48))
+    assert np.abs(shrunk - resize_rgb(working, (64, 48))).mean() < 0.02
+    detail = lambda rgb: np.abs(np.diff(rgb, axis=1)).mean()  # neighbouring pixels' differences
+    assert detail(full) > 1.5 * detail(working)
