@@ -1,7 +1,5 @@
 """The detail stage: the layer's own size, alpha kept, tiled where memory is short, and its time known."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -48,22 +46,6 @@ def test_the_detail_stage_runs_tiled_under_a_small_memory_limit(style):
     assert out.shape[:2] == (384, 512)
     plan = next(e for e in events if e.stage == "plan").message
     assert "detail up to 512x384, in 256 px tiles" in plan, plan
-
-
-@pytest.mark.parametrize("working_size", [160, 320])
-def test_the_predicted_time_is_within_a_quarter_of_the_measured(style, working_size, tmp_path, monkeypatch):
-    """Calibrated afresh here, so that the calibration and the run see the same machine."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    content = rgb_of(small(CONTENT, working_size))
-    marks = {}
-
-    def watch(event):
-        if event.stage == "plan":
-            marks["predicted"], marks["planned"] = event.predicted_s, time.perf_counter()
-    stylize(content, style, Settings(max_size=working_size, scales=2, iterations=12, stall_tolerance=0,
-                                     device="cpu"), progress=watch)
-    measured = time.perf_counter() - marks["planned"]
-    assert 0.75 <= marks["predicted"] / measured <= 1.25, f"predicted {marks['predicted']:.1f} s, took {measured:.1f} s"
 
 
 def test_the_detail_stage_keeps_the_composition_and_adds_fine_texture(style):
