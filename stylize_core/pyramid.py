@@ -20,9 +20,9 @@ MIN_COARSE_SIDE = 64
 DETAIL_STEP = 2.0
 """Each detail scale is at most this much larger (per side) than the one before."""
 DETAIL_ITERATIONS: dict[str, tuple[int, ...]] = {
-    "fast": (5, 3, 2),
-    "balanced": (10, 5, 3),
-    "best": (20, 10, 6),
+    "fast": (4, 2, 1),
+    "balanced": (8, 4, 2),
+    "best": (16, 8, 4),
 }
 """Iterations of the detail scales, the first (nearest the working size) first; further scales take
 the last number. Measured with benchmarks/full_resolution.py."""
