@@ -109,6 +109,12 @@ class GimpSession:
         return self.work / "runtime"
 
     @property
+    def home(self) -> Path:
+        """HOME: GTK's recent files and file chooser state, and the engine's calibration, kept per session
+        (a shared /root in the cached root let one session's chooser open another's vanished folder)."""
+        return self.work / "home"
+
+    @property
     def tmp(self) -> Path:
         """TMPDIR: the plug-in's work folders, apart from other sessions' and from leftovers."""
         return self.work / "tmp"
@@ -120,7 +126,8 @@ class GimpSession:
         """`env -i ...`: the clean environment GIMP starts with inside the root."""
         self.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        settings = ["PATH=/usr/bin:/bin", "HOME=/root", f"GIMP3_DIRECTORY={self.profile}",
+        self.home.mkdir(parents=True, exist_ok=True)
+        settings = ["PATH=/usr/bin:/bin", f"HOME={self.home}", f"GIMP3_DIRECTORY={self.profile}",
                     f"XDG_RUNTIME_DIR={self.runtime}", f"TMPDIR={self.tmp}", f"{MARKER_VARIABLE}={self.marker}",
                     *extra]
         return "/usr/bin/env -i " + " ".join(shlex.quote(setting) for setting in settings)
