@@ -7,6 +7,8 @@ in the engine makes its test fail. (`device` and `precision` on a GPU: tests/tes
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -95,7 +97,7 @@ def test_max_size_is_the_working_size_and_size_the_output(content, style):
 
 
 def test_scales_run_coarse_to_fine(content, style):
-    _, events = run(content, style, max_size=160, scales=2, iterations=3)
+    _, events = run(content, style, size=200, max_size=200, scales=2, iterations=3)  # 100x75, then 200x150
     steps = optimize_events(events)
     assert {e.scales for e in steps} == {2} and [e.scale for e in steps] == [1] * 3 + [2] * 3
     assert steps[0].width * 2 == pytest.approx(steps[-1].width, abs=1)
@@ -155,14 +157,15 @@ def test_pooling_average_is_another_network(content, style):
 
 
 def test_tile_size_tiles_the_scale(content, style):
-    _, events = run(content, style, max_size=192, tile_size=128, iterations=2)
+    _, events = run(content, style, size=192, max_size=192, tile_size=128, iterations=2)
     assert any(e.stage == "plan" and "in 128 px tiles" in e.message for e in events)
 
 
 def test_memory_limit_shrinks_the_plan(content, style):
-    _, events = run(content, style, max_size=512, size=512, iterations=1, memory_limit_mb=600)
+    _, events = run(content, style, max_size=512, size=512, iterations=1, memory_limit_mb=1000)
     plan = next(e.message for e in events if e.stage == "plan")
-    assert "0.6 GB usable" in plan and "working size 512x" not in plan.split("; ")[1] or "tiles" in plan
+    working = int(re.search(r"working size (\d+)x", plan).group(1))
+    assert "(1.0 GB usable" in plan and working < 512, plan
 
 
 def test_weights_file_replaces_the_network(content, style, tmp_path):
@@ -200,5 +203,6 @@ def test_device_is_honoured():
 def test_every_option_has_an_effect_test():
     tested = {"strength", "content_weight", "tv_weight", "style_scale", "quality", "iterations", "max_size", "size",
               "scales", "preserve_colors", "seed", "init", "style_weights", "stall_tolerance", "optimizer", "pooling",
-              "tile_size", "memory_limit_mb", "weights", "precision", "device"}
+              "tile_size", "memory_limit_mb", "weights", "precision", "device",
+              "resolution"}  # resolution: tests/test_full_resolution.py
     assert {option.name for option in OPTIONS} == tested

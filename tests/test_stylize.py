@@ -9,7 +9,7 @@ from stylize_core.color import _RGB_TO_YIQ
 from helpers import CONTENT, STYLE, content_distance, rgb_of, small, style_distance
 
 pytestmark = pytest.mark.slow
-QUICK = dict(max_size=128, iterations=30, device="cpu")
+QUICK = dict(max_size=128, iterations=30, device="cpu", resolution="working")
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,13 @@ def socket_path(tmp_path):
     yield path
     ping = connect(path)
     if ping:  # stop the worker this test started
-        ping.sendall(b'{"ping": true}\n')
-        pid = json.loads(ping.makefile().readline())["pid"]
-        ping.close()
+        try:
+            ping.sendall(b'{"ping": true}\n')
+            pid = json.loads(ping.makefile().readline())["pid"]
+        except (ConnectionResetError, BrokenPipeError):
+            return  # a worker the test killed, caught while it was dying: nothing left to stop
+        finally:
+            ping.close()
         os.kill(pid, signal.SIGTERM)
 
 
