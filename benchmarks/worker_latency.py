@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from stylize_core.client import connect, run_in_worker  # noqa: E402
 
 JOB = [str(ROOT / "examples" / "tubingen.jpg"), str(ROOT / "examples" / "starry_night.jpg"),
-       "--max-size", "256", "--iterations", "2", "--progress", "json"]
+       "--max-size", "256", "--resolution", "working", "--iterations", "2", "--progress", "json"]
 
 
 def until_first_iteration(start_run) -> float:
