@@ -99,18 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def execute(argv: list[str], out: TextIO, err: TextIO, check: Callable[[], None] | None = None) -> int:
+def execute(argv: list[str], out: TextIO, err: TextIO, check: Callable[[], None] | None = None,
+            in_worker: bool = False) -> int:
     """One invocation: progress and errors go to out/err; the exit status is returned.
 
     check() is called at every progress event and may raise to abort the run
-    (the warm worker uses it to notice a client that went away).
+    (the warm worker uses it to notice a client that went away). In the worker, stdin is
+    not a client's (--stop-on-stdin-eof is ignored), --help, which exits, is a bad request, and
+    progress is always JSON.
     """
-    mode = "json" if _wants_json(argv) else "none"
+    mode = "json" if in_worker or _wants_json(argv) else "none"
     try:
-        args = build_parser().parse_args(argv)
-        if args.stop_on_stdin_eof:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:
+            if not in_worker:
+                raise
+            raise InputError("--help is for the command line") from None
+        if args.stop_on_stdin_eof and not in_worker:
             watch_stdin(args.cleanup_dir)
-        mode = args.progress
+        mode = "json" if in_worker else args.progress
         if mode == "auto":
             mode = "bar" if err.isatty() else "none"
         settings = settings_from_args(args).validate(len(args.styles))

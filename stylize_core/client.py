@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -33,17 +35,47 @@ def default_socket_path() -> Path:
     return folder / "worker.sock"
 
 
+def peer_uid(connection: socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket; None where the system does not say."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
+def check_socket_folder(folder: Path) -> None:
+    """Refuse a folder that another user owns or may write to: they could have put their own
+    listener there to read our requests (without XDG_RUNTIME_DIR the folder is in the shared /tmp)."""
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise WorkerUnavailable(f"{folder} is not a folder: not using the worker socket in it")
+    if info.st_uid != os.getuid():
+        raise WorkerUnavailable(f"{folder} belongs to another user (uid {info.st_uid}): not using the worker "
+                                "socket in it")
+    if info.st_mode & 0o022:
+        raise WorkerUnavailable(f"other users may write to {folder}: not using the worker socket in it")
+
+
 def connect(path: Path) -> socket.socket | None:
-    if not hasattr(socket, "AF_UNIX") or not path.exists():
+    """A connection to the worker at `path`, None when nobody listens there; WorkerUnavailable
+    when the socket is not trustworthy (its folder or the listening process is another user's)."""
+    if not hasattr(socket, "AF_UNIX") or not os.path.lexists(path.parent):
+        return None
+    check_socket_folder(path.parent)
+    if not os.path.lexists(path):
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.settimeout(ACCEPT_TIMEOUT)
         connection.connect(str(path))
-        return connection
     except OSError:
         connection.close()
         return None
+    owner = peer_uid(connection)
+    if owner not in (None, os.getuid()):
+        connection.close()
+        raise WorkerUnavailable(f"the process listening on {path} is another user's (uid {owner})")
+    return connection
 
 
 def start_worker(python: str, path: Path, idle_timeout: float | None = None) -> None:

@@ -20,18 +20,18 @@ A client that disconnects cancels its run at the next progress event.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import io
 import json
 import os
 import select
 import shutil
 import socket
-import struct
 import sys
 from pathlib import Path
 
 from .cli import execute
-from .client import default_socket_path
+from .client import default_socket_path, peer_uid
 from .device import pick_device
 from .engine import cached_network
 from .options import BY_NAME
@@ -39,6 +39,10 @@ from .settings import Settings
 
 DEFAULT_IDLE_TIMEOUT = 600
 PROTOCOL_VERSION = 1
+READ_TIMEOUT = 10.0
+"""A client must send its whole request line within this time: a silent one must not hold the worker."""
+MAX_REQUEST_LINE = 64 * 1024
+"""Longer request lines are refused before they are read on: an argv list is a few hundred bytes."""
 
 
 class ClientGone(Exception):
@@ -55,32 +59,28 @@ def private_folder(folder: Path) -> None:
         os.chmod(folder, 0o700)
 
 
-def peer_uid(connection: socket.socket) -> int | None:
-    if not hasattr(socket, "SO_PEERCRED"):
-        return None
-    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", credentials)[1]
+def hold_socket_lock(path: Path):
+    """The lock file beside the socket, held for the worker's life; None when another worker holds it.
 
-
-def another_worker_answers(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    Whether a socket file is stale is decided by this lock, not by connecting to it: a live
+    worker with a full accept backlog does not answer a probe either, and must not be replaced."""
+    handle = open(path.with_name(path.name + ".lock"), "a")
     try:
-        probe.settimeout(1)
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def serve(path: Path, idle_timeout: float, device: str) -> int:
     private_folder(path.parent)
-    if path.exists():
-        if another_worker_answers(path):
-            print(f"a worker already listens on {path}", file=sys.stderr)
-            return 0
-        path.unlink()  # stale: its worker died without cleaning up
+    lock = hold_socket_lock(path)
+    if lock is None:
+        print(f"a worker already listens on {path}", file=sys.stderr)
+        return 0
+    if os.path.lexists(path):
+        path.unlink()  # stale: its worker died without cleaning up (it would hold the lock)
     warm_up(device)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -95,13 +95,17 @@ def serve(path: Path, idle_timeout: float, device: str) -> int:
             except socket.timeout:
                 return 0
             with connection:
-                handle(connection)
+                try:
+                    handle(connection)
+                except Exception as error:  # one request's failure must not end the worker
+                    print(f"stylize worker: request failed: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
         listener.close()
         try:
             path.unlink()
         except FileNotFoundError:
             pass
+        lock.close()
 
 
 def warm_up(device: str) -> None:
@@ -110,35 +114,68 @@ def warm_up(device: str) -> None:
     cached_network(defaults.weights, defaults.pooling, str(pick_device(device)))
 
 
-def handle(connection: socket.socket) -> None:
-    connection.settimeout(None)
-    if peer_uid(connection) not in (None, os.getuid()):
-        return
-    stream = connection.makefile("rw", encoding="utf-8", newline="\n")
+def read_request(connection: socket.socket, stream) -> dict:
+    """The request line, read within READ_TIMEOUT and MAX_REQUEST_LINE; ValueError says what is wrong."""
+    connection.settimeout(READ_TIMEOUT)
     try:
-        request = json.loads(stream.readline() or "null")
-        if not isinstance(request, dict) or not (request.get("ping") or isinstance(request.get("argv"), list)):
-            raise ValueError("expected a JSON object with an argv list")
+        line = stream.readline(MAX_REQUEST_LINE + 1)
+    except socket.timeout:
+        raise ValueError(f"no complete request line within {READ_TIMEOUT:g} s") from None
+    except UnicodeDecodeError:
+        raise ValueError("the request is not UTF-8 text") from None
+    if len(line) > MAX_REQUEST_LINE or (line and not line.endswith("\n")):
+        raise ValueError(f"the request line is longer than {MAX_REQUEST_LINE} bytes")
+    try:
+        request = json.loads(line or "null")
+    except RecursionError:
+        raise ValueError("the request is nested too deeply") from None
+    if not isinstance(request, dict) or not (request.get("ping") or isinstance(request.get("argv"), list)):
+        raise ValueError("expected a JSON object with an argv list")
+    return request
+
+
+def handle(connection: socket.socket) -> None:
+    stream = connection.makefile("rw", encoding="utf-8", newline="\n")
+    if peer_uid(connection) not in (None, os.getuid()):
+        try:  # read it (and not act on it), so that closing does not reset the connection under the reply
+            read_request(connection, stream)
+        except (ValueError, OSError):
+            pass
+        refuse(stream, "this worker serves only its own user")
+        return
+    request = None
+    started = False
+    try:
+        request = read_request(connection, stream)
+        connection.settimeout(None)
+        # A client that gave up waiting (and may be running a child in its folder now) must not
+        # have its request run, nor its folder removed.
+        ensure_client(connection)
         stream.write(json.dumps({"stage": "accepted", "pid": os.getpid(), "version": PROTOCOL_VERSION}) + "\n")
         stream.flush()
         if request.get("ping"):
             code = 0
         else:
-            argv = [str(a) for a in request["argv"] if a != "--stop-on-stdin-eof"]
-            code = execute(argv, stream, io.StringIO(), check=lambda: ensure_client(connection))
+            started = True
+            code = execute([str(a) for a in request["argv"]], stream, io.StringIO(),
+                           check=lambda: ensure_client(connection), in_worker=True)
         stream.write(json.dumps({"stage": "exit", "code": code}) + "\n")
         stream.flush()
     except (ClientGone, BrokenPipeError, ConnectionResetError):
-        cleanup = request.get("cleanup_dir") if isinstance(request, dict) else None
+        cleanup = request.get("cleanup_dir") if started else None
         if cleanup:
             shutil.rmtree(cleanup, ignore_errors=True)
     except ValueError as error:
-        try:
-            stream.write(json.dumps({"stage": "error", "message": f"bad request: {error}", "exit_code": 2}) + "\n")
-            stream.write(json.dumps({"stage": "exit", "code": 2}) + "\n")
-            stream.flush()
-        except OSError:
-            pass
+        refuse(stream, f"bad request: {error}")
+
+
+def refuse(stream, message: str) -> None:
+    try:
+        stream.write(json.dumps({"stage": "error", "message": message, "exit_code": 2}) + "\n")
+        stream.write(json.dumps({"stage": "exit", "code": 2}) + "\n")
+        stream.flush()
+    except OSError:
+        pass
 
 
 def ensure_client(connection: socket.socket) -> None:
