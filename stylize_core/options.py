@@ -54,6 +54,8 @@ class Option:
     """The CLI flag, where it differs from --name."""
     metavar: str | None = None
     dialog: Dialog | None = None
+    names_a_file: bool = False
+    """A path on the computer that runs the engine: a server never takes it from a request."""
 
     @property
     def cli_flag(self) -> str:
@@ -172,7 +174,7 @@ OPTIONS: tuple[Option, ...] = (
            range=(256, 2**24), optional=True, group="engine", flag="--memory-limit", metavar="MB"),
     Option("weights", str, None,
            "A VGG19 state dict in torchvision's layout instead of the embedded Caffe weights "
-           "(never downloaded)", optional=True, group="engine", metavar="PATH"),
+           "(never downloaded)", optional=True, group="engine", metavar="PATH", names_a_file=True),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -186,3 +188,8 @@ def engine_arguments(values: dict) -> list[str]:
         value = values[option.plugin_name]
         argv += [option.cli_flag, repr(float(value)) if option.type is float else str(value)]
     return argv
+
+
+def engine_settings(values: dict) -> dict:
+    """The dialog's values (keyed by plug-in argument name) as Settings fields: what a server takes."""
+    return {option.name: option.type(values[option.plugin_name]) for option in DIALOG_OPTIONS}

@@ -3,8 +3,8 @@
 
 Restyles the selected layer after a style image file or another layer, and adds
 the result as a new layer directly above it, in one undo step. The heavy work
-runs in the project's engine (a warm worker or a child process, nst_bridge.py);
-this file only talks to GIMP.
+runs in the project's engine (a warm server on this computer or another, or a child
+process: nst_bridge.py); this file only talks to GIMP.
 """
 
 import os
@@ -89,13 +89,10 @@ def run(procedure, run_mode, image, drawables, config, data):
     if problem:
         return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
     layer = drawables[0]
-    work_dir = nst_bridge.make_work_dir()
     try:
-        result = stylize_layer(image, layer, config, config_file, options, work_dir)
+        result = stylize_layer(layer, config, config_file, options)
     except nst_bridge.BridgeError as error:
         return fail(procedure, str(error))
-    finally:
-        nst_bridge.remove_work_dir(work_dir)
     insert_result(image, layer, result, f"{layer.get_name()} ({style_name(config)})")
     if config.get_property("style-source") == "layer":
         config.set_property("style-layer-name", config.get_property("style-layer").get_name())
@@ -117,8 +114,8 @@ def ask_settings(procedure, image, drawables, config, options) -> bool:
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
     # What a painter needs first, then the rest folded away under "Advanced".
-    dialog.fill_box("advanced-box", [option.plugin_name for option in options.DIALOG_OPTIONS
-                                     if option.dialog.advanced])
+    dialog.fill_box("advanced-box", [*[option.plugin_name for option in options.DIALOG_OPTIONS
+                                       if option.dialog.advanced], "engine", "server-address"])
     dialog.get_label("advanced-label", "_Advanced", False, True)
     dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
     dialog.fill(["style-source", "style-file", "style-layer",
@@ -126,6 +123,7 @@ def ask_settings(procedure, image, drawables, config, options) -> bool:
                  "advanced"])
     dialog.set_sensitive_if_in("style-file", None, "style-source", string_values("file"), True)
     dialog.set_sensitive_if_in("style-layer", None, "style-source", string_values("layer"), True)
+    dialog.set_sensitive_if_in("server-address", None, "engine", string_values("server"), True)
     add_style_preview(dialog, config)
     try:
         while dialog.run():
@@ -176,19 +174,20 @@ def style_thumbnail(config):
         return None  # not an image GdkPixbuf reads: the engine's own check explains it
 
 
-def stylize_layer(image, layer, config, config_file, options, work_dir):
-    """Export the pixels, run the engine with progress, read the result back (no image changes yet)."""
+def stylize_layer(layer, config, config_file, options):
+    """Send the pixels to the engine with progress, and get the restyled pixels back (no image changes yet)."""
     width, height = layer.get_width(), layer.get_height()
-    content = work_dir / "content.npy"
-    nst_bridge.write_npy(content, read_pixels(layer), height, width)
+    content = nst_bridge.npy_bytes(read_pixels(layer), height, width)
     if config.get_property("style-source") == "layer":
         style_layer = config.get_property("style-layer")
-        style = work_dir / "style.npy"
-        nst_bridge.write_npy(style, read_pixels(style_layer), style_layer.get_height(), style_layer.get_width())
+        style = nst_bridge.npy_bytes(read_pixels(style_layer), style_layer.get_height(), style_layer.get_width())
     else:
         style = Path(config.get_property("style-file").get_path())
-    output = work_dir / "result.npy"
     values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+    server = config.get_property("server-address") if config.get_property("engine") == "server" else ""
+    if config.get_property("engine") == "server" and not server.strip():
+        raise nst_bridge.BridgeError("Advanced \u203a Engine is set to a server, but no server address is given: paste "
+                                     "the address `stylize serve` printed, or choose This computer.")
     Gimp.progress_init("Neural Style Transfer")
 
     def on_event(event):
@@ -198,9 +197,8 @@ def stylize_layer(image, layer, config, config_file, options, work_dir):
         if fraction is not None:
             Gimp.progress_update(fraction)
 
-    nst_bridge.run_engine(config_file, nst_bridge.engine_arguments(options, values, content, style, output,
-                                                                   work_dir), on_event, work_dir)
-    data, shape = nst_bridge.read_npy(output)
+    result = nst_bridge.run_engine(config_file, options, values, content, style, on_event, server=server.strip())
+    data, shape = nst_bridge.parse_npy(result)
     if shape != (height, width, 4):
         raise nst_bridge.BridgeError(f"the engine returned {shape}, expected {(height, width, 4)}")
     Gimp.progress_end()
@@ -285,6 +283,12 @@ class NeuralStyleTransfer(Gimp.PlugIn):
             options = ()  # not installed: running says so before any option is needed
         for option in options:
             add_option_argument(procedure, option, flags)
+        procedure.add_choice_argument("engine", "E_ngine", "Where the engine runs: on this computer, or on a "
+                                      "server (stylize serve) at the address below",
+                                      choice(("local", "This computer"), ("server", "A server")), "local", flags)
+        procedure.add_string_argument("server-address", "Server add_ress", "The address `stylize serve` printed: "
+                                      "tls://TOKEN@HOST:PORT#sha256=... (another computer), tcp://TOKEN@127.0.0.1:PORT "
+                                      "(an SSH tunnel) or unix:PATH", "", flags)
         return procedure
 
 
