@@ -453,8 +453,11 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
         withdraw(connection)
 
 
-def start_local_server(python: str, transport: str = "auto", idle_timeout: float | None = None) -> Address:
-    """Start this user's server on this computer (it outlives us), and wait until it answers."""
+def start_local_server(python: str, transport: str = "auto", idle_timeout: float | None = None,
+                       project: str | None = None) -> Address:
+    """Start this user's server on this computer (it outlives us), and wait until it answers.
+    `project`: the checkout to run, as its working folder (`-m` looks there first, whichever
+    checkout the environment was made by)."""
     command = [python, "-m", "stylize_core", "serve"]
     if transport == "unix" or (transport == "auto" and unix_sockets_work()):
         command += ["--socket", str(default_socket_path())]
@@ -468,7 +471,8 @@ def start_local_server(python: str, transport: str = "auto", idle_timeout: float
         options = {"creationflags": subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP
                    | subprocess.DETACHED_PROCESS}
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=environment, close_fds=True, **options)
+                               stderr=subprocess.DEVNULL, env=environment, close_fds=True,
+                               cwd=project if project and os.path.isdir(project) else None, **options)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         address = local_address(transport)

@@ -121,16 +121,20 @@ def child_environment() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) -> tuple[int, str]:
-    """Run the engine as a child; returns (exit status, its one-line error or '')."""
+def run_child(python: str, argv: list[str], on_event: Callable[[dict], None],
+              project: str | None = None) -> tuple[int, str]:
+    """Run the engine as a child; returns (exit status, its one-line error or ''). `project`: the
+    checkout to run, as its working folder (`-m` looks there first, whichever checkout the
+    environment was made by)."""
     command = [python, "-m", "stylize_core", *argv, "--stop-on-stdin-eof"]
     # The child stops when its stdin closes, which happens however we die (GIMP kills a
     # cancelled plug-in outright). A preexec_fn (PR_SET_PDEATHSIG) is not safe here: GIMP's
     # Python has threads, and the forked child crashed in it.
     options = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
     try:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=child_environment(), text=True, **options)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=child_environment(), text=True,
+                                   cwd=project if project and os.path.isdir(project) else None, **options)
     except OSError as error:
         raise BridgeError(f"cannot start the engine ({error.strerror or error}): run python3 install.py") from None
     error_message = ""
@@ -231,11 +235,13 @@ def run_on_local_server(client, config: dict, content: bytes, style: bytes | Pat
     try:
         address = client.local_address(transport)
         if address is None:
-            address = client.start_local_server(config["python"], transport, config.get("worker_idle_timeout"))
+            address = client.start_local_server(config["python"], transport, config.get("worker_idle_timeout"),
+                                                config.get("project"))
         try:
             return client.run_on_server(address, [content, style_bytes(style)], settings, on_event)
         except client.ServerUnreachable:
-            address = client.start_local_server(config["python"], transport, config.get("worker_idle_timeout"))
+            address = client.start_local_server(config["python"], transport, config.get("worker_idle_timeout"),
+                                                config.get("project"))
             return client.run_on_server(address, [content, style_bytes(style)], settings, on_event)
     except client.ServerRefused as error:
         if error.reason != "input":
@@ -261,7 +267,8 @@ def run_in_child(config: dict, options, values: dict, content: bytes, style: byt
             style_path = Path(style)
         output = work_dir / "result.npy"
         status, message = run_child(config["python"], engine_arguments(options, values, content_path, style_path,
-                                                                       output, work_dir), on_event)
+                                                                       output, work_dir), on_event,
+                                    config.get("project"))
         return status, output.read_bytes() if status == 0 else None, message
     finally:
         remove_work_dir(work_dir)

@@ -1,0 +1,135 @@
+"""The plug-in in a GIMP that sees neither the checkout nor the virtual environment, as in
+Flatpak's sandbox: GIMP 3 in the Debian root with only a work folder mounted (its profile, the
+pictures, the folder of the host server's socket). install.py --plugin-only --server installs the
+plug-in with its own copies of the engine's client.py and options.py; every run goes to a server
+on the host: its Unix socket, its loopback port with the token in the plug-in's config, or a TLS
+server chosen in the dialog. Failures (a wrong token, no server, the server killed mid-run) are
+said in words and leave the image as it was."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from gimp_runner import CHECKOUT, require_gimp, results, run_batch  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+ARTIFACTS = CHECKOUT / "artifacts" / "gimp-sandboxed"
+
+
+class HostServer:
+    """`stylize serve` on the host, as a user starts it (or systemd does, for Flatpak)."""
+
+    def __init__(self, state: Path, *arguments: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments],
+                                        cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        env={**os.environ, "XDG_STATE_HOME": str(state)})
+        self.address = json.loads(self.process.stdout.readline())["addresses"][0]
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def kill_once_busy(server: HostServer, stop: threading.Event, killed: list) -> None:
+    """Kill the server (SIGKILL) as soon as it computes: in the middle of the run it was sent."""
+    pid = server.process.pid
+    while not stop.is_set():
+        before = cpu_ticks(pid)
+        time.sleep(0.5)
+        if cpu_ticks(pid) - before > 20:
+            time.sleep(2)  # well into the optimisation
+            os.kill(pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+            return
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    root = require_gimp()
+    work = tmp_path_factory.mktemp("gimp-sandboxed")
+    state = work / "state"
+    images = work / "images"
+    images.mkdir()
+    for name in ("tubingen.jpg", "starry_night.jpg"):
+        shutil.copy2(CHECKOUT / "examples" / name, images / name)
+    servers = [HostServer(state, "--socket", str(work / "run" / "server.sock"), "--idle-timeout", "600"),
+               HostServer(state, "--loopback", "--idle-timeout", "600"),
+               HostServer(state, "--listen", "127.0.0.1:0", "--idle-timeout", "600"),
+               HostServer(state, "--socket", str(work / "doomed" / "server.sock"))]
+    unix, loopback, tls, doomed = (server.address for server in servers)
+    profile = work / "profile"
+    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--server", unix,
+                                "--gimp-dir", str(profile)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    config = profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
+    settings = {"images": str(images), "config": str(config), "checkout": str(CHECKOUT),
+                "venv": str((CHECKOUT / ".venv").resolve()), "unix": unix, "loopback": loopback, "tls": tls,
+                "wrong_token": tls.replace("tls://", "tls://x", 1), "unreachable": "tcp://token@127.0.0.1:9",
+                "doomed": doomed}
+    script = work / "cases.py"
+    script.write_text(f"CASE_SETTINGS = {settings!r}\n" + (CHECKOUT / "tests" / "gimp" / "sandbox_cases.py").read_text())
+    from stylize_core import client
+    deadline = time.monotonic() + 300
+    while not client.ping(client.parse_address(doomed))["warm"]:  # its start-up is not the run
+        assert time.monotonic() < deadline, "the server to be killed did not warm up"
+        time.sleep(0.5)
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(target=kill_once_busy, args=(servers[3], stop, killed), daemon=True)
+    watcher.start()
+    try:
+        log = run_batch(root, script, profile, [work])  # only the work folder: no checkout, no venv
+    finally:
+        stop.set()
+        for server in servers:
+            server.stop()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "gimp.log").write_text(log)
+    found = results(log)
+    assert found, "GIMP printed no results:\n" + log[-3000:]
+    found["doomed_server_killed"] = bool(killed)
+    return found
+
+
+def test_gimp_sees_neither_the_checkout_nor_the_environment(outcome):
+    isolation = outcome["isolation"]
+    assert not isolation["checkout_seen"] and not isolation["venv_seen"]
+    assert isolation["engine_copies"] == ["client.py", "options.py"] and isolation["python"] == ""
+    assert isolation["server"].startswith("unix:")
+
+
+@pytest.mark.parametrize("case", ["unix_socket", "loopback_token", "tls_chosen_in_the_dialog"])
+def test_a_layer_is_restyled_through_the_hosts_server(outcome, case):
+    facts = outcome[case]
+    assert facts["ok"], facts
+    assert facts["count"] == 2 and facts["name"] == "Background (starry_night)" and facts["source_unchanged"]
+    assert facts["difference"] > 0.04, "the new layer looks like a copy of the source"
+
+
+@pytest.mark.parametrize("case, words", [
+    ("wrong_token", "refused the token: copy its address again"),
+    ("unreachable", "Cannot reach the engine server at 127.0.0.1:9"),
+    ("server_killed_mid_run", "stopped in the middle of the run. The image is unchanged."),
+])
+def test_a_failing_server_is_said_in_words_and_the_image_stays(outcome, case, words):
+    facts = outcome[case]
+    assert not facts["ok"] and words in facts["message"] and "\n" not in facts["message"]
+    assert facts["count"] == 1 and facts["source_unchanged"]
+    if case == "server_killed_mid_run":
+        assert outcome["doomed_server_killed"]
