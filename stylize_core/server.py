@@ -45,6 +45,11 @@ SEND_TIMEOUT = 60.0
 DEFAULT_PORT = 8787
 
 
+def log(message: str) -> None:
+    """One line on stderr per request's step: who asked, what waited, what ran and how it ended."""
+    print(f"stylize serve: {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
 class ClientGone(Exception):
     """The client closed its connection or asked to cancel: its run stops."""
 
@@ -61,8 +66,11 @@ class Job:
     settings: object
     content: object
     styles: list
+    name: str = ""
+    """"request N from PEER", for the log."""
     outbox: "queue.Queue[tuple[dict, bytes]]" = field(default_factory=queue.Queue)
     withdrawn: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
 
     def send(self, message: dict, payload: bytes = b"") -> None:
@@ -87,6 +95,7 @@ class Scheduler:
         self.pending: list[Job] = []
         self.running: Job | None = None
         self.runs = 0
+        self.requests = 0
         self.changed = threading.Condition()
         self.last_activity = time.monotonic()
 
@@ -95,6 +104,8 @@ class Scheduler:
             ahead = len(self.pending) + (self.running is not None)
             if len(self.pending) >= self.max_queue:
                 raise Busy(ahead)
+            self.requests += 1
+            job.name = f"request {self.requests} {job.name}"
             self.pending.append(job)
             self.last_activity = time.monotonic()
             self.changed.notify_all()
@@ -157,6 +168,8 @@ class Runner:
             job = self.scheduler.take()
             try:
                 if not job.withdrawn.is_set():  # a client that left while queued is never run
+                    job.started.set()
+                    log(f"{job.name}: running")
                     run_job(job)
             finally:
                 job.finished.set()
@@ -186,20 +199,23 @@ def run_job(job: Job) -> None:
         job.send({"stage": "result", "shape": [result.rgb.shape[0], result.rgb.shape[1],
                                                 3 if result.alpha is None else 4]}, data)
         report.done(time.perf_counter() - started)
-        job.finish(0)
+        code = 0
     except ClientGone:
-        job.finish(130)
+        log(f"{job.name}: stopped, its client left")
+        code = 130
     except StylizeError as error:
         report.error(" ".join(str(error).split()), error.exit_code)
-        job.finish(error.exit_code)
+        code = error.exit_code
     except MemoryError:
         report.error("out of memory: use a smaller --max-size", 3)
-        job.finish(3)
+        code = 3
     except Exception as error:  # the server outlives any run's failure
         traceback.print_exc(file=sys.stderr)
         job.send({"stage": "error", "message": f"the server failed: {type(error).__name__}: {error}",
                   "exit_code": 1})
-        job.finish(1)
+        code = 1
+    log(f"{job.name}: finished, exit status {code}, {time.perf_counter() - started:.1f} s")
+    job.finish(code)
 
 
 # --- requests -------------------------------------------------------------------------------------------
@@ -293,7 +309,7 @@ class Connection:
             self.refuse(" ".join(str(error).split()), "input")
             return
         del payload
-        self.run(Job(settings, content, styles))
+        self.run(Job(settings, content, styles, name=f"from {self.peer()}"))
 
     def handshake(self) -> bool:
         self.sock = self.listener.tls.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
@@ -314,12 +330,15 @@ class Connection:
         except Busy as busy:
             self.refuse(str(busy), "busy", ahead=busy.ahead)
             return
+        log(f"{job.name}: accepted, {ahead} run{'s' if ahead != 1 else ''} ahead")
         try:
             self.sock.settimeout(SEND_TIMEOUT)
             self.channel.send({"stage": "accepted", "protocol": PROTOCOL, "ahead": ahead})
             self.pump(job, ahead)
         finally:
             scheduler.withdraw(job)  # nothing left to do when it finished; stops it when the client left
+            if not job.started.is_set():
+                log(f"{job.name}: withdrawn while queued, never run")
 
     def pump(self, job: Job, ahead: int) -> None:
         """Send the job's messages as they come; say how many runs are ahead while it waits, and
@@ -366,9 +385,19 @@ class Connection:
             self.sock.settimeout(timeout)
         return True
 
+    def peer(self) -> str:
+        if self.listener.kind == "unix":
+            return f"uid {peer_uid(self.sock)}"
+        host, port = self.sock.getpeername()[:2]
+        return f"{host}:{port}"
+
     def refuse(self, message: str, reason: str, drain: bool = False, ahead: int | None = None) -> None:
         """Say why, in one error message, and close. `drain`: the client may still be sending; read
         what comes for a moment, so that closing does not reset the connection under our reply."""
+        try:
+            log(f"refused {self.peer()}: {reason}: {message}")
+        except OSError:
+            pass  # the peer is gone already
         reply = {"stage": "error", "message": message, "exit_code": 2, "reason": reason}
         if ahead is not None:
             reply["ahead"] = ahead

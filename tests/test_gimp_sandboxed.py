@@ -8,6 +8,7 @@ said in words and leave the image as it was."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,9 +29,11 @@ ARTIFACTS = CHECKOUT / "artifacts" / "gimp-sandboxed"
 class HostServer:
     """`stylize serve` on the host, as a user starts it (or systemd does, for Flatpak)."""
 
-    def __init__(self, state: Path, *arguments: str):
+    def __init__(self, state: Path, *arguments: str, log: Path | None = None):
+        self.log = log
         self.process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments],
-                                        cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        cwd=CHECKOUT, stdout=subprocess.PIPE, text=True,
+                                        stderr=open(log, "w") if log else subprocess.DEVNULL,
                                         env={**os.environ, "XDG_STATE_HOME": str(state)})
         self.address = json.loads(self.process.stdout.readline())["addresses"][0]
 
@@ -105,6 +108,61 @@ def outcome(tmp_path_factory):
     assert found, "GIMP printed no results:\n" + log[-3000:]
     found["doomed_server_killed"] = bool(killed)
     return found
+
+
+def install_server_only_plugin(profile: Path, address: str) -> Path:
+    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--server", address,
+                                "--gimp-dir", str(profile)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
+
+
+@pytest.fixture(scope="module")
+def two_gimps(tmp_path_factory):
+    """Two sandboxed GIMPs share one server: the second asks while the first one's run goes on."""
+    root = require_gimp()
+    work = tmp_path_factory.mktemp("two-gimps")
+    images = work / "images"
+    images.mkdir()
+    for name in ("tubingen.jpg", "starry_night.jpg"):
+        shutil.copy2(CHECKOUT / "examples" / name, images / name)
+    server = HostServer(work / "state", "--socket", str(work / "run" / "server.sock"), log=work / "server.log")
+    outcomes = {}
+
+    def gimp(number: int, iterations: int) -> None:
+        profile = work / f"profile-{number}"
+        config = install_server_only_plugin(profile, server.address)
+        settings = {"images": str(images), "config": str(config), "one_run_iterations": iterations}
+        script = work / f"one-run-{number}.py"
+        script.write_text(f"CASE_SETTINGS = {settings!r}\n" +
+                          (CHECKOUT / "tests" / "gimp" / "sandbox_cases.py").read_text())
+        outcomes[number] = run_batch(root, script, profile, [work])
+
+    try:
+        first = threading.Thread(target=gimp, args=(1, 120))
+        first.start()
+        deadline = time.monotonic() + 300
+        while "running" not in (work / "server.log").read_text():
+            assert time.monotonic() < deadline and first.is_alive(), "the first GIMP's run did not start"
+            time.sleep(0.5)
+        gimp(2, 15)
+        first.join(900)
+    finally:
+        server.stop()
+    return {number: results(log).get("one_run") for number, log in outcomes.items()}, \
+        (work / "server.log").read_text()
+
+
+def test_two_gimps_are_served_in_order_and_the_second_is_told_it_waits(two_gimps):
+    runs, log = two_gimps
+    assert runs[1] and runs[1]["ok"] and runs[2] and runs[2]["ok"], (runs, log)
+    steps = []  # (request number, what happened), from the server's log, without times and peers
+    for line in log.splitlines():
+        found = re.search(r"request (\d+) from [^:]+: (.*?)(, [\d.]+ s)?$", line)
+        if found:
+            steps.append((int(found[1]), found[2]))
+    assert steps == [(1, "accepted, 0 runs ahead"), (1, "running"), (2, "accepted, 1 run ahead"),
+                     (1, "finished, exit status 0"), (2, "running"), (2, "finished, exit status 0")], log
 
 
 def test_gimp_sees_neither_the_checkout_nor_the_environment(outcome):

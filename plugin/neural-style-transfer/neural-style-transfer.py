@@ -286,7 +286,7 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure.add_choice_argument("engine", "E_ngine", "Where the engine runs: on this computer, or on a "
                                       "server (stylize serve) at the address below",
                                       choice(("local", "This computer"), ("server", "A server")), "local", flags)
-        procedure.add_string_argument("server-address", "Server add_ress", "The address `stylize serve` printed: "
+        procedure.add_string_argument("server-address", "Server address", "The address `stylize serve` printed: "
                                       "tls://TOKEN@HOST:PORT#sha256=... (another computer), tcp://TOKEN@127.0.0.1:PORT "
                                       "(an SSH tunnel) or unix:PATH", "", flags)
         return procedure

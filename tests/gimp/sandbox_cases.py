@@ -62,19 +62,26 @@ def restyle(name, iterations=15, **options):
     report(name, **facts)
 
 
-with open(SETTINGS["config"]) as stream:
-    installed = json.load(stream)
-# (Empty folders may stand at those paths: the mount points of earlier tests in this root.)
-report("isolation", checkout_seen=os.path.exists(os.path.join(SETTINGS["checkout"], "stylize_core")),
-       venv_seen=os.path.exists(os.path.join(SETTINGS["venv"], "bin", "python")),
-       engine_copies=sorted(name for name in os.listdir(os.path.join(os.path.dirname(SETTINGS["config"]), "engine"))
-                            if name.endswith(".py")),
-       python=installed["python"], server=installed["server"])
-restyle("unix_socket")
-set_server(SETTINGS["loopback"])
-restyle("loopback_token")
-restyle("tls_chosen_in_the_dialog", engine="server", server_address=SETTINGS["tls"])
-restyle("wrong_token", engine="server", server_address=SETTINGS["wrong_token"])
-restyle("unreachable", engine="server", server_address=SETTINGS["unreachable"])
-restyle("server_killed_mid_run", iterations=400, engine="server", server_address=SETTINGS["doomed"])
-set_server(SETTINGS["unix"])
+def every_case():
+    with open(SETTINGS["config"]) as stream:
+        installed = json.load(stream)
+    # (Empty folders may stand at those paths: the mount points of earlier tests in this root.)
+    report("isolation", checkout_seen=os.path.exists(os.path.join(SETTINGS["checkout"], "stylize_core")),
+           venv_seen=os.path.exists(os.path.join(SETTINGS["venv"], "bin", "python")),
+           engine_copies=sorted(name for name in os.listdir(os.path.join(os.path.dirname(SETTINGS["config"]), "engine"))
+                                if name.endswith(".py")),
+           python=installed["python"], server=installed["server"])
+    restyle("unix_socket")
+    set_server(SETTINGS["loopback"])
+    restyle("loopback_token")
+    restyle("tls_chosen_in_the_dialog", engine="server", server_address=SETTINGS["tls"])
+    restyle("wrong_token", engine="server", server_address=SETTINGS["wrong_token"])
+    restyle("unreachable", engine="server", server_address=SETTINGS["unreachable"])
+    restyle("server_killed_mid_run", iterations=400, engine="server", server_address=SETTINGS["doomed"])
+    set_server(SETTINGS["unix"])
+
+
+if "one_run_iterations" in SETTINGS:  # one of two GIMPs sharing a server: one run
+    restyle("one_run", iterations=SETTINGS["one_run_iterations"])
+else:
+    every_case()
