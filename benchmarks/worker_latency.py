@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Time until a run starts optimising: a cold child process, a cold local server, and a warm
-server on each transport (Unix socket, loopback TCP with a token, TLS with a token).
+"""Time until a run starts optimising: a cold child process, a cold local server, a warm server
+on each transport (Unix socket, loopback TCP with a token, TLS with a token), and, for the floor,
+the same run in a warm process of its own with no server at all (the difference is what the
+server's path costs: sending, decoding, queueing).
 
 This is what a painter waits before the progress bar moves: importing torch, initialising
 the device, loading the weights, sending the pixels, computing the style targets. Each path
@@ -68,6 +70,17 @@ def on_server(address_of, images: list[bytes]):
     return lambda on_event: client.run_on_server(address_of(), images, SETTINGS, on_event)
 
 
+def in_this_process(images: list[bytes]):
+    from stylize_core.engine import stylize_picture
+    from stylize_core.imageio import load_picture_bytes
+    from stylize_core.settings import Settings
+
+    def run(on_event):
+        content, style = (load_picture_bytes(image) for image in images)
+        stylize_picture(content, [style], Settings(**SETTINGS), lambda event: on_event(event.fields()))
+    return run
+
+
 def serve(*arguments: str) -> tuple[subprocess.Popen, client.Address]:
     process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
@@ -85,7 +98,9 @@ def main() -> int:
         os.environ["XDG_STATE_HOME"] = str(folder / "state")
         (folder / "runtime").mkdir(mode=0o700)
         rows = {name: [] for name in ("child process (cold)", "local server, first run (starts it)",
-                                      "warm: Unix socket", "warm: loopback TCP + token", "warm: TLS + token")}
+                                      "warm: Unix socket", "warm: loopback TCP + token", "warm: TLS + token",
+                                      "warm: in this process, no server")}
+        until_first_iteration(in_this_process(images))  # this process's own warm-up
         for run in range(args.runs):
             rows["child process (cold)"].append(until_first_iteration(child_process(folder / f"out{run}.png")))
             started = {}
@@ -104,6 +119,7 @@ def main() -> int:
                 rows[name].append(until_first_iteration(on_server(lambda: address, images)))
                 process.terminate()
                 process.wait()
+            rows["warm: in this process, no server"].append(until_first_iteration(in_this_process(images)))
             time.sleep(0.5)
     print(f"{'path':38s} {'seconds to first iteration (median of %d)' % args.runs}")
     medians = {name: sorted(values)[len(values) // 2] for name, values in rows.items()}

@@ -29,6 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
                      PROTOCOL, Address, Channel, ProtocolError, default_socket_path, peer_uid, state_folder,
@@ -36,6 +37,10 @@ from .client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK
 from .errors import InputError, StylizeError
 from .options import BY_NAME, OPTIONS
 from .progress import Progress, Reporter
+
+if TYPE_CHECKING:  # importing them would import numpy and PIL: `stylize serve --help` answers without
+    from .imageio import Picture
+    from .settings import Settings
 
 DEFAULT_MAX_QUEUE = 8
 MAX_CONNECTIONS = 32
@@ -55,6 +60,8 @@ class ClientGone(Exception):
 
 
 class Busy(Exception):
+    """The queue is full; `ahead` runs would come before this one."""
+
     def __init__(self, ahead: int):
         super().__init__(f"the server is busy with {ahead} runs ahead and queues no more: try again later")
         self.ahead = ahead
@@ -63,9 +70,9 @@ class Busy(Exception):
 @dataclass
 class Job:
     """One client's run: what to stylize, and the messages waiting to go back to it."""
-    settings: object
-    content: object
-    styles: list
+    settings: Settings
+    content: Picture
+    styles: list[Picture]
     name: str = ""
     """"request N from PEER", for the log."""
     outbox: "queue.Queue[tuple[dict, bytes]]" = field(default_factory=queue.Queue)
@@ -130,9 +137,12 @@ class Scheduler:
             while not self.pending:
                 self.changed.wait()
             self.running = self.pending.pop(0)
-            self.runs += 1
             self.changed.notify_all()
             return self.running
+
+    def count_run(self) -> None:
+        with self.changed:
+            self.runs += 1
 
     def done(self) -> None:
         with self.changed:
@@ -154,6 +164,8 @@ class Scheduler:
 # --- the runner: one run at a time on the device --------------------------------------------------------
 
 class Runner:
+    """The one thread that runs the queue's jobs on the device, after warming up."""
+
     def __init__(self, scheduler: Scheduler, device: str):
         self.scheduler = scheduler
         self.device = device
@@ -168,6 +180,7 @@ class Runner:
             job = self.scheduler.take()
             try:
                 if not job.withdrawn.is_set():  # a client that left while queued is never run
+                    self.scheduler.count_run()
                     job.started.set()
                     log(f"{job.name}: running")
                     run_job(job)
@@ -183,8 +196,8 @@ class Runner:
         defaults = Settings()
         try:
             cached_network(defaults.weights, defaults.pooling, str(pick_device(self.device)))
-        except StylizeError as error:  # e.g. no GPU: each run then says so itself
-            print(f"stylize serve: warm-up: {error}", file=sys.stderr, flush=True)
+        except Exception as error:  # e.g. no GPU: each run then says so itself, and the queue still runs
+            log(f"warm-up failed: {type(error).__name__}: {error}")
         self.warm.set()
 
 
@@ -668,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Limits: a request's JSON line 64 KiB, sent within 10 s; its images --max-request-mb together, at 256 "
         "KiB/s at least; a client that reads nothing for 60 s is dropped (docs/protocol.md).")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--socket", type=Path, metavar="PATH", help=f"listen on this Unix socket (default {default_socket_path()})")
+    own_socket = default_socket_path() if unix_sockets_work() else "none: this system has no Unix sockets"
+    where.add_argument("--socket", type=Path, metavar="PATH", help=f"listen on this Unix socket (default {own_socket})")
     where.add_argument("--loopback", action="store_true",
                        help="listen on 127.0.0.1 with a token (this user's clients find the port and token in "
                        f"{state_folder() / LOOPBACK_FILE})")
