@@ -50,9 +50,15 @@ SEND_TIMEOUT = 60.0
 DEFAULT_PORT = 8787
 
 
+LOG_LOCK = threading.Lock()
+
+
 def log(message: str) -> None:
-    """One line on stderr per request's step: who asked, what waited, what ran and how it ended."""
-    print(f"stylize serve: {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+    """One line on stderr per request's step: who asked, what waited, what ran and how it ended.
+    Written whole under a lock: the connections' threads and the runner log at the same time."""
+    with LOG_LOCK:
+        sys.stderr.write(f"stylize serve: {time.strftime('%H:%M:%S')} {message}\n")
+        sys.stderr.flush()
 
 
 class ClientGone(Exception):
