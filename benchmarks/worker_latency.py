@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Time until a run starts optimising: a cold child process, a cold worker, a warm worker.
+"""Time until a run starts optimising: a cold child process, a cold local server, a warm server
+on each transport (Unix socket, loopback TCP with a token, TLS with a token), and, for the floor,
+the same run in a warm process of its own with no server at all (the difference is what the
+server's path costs: sending, decoding, queueing).
 
-This is what a painter waits before the progress bar moves: importing torch,
-initialising the device, loading the weights, reading the images, computing the
-style targets. Each path runs the same small job; the time is taken to its first
-"optimize" progress event.
+This is what a painter waits before the progress bar moves: importing torch, initialising
+the device, loading the weights, sending the pixels, computing the style targets. Each path
+runs the same small job on the example photo, sent as the plug-in sends a layer (float32
+RGBA .npy, 1024x768: 12 MB); the time is taken from the request to its first "optimize" event.
 
     .venv/bin/python benchmarks/worker_latency.py [--runs 3]
 """
@@ -12,6 +15,7 @@ style targets. Each path runs the same small job; the time is taken to its first
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -21,12 +25,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from stylize_core.client import connect, run_in_worker  # noqa: E402
+from stylize_core import client  # noqa: E402
 
-JOB = [str(ROOT / "examples" / "tubingen.jpg"), str(ROOT / "examples" / "starry_night.jpg"),
-       "--max-size", "256", "--resolution", "working", "--iterations", "2", "--progress", "json"]
+SETTINGS = {"max_size": 256, "resolution": "working", "iterations": 2}
+CONTENT = ROOT / "examples" / "tubingen.jpg"
+STYLE = ROOT / "examples" / "starry_night.jpg"
+
+
+def layer_bytes(path: Path) -> bytes:
+    rgba = np.asarray(Image.open(path).convert("RGBA"), np.float32) / 255
+    stream = io.BytesIO()
+    np.save(stream, rgba)
+    return stream.getvalue()
 
 
 def until_first_iteration(start_run) -> float:
@@ -42,7 +57,8 @@ def until_first_iteration(start_run) -> float:
 
 def child_process(output: Path):
     def run(on_event):
-        process = subprocess.Popen([sys.executable, "-m", "stylize_core", *JOB, "-o", str(output)],
+        process = subprocess.Popen([sys.executable, "-m", "stylize_core", str(CONTENT), str(STYLE), "-o", str(output),
+                                    "--max-size", "256", "--resolution", "working", "--iterations", "2", "--progress", "json"],
                                    stdout=subprocess.PIPE, text=True)
         for line in process.stdout:
             on_event(json.loads(line))
@@ -50,40 +66,65 @@ def child_process(output: Path):
     return run
 
 
-def worker(output: Path, socket_path: Path, start: bool):
-    return lambda on_event: run_in_worker(sys.executable, [*JOB, "-o", str(output)], on_event,
-                                          socket_path=socket_path, start=start, idle_timeout=120)
+def on_server(address_of, images: list[bytes]):
+    return lambda on_event: client.run_on_server(address_of(), images, SETTINGS, on_event)
 
 
-def stop_worker(socket_path: Path) -> None:
-    connection = connect(socket_path)
-    if connection:
-        connection.sendall(b'{"ping": true}\n')
-        pid = json.loads(connection.makefile().readline())["pid"]
-        connection.close()
-        os.kill(pid, signal.SIGTERM)
+def in_this_process(images: list[bytes]):
+    from stylize_core.engine import stylize_picture
+    from stylize_core.imageio import load_picture_bytes
+    from stylize_core.settings import Settings
+
+    def run(on_event):
+        content, style = (load_picture_bytes(image) for image in images)
+        stylize_picture(content, [style], Settings(**SETTINGS), lambda event: on_event(event.fields()))
+    return run
+
+
+def serve(*arguments: str) -> tuple[subprocess.Popen, client.Address]:
+    process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    return process, client.parse_address(json.loads(process.stdout.readline())["addresses"][0])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    images = [layer_bytes(CONTENT), STYLE.read_bytes()]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        socket_path = folder / "sock" / "worker.sock"
-        rows = {"child process (cold)": [], "worker, first run (starts it)": [], "worker, warm run": []}
+        os.environ["XDG_RUNTIME_DIR"] = str(folder / "runtime")
+        os.environ["XDG_STATE_HOME"] = str(folder / "state")
+        (folder / "runtime").mkdir(mode=0o700)
+        rows = {name: [] for name in ("child process (cold)", "local server, first run (starts it)",
+                                      "warm: Unix socket", "warm: loopback TCP + token", "warm: TLS + token",
+                                      "warm: in this process, no server")}
+        until_first_iteration(in_this_process(images))  # this process's own warm-up
         for run in range(args.runs):
-            output = folder / f"out{run}.png"
-            rows["child process (cold)"].append(until_first_iteration(child_process(output)))
-            rows["worker, first run (starts it)"].append(until_first_iteration(worker(output, socket_path, True)))
-            rows["worker, warm run"].append(until_first_iteration(worker(output, socket_path, False)))
-            stop_worker(socket_path)
+            rows["child process (cold)"].append(until_first_iteration(child_process(folder / f"out{run}.png")))
+            started = {}
+
+            def start_and_address():
+                started["address"] = client.start_local_server(sys.executable, idle_timeout=120)
+                return started["address"]
+            rows["local server, first run (starts it)"].append(
+                until_first_iteration(on_server(start_and_address, images)))
+            rows["warm: Unix socket"].append(until_first_iteration(on_server(lambda: started["address"], images)))
+            os.kill(client.ping(started["address"])["pid"], signal.SIGTERM)
+            for name, arguments in (("warm: loopback TCP + token", ["--loopback"]),
+                                    ("warm: TLS + token", ["--listen", "127.0.0.1:0"])):
+                process, address = serve(*arguments)
+                until_first_iteration(on_server(lambda: address, images))  # warms the style cache too
+                rows[name].append(until_first_iteration(on_server(lambda: address, images)))
+                process.terminate()
+                process.wait()
+            rows["warm: in this process, no server"].append(until_first_iteration(in_this_process(images)))
             time.sleep(0.5)
-    print(f"{'path':32s} {'seconds to first iteration (median of %d)' % args.runs}")
+    print(f"{'path':38s} {'seconds to first iteration (median of %d)' % args.runs}")
     medians = {name: sorted(values)[len(values) // 2] for name, values in rows.items()}
     for name, value in medians.items():
-        print(f"{name:32s} {value:6.2f}   ({', '.join(f'{v:.2f}' for v in rows[name])})")
-    print(f"warm worker vs cold child: {medians['child process (cold)'] / medians['worker, warm run']:.1f}x sooner")
+        print(f"{name:38s} {value:6.2f}   ({', '.join(f'{v:.2f}' for v in rows[name])})")
     return 0
 
 

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .errors import InputError, Interrupted, StylizeError
 from .options import OPTIONS
@@ -32,7 +32,8 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG, description="Restyle CONTENT after one or more STYLE images (Gatys et al. neural style "
-        "transfer with VGG19). Images: any format Pillow reads, or float .npy arrays (H, W, 3|4).")
+        "transfer with VGG19). Images: any format Pillow reads, or float .npy arrays (H, W, 3|4).",
+        epilog=f"The engine as a server, for the GIMP plug-in and --server: {PROG} serve --help")
     parser.add_argument("content", help="the picture to restyle")
     parser.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
     parser.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .tif, .webp or .npy)")
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="for programs that drive the engine: stop when stdin closes")
     output.add_argument("--cleanup-dir", help="with --stop-on-stdin-eof: a folder of the caller's to "
                         "remove when the caller goes away")
+    output.add_argument("--server", metavar="ADDRESS",
+                        help=f"run on a server ({PROG} serve) instead of in this process: the images are sent, "
+                        "the result comes back. ADDRESS as the server printed it: tls://TOKEN@HOST:PORT#sha256=..., "
+                        "tcp://TOKEN@127.0.0.1:PORT or unix:PATH; 'local' for your own server on this computer")
     return parser
 
 
@@ -84,6 +89,9 @@ def stop_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .server import main as serve
+        return serve(argv[1:])
     stop_on_sigterm()
     try:
         code = execute(argv, sys.stdout, sys.stderr)
@@ -99,12 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def execute(argv: list[str], out: TextIO, err: TextIO, check: Callable[[], None] | None = None) -> int:
-    """One invocation: progress and errors go to out/err; the exit status is returned.
-
-    check() is called at every progress event and may raise to abort the run
-    (the warm worker uses it to notice a client that went away).
-    """
+def execute(argv: list[str], out: TextIO, err: TextIO) -> int:
+    """One invocation: progress and errors go to out/err; the exit status is returned."""
     mode = "json" if _wants_json(argv) else "none"
     try:
         args = build_parser().parse_args(argv)
@@ -114,7 +118,7 @@ def execute(argv: list[str], out: TextIO, err: TextIO, check: Callable[[], None]
         if mode == "auto":
             mode = "bar" if err.isatty() else "none"
         settings = settings_from_args(args).validate(len(args.styles))
-        return run(args, settings, reporter(mode, out, err, check))
+        return run(args, settings, reporter(mode, out, err))
     except StylizeError as error:
         return fail(str(error), error.exit_code, mode, out, err)
     except KeyboardInterrupt:
@@ -127,14 +131,8 @@ def _wants_json(argv: list[str]) -> bool:
     return "--progress=json" in argv or any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
 
 
-def reporter(mode: str, out: TextIO, err: TextIO, check: Callable[[], None] | None = None) -> Reporter:
-    show = {"json": json_lines(out), "bar": terminal_bar(err)}.get(mode) or (lambda event: None)
-
-    def report(event) -> None:
-        if check:
-            check()
-        show(event)
-    return Reporter(report)
+def reporter(mode: str, out: TextIO, err: TextIO) -> Reporter:
+    return Reporter({"json": json_lines(out), "bar": terminal_bar(err)}.get(mode))
 
 
 def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
@@ -146,14 +144,55 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
     content = load_picture(args.content, "content image", memory_limit)
     styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
-    # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
-    from .engine import stylize_picture
-    result = stylize_picture(content, styles, settings, report.callback)
+    if args.server:
+        result = run_on_server(args.server, content, styles, settings, report)
+    else:
+        # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
+        from .engine import stylize_picture
+        result = stylize_picture(content, styles, settings, report.callback)
     output = os.path.abspath(args.output)
     report.save(output)
     save_picture(result, args.output)
     report.done(time.perf_counter() - started, output)
     return 0
+
+
+def run_on_server(text: str, content, styles, settings: Settings, report: Reporter):
+    """The run on a server: the pictures go as .npy bytes, progress comes back, then the result."""
+    from . import client
+    from .imageio import load_picture_bytes, npy_bytes
+    from .progress import Progress
+    for option in OPTIONS:
+        if option.names_a_file and getattr(settings, option.name) is not None:
+            raise InputError(f"{option.cli_flag} names a file on this computer; a server uses its own")
+    try:
+        address = client.local_address() if text == "local" else client.parse_address(text)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if address is None:
+        raise StylizeError("no server runs on this computer for you: start one with: stylize serve")
+    values = {option.name: getattr(settings, option.name) for option in OPTIONS
+              if getattr(settings, option.name) != option.default}
+    errors = []
+
+    def on_event(event: dict) -> None:
+        stage = event.get("stage")
+        if stage == "error":
+            errors.append(event)
+        elif stage in ("waiting", "load", "plan", "optimize"):
+            fields = {name: value for name, value in event.items() if name in Progress.__dataclass_fields__}
+            report.callback(Progress(**fields))
+
+    try:
+        code, data = client.run_on_server(address, [npy_bytes(picture) for picture in [content, *styles]],
+                                          values, on_event)
+    except client.ServerError as error:
+        raise StylizeError(f"server: {error}") from None
+    if code != 0 or data is None:
+        error = StylizeError(errors[-1]["message"] if errors else f"the server's run failed (status {code})")
+        error.exit_code = code or 1
+        raise error
+    return load_picture_bytes(data, "the server's result", None)
 
 
 def fail(message: str, code: int, mode: str, out: TextIO, err: TextIO) -> int:

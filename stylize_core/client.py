@@ -1,102 +1,496 @@
-"""The one client of the warm worker (stylize_core.worker): standard library only.
+"""The engine server's protocol (version 2), its limits and its one client: standard library only.
 
-The GIMP plug-in loads this file by its path (GIMP's Python has no torch, so it
-cannot import the stylize_core package); tests and benchmarks import it normally.
+The GIMP plug-in loads this file by its path (GIMP's Python has no torch), and install.py
+copies it into the plug-in's folder, so that a sandboxed GIMP (Flatpak) that sees neither
+the project nor its virtual environment has it too. The server (server.py) imports it for
+the framing and the limits; docs/protocol.md describes both sides.
 
-    code = run_in_worker(python, argv, on_event)   # raises WorkerUnavailable -> run a child instead
+    code, result = run_on_server(address, [content_npy, style_bytes], settings, on_event)
+
+No path is ever sent: the images travel as bytes, the result comes back as .npy bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import socket
+import ssl
+import stat
+import struct
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote, urlsplit
 
-ACCEPT_TIMEOUT = 3.0
-"""A worker busy with another run does not accept within this time: the caller runs a child."""
+PROTOCOL = 2
+MAX_HEADER_BYTES = 64 * 1024
+"""A message's JSON line: settings and sizes are a few hundred bytes."""
+MAX_REQUEST_BYTES = 1 << 30
+"""The server's default limit on a request's images together (stylize serve --max-request-mb)."""
+MAX_RESULT_BYTES = (1 << 32) + 4096
+"""The largest result a client takes: a 16384x16384 RGBA float32 array and its .npy header."""
+HEADER_TIMEOUT = 10.0
+"""A request's JSON line must arrive whole within this time after connecting."""
+MIN_TRANSFER_RATE = 256 * 1024
+"""Bytes per second a request's images must at least arrive at (after HEADER_TIMEOUT's grace)."""
+READ_TIMEOUT = 60.0
+"""No read waits longer than this for a byte; the server says something at least every HEARTBEAT_INTERVAL."""
+HEARTBEAT_INTERVAL = 10.0
+CONNECT_TIMEOUT = 10.0
+ACCEPT_TIMEOUT = 10.0
+"""A server that does not accept a request within this time is given up on (the request is withdrawn)."""
 START_TIMEOUT = 90.0
-"""Importing torch and initialising a GPU can take this long on a cold disk."""
+"""Starting a local server: Python and the engine's imports on a cold disk."""
+SOCKET_NAME = "server.sock"
+LOOPBACK_FILE = "loopback.json"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
-class WorkerUnavailable(Exception):
-    """No worker could take the request; run the engine as a child process instead."""
+class ProtocolError(Exception):
+    """The other side broke the protocol, or was too slow or too big; the message says how and
+    `reason` in one word: "request" (malformed), "timeout" or "too-large"."""
+
+    def __init__(self, message: str, reason: str = "request"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ServerError(Exception):
+    """The server could not take or finish the run; the message is one line for the user."""
+
+
+class ServerUnreachable(ServerError):
+    """Nobody answered at the address (or not in time): a caller may run the engine itself instead."""
+
+
+class ServerRefused(ServerError):
+    """The server answered but refused the request; `reason` is the protocol's word for why."""
+
+    def __init__(self, message: str, reason: str, ahead: int | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.ahead = ahead
+
+
+class ServerLost(ServerError):
+    """The connection ended in the middle of the run (the server died or was stopped)."""
+
+
+# --- framing: a JSON line, then as many raw bytes as its "bytes" field says -------------------------
+
+class Channel:
+    """One connection's messages, each a JSON object on one line followed by `bytes` raw bytes."""
+
+    def __init__(self, connection: socket.socket):
+        self.connection = connection
+        self.buffer = bytearray()
+
+    def send(self, header: dict, parts: list[bytes] | tuple = ()) -> None:
+        size = sum(len(part) for part in parts)
+        if size:
+            header = {**header, "bytes": size}
+        self.connection.sendall(json.dumps(header).encode("utf-8") + b"\n")
+        for part in parts:
+            self.connection.sendall(part)
+
+    def read(self, deadline: float | None = None, max_payload: int = 0,
+             idle_limit: float = READ_TIMEOUT) -> tuple[dict, bytes]:
+        """The next message and its payload; ProtocolError when it is malformed, too big or too slow.
+        `deadline` (time.monotonic()) bounds the JSON line; no single read waits longer than `idle_limit`."""
+        header = self.read_header(deadline, idle_limit)
+        return header, self.read_payload(header, max_payload, idle_limit)
+
+    def read_header(self, deadline: float | None, idle_limit: float = READ_TIMEOUT) -> dict:
+        return parse_header(self._line(deadline, idle_limit))
+
+    def read_payload(self, header: dict, max_payload: int, idle_limit: float = READ_TIMEOUT) -> bytes:
+        """The `bytes` bytes after `header`: they get HEADER_TIMEOUT plus their size at MIN_TRANSFER_RATE."""
+        size = header.get("bytes", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError("the message's byte count is not a whole number")
+        if size > max_payload:
+            raise ProtocolError(f"the message carries {size} bytes, more than the limit of {max_payload}",
+                                "too-large")
+        return self._exactly(size, time.monotonic() + HEADER_TIMEOUT + size / MIN_TRANSFER_RATE, idle_limit)
+
+    def _line(self, deadline: float | None, idle_limit: float) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buffer[:end])
+                del self.buffer[:end + 1]
+                if len(line) > MAX_HEADER_BYTES:
+                    raise ProtocolError(f"the message's JSON line is longer than {MAX_HEADER_BYTES} bytes",
+                                        "too-large")
+                return line
+            if len(self.buffer) > MAX_HEADER_BYTES:
+                raise ProtocolError(f"the message's JSON line is longer than {MAX_HEADER_BYTES} bytes", "too-large")
+            chunk = self._receive(65536, deadline, idle_limit, "the message's JSON line")
+            if not chunk:
+                raise EOFError("the connection closed")
+            self.buffer += chunk
+
+    def _exactly(self, size: int, deadline: float, idle_limit: float) -> bytes:
+        if size <= len(self.buffer):
+            payload = bytes(self.buffer[:size])
+            del self.buffer[:size]
+            return payload
+        payload = bytearray(size)
+        view = memoryview(payload)
+        have = len(self.buffer)
+        view[:have] = self.buffer
+        self.buffer.clear()
+        while have < size:
+            self._set_timeout(deadline, idle_limit, f"{size} bytes")
+            try:
+                count = self.connection.recv_into(view[have:], min(size - have, 1 << 20))
+            except socket.timeout:
+                raise ProtocolError(f"{size} bytes did not arrive in time ({have} came)", "timeout") from None
+            if not count:
+                raise EOFError("the connection closed in the middle of a message")
+            have += count
+        return bytes(payload)
+
+    def _receive(self, size: int, deadline: float | None, idle_limit: float, what: str) -> bytes:
+        self._set_timeout(deadline, idle_limit, what)
+        try:
+            return self.connection.recv(size)
+        except socket.timeout:
+            raise ProtocolError(f"{what} did not arrive in time", "timeout") from None
+
+    def _set_timeout(self, deadline: float | None, idle_limit: float, what: str) -> None:
+        timeout = idle_limit
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise ProtocolError(f"{what} did not arrive in time", "timeout")
+        self.connection.settimeout(timeout)
+
+
+def parse_header(line: bytes) -> dict:
+    try:
+        header = json.loads(line.decode("utf-8"))
+    except RecursionError:
+        raise ProtocolError("the message's JSON is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ProtocolError("the message is not a JSON object on one line") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("the message is not a JSON object")
+    return header
+
+
+# --- addresses --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Address:
+    """Where a server listens. kind: "unix" (path), "tcp" (plain, loopback only) or "tls"."""
+    kind: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    token: str = ""
+    fingerprint: str = ""
+    """tls: the SHA-256 of the server's certificate (hex), pinned instead of a certificate authority."""
+
+    def describe(self) -> str:
+        """The address without its secrets, for messages."""
+        if self.kind == "unix":
+            return self.path
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return "unix:" + self.path
+        return f"{self.kind}://{self.token}@{self.describe()}" + (f"#sha256={self.fingerprint}" if self.fingerprint
+                                                                  else "")
+
+
+def parse_address(text: str) -> Address:
+    """unix:PATH (or an absolute path), tcp://TOKEN@127.0.0.1:PORT, tls://TOKEN@HOST:PORT#sha256=HEX.
+    ValueError says what is wrong, in one line."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        text = text[len("unix:"):]
+    if text.startswith("/"):
+        return Address("unix", path=text)
+    parts = urlsplit(text)
+    if parts.scheme not in ("tcp", "tls"):
+        raise ValueError(f"the server address {text!r} is not unix:PATH, tcp://TOKEN@127.0.0.1:PORT or "
+                         "tls://TOKEN@HOST:PORT#sha256=FINGERPRINT")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise ValueError(f"the server address {text!r} has no HOST:PORT")
+    token = unquote(parts.username or "")
+    if not token:
+        raise ValueError(f"the server address {parts.scheme}://...{host}:{port} has no token (TOKEN@ before "
+                         "the host): copy it from the server's output")
+    if parts.scheme == "tcp" and host not in LOOPBACK_HOSTS:
+        raise ValueError(f"plain tcp:// is for this computer only (127.0.0.1, or an SSH tunnel to it): "
+                         f"use tls:// for {host}")
+    fingerprint = ""
+    if parts.scheme == "tls":
+        fingerprint = parts.fragment.removeprefix("sha256=").replace(":", "").lower()
+        if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+            raise ValueError("a tls:// address needs the server certificate's fingerprint: #sha256= and 64 hex "
+                             "digits, as the server printed it")
+    return Address(parts.scheme, host=host, port=port, token=token, fingerprint=fingerprint)
+
+
+def state_folder() -> Path:
+    """Where a user's server keeps its token, certificate and loopback port (never shared)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "stylize-core"
 
 
 def default_socket_path() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     folder = Path(runtime) / "stylize-core" if runtime else Path(tempfile.gettempdir()) / f"stylize-core-{os.getuid()}"
-    return folder / "worker.sock"
+    return folder / SOCKET_NAME
 
 
-def connect(path: Path) -> socket.socket | None:
-    if not hasattr(socket, "AF_UNIX") or not path.exists():
-        return None
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def unix_sockets_work() -> bool:
+    return hasattr(socket, "AF_UNIX") and sys.platform != "win32"
+
+
+def local_address(transport: str = "auto") -> Address | None:
+    """This computer's own server for this user: its Unix socket, or on Windows (or with
+    transport "loopback") the loopback port and token its server wrote down; None if none is written."""
+    if transport == "unix" or (transport == "auto" and unix_sockets_work()):
+        return Address("unix", path=str(default_socket_path()))
+    return read_loopback_file(state_folder() / LOOPBACK_FILE)
+
+
+def read_loopback_file(path: Path) -> Address | None:
     try:
-        connection.settimeout(ACCEPT_TIMEOUT)
-        connection.connect(str(path))
-        return connection
-    except OSError:
-        connection.close()
+        check_private_file(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Address("tcp", host="127.0.0.1", port=int(data["port"]), token=str(data["token"]))
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ServerUnreachable(f"the local server's file {path} is unusable: {error}") from None
 
 
-def start_worker(python: str, path: Path, idle_timeout: float | None = None) -> None:
-    """Start a worker that outlives us (its own session), then wait until its socket answers."""
-    command = [python, "-m", "stylize_core.worker", "--socket", str(path)]
+def check_private_file(path: Path) -> None:
+    """A token file must be ours and unreadable to others (where the system has such modes)."""
+    info = os.stat(path)
+    if os.name == "posix" and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+        raise ValueError(f"{path} belongs to another user or others may read it")
+
+
+# --- connecting -------------------------------------------------------------------------------------
+
+def peer_uid(connection: socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket; None where the system does not say."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
+def check_socket_folder(folder: Path) -> None:
+    """Refuse a folder that another user owns or may write to: they could have put their own
+    listener there to read our requests (without XDG_RUNTIME_DIR the folder is in the shared /tmp)."""
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise ServerRefused(f"{folder} is not a folder: not using the server socket in it", "peer")
+    if info.st_uid != os.getuid():
+        raise ServerRefused(f"{folder} belongs to another user (uid {info.st_uid}): not using the server socket "
+                            "in it", "peer")
+    if info.st_mode & 0o022:
+        raise ServerRefused(f"other users may write to {folder}: not using the server socket in it", "peer")
+
+
+def open_connection(address: Address, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+    """A connection to the server, checked: a Unix socket's folder and listener are ours, a TLS
+    server's certificate is the pinned one. ServerUnreachable when nobody answers."""
+    where = address.describe()
+    if address.kind == "unix":
+        folder = Path(address.path).parent
+        if not unix_sockets_work():
+            raise ServerUnreachable("Unix sockets are not available here")
+        if not os.path.lexists(folder) or not os.path.lexists(address.path):
+            raise ServerUnreachable(f"no server listens at {where}")
+        check_socket_folder(folder)
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(timeout)
+        try:
+            connection.connect(address.path)
+        except OSError as error:
+            connection.close()
+            raise ServerUnreachable(f"no server listens at {where} ({error.strerror or error})") from None
+        owner = peer_uid(connection)
+        if owner not in (None, os.getuid()):
+            connection.close()
+            raise ServerRefused(f"the process listening at {where} is another user's (uid {owner})", "peer")
+        return connection
+    try:
+        connection = socket.create_connection((address.host, address.port), timeout=timeout)
+    except OSError as error:
+        raise ServerUnreachable(f"cannot reach the server at {where} ({error.strerror or error})") from None
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if address.kind == "tls":
+        connection = tls_connect(connection, address)
+    return connection
+
+
+def tls_connect(connection: socket.socket, address: Address) -> ssl.SSLSocket:
+    """TLS with the server's certificate pinned by its fingerprint: checked before the token is sent."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # trust comes from the pinned fingerprint, not from a CA
+    try:
+        secured = context.wrap_socket(connection)
+    except (OSError, ssl.SSLError) as error:
+        connection.close()
+        raise ServerUnreachable(f"no TLS server at {address.describe()} ({error})") from None
+    seen = hashlib.sha256(secured.getpeercert(binary_form=True) or b"").hexdigest()
+    if not hmac.compare_digest(seen, address.fingerprint):
+        secured.close()
+        raise ServerRefused(f"the server at {address.describe()} shows another certificate (sha256 {seen[:16]}..., "
+                            "not the pinned one): if its certificate was made anew, copy its address again; "
+                            "otherwise someone may be in between", "certificate")
+    return secured
+
+
+def withdraw(connection: socket.socket) -> None:
+    """Close our end: the server drops the request if it is queued and stops it if it runs. Safe from
+    another thread: the shutdown wakes a read that waits on this connection there."""
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # never connected, or already closed
+    try:
+        connection.close()
+    except OSError:
+        pass
+
+
+def ping(address: Address, timeout: float = CONNECT_TIMEOUT) -> dict:
+    """The server's state: {"stage": "pong", "protocol", "pid", "warm", "running", "queued", "runs"}."""
+    connection = open_connection(address, timeout)
+    try:
+        channel = Channel(connection)
+        channel.send(request_header(address, "ping"))
+        reply, _ = channel.read(time.monotonic() + timeout)
+    except (OSError, EOFError, ProtocolError) as error:
+        raise ServerUnreachable(f"the server at {address.describe()} did not answer ({error})") from None
+    finally:
+        withdraw(connection)
+    return check_reply(reply, address)
+
+
+def request_header(address: Address, op: str, **fields) -> dict:
+    header = {"protocol": PROTOCOL, "op": op, **fields}
+    if address.token:
+        header["token"] = address.token
+    return header
+
+
+def check_reply(reply: dict, address: Address) -> dict:
+    """The server's first answer; ServerRefused, in words, when it is a refusal."""
+    if reply.get("stage") == "error":
+        raise ServerRefused(str(reply.get("message", "refused")), str(reply.get("reason", "")), reply.get("ahead"))
+    if reply.get("protocol") != PROTOCOL:
+        raise ServerRefused(f"the server at {address.describe()} speaks protocol {reply.get('protocol', 1)}, this "
+                            f"client {PROTOCOL}: install the same version on both sides", "version")
+    return reply
+
+
+def run_on_server(address: Address, images: list[bytes], settings: dict, on_event: Callable[[dict], None],
+                  accept_timeout: float = ACCEPT_TIMEOUT, max_result_bytes: int = MAX_RESULT_BYTES,
+                  on_connect: Callable[[socket.socket], None] | None = None) -> tuple[int, bytes | None]:
+    """One run on the server: the content, then the style images (.npy or image-file bytes), with the
+    settings (option name -> value, options.py). Progress events go to on_event ("waiting" while
+    queued). Returns (exit status, the result's .npy bytes or None). Closing the connection (our
+    process dying, say) withdraws the request, queued or running: on_connect gets the connection,
+    for a caller that may withdraw it from another thread (withdraw())."""
+    connection = open_connection(address)
+    if on_connect:
+        on_connect(connection)
+    channel = Channel(connection)
+    try:
+        try:
+            channel.send(request_header(address, "stylize", settings=settings,
+                                        images=[len(image) for image in images]), images)
+        except OSError:
+            pass  # a server that refuses early stops reading: its reply says why
+        first, _ = channel.read(time.monotonic() + accept_timeout, idle_limit=accept_timeout)
+    except ProtocolError:
+        withdraw(connection)
+        raise ServerUnreachable(f"the server at {address.describe()} did not accept the request within "
+                                f"{accept_timeout:g} s") from None
+    except (OSError, EOFError) as error:
+        withdraw(connection)
+        raise ServerUnreachable(f"the server at {address.describe()} closed the connection ({error})") from None
+    try:
+        check_reply(first, address)
+        on_event(first)
+        result = None
+        while True:
+            try:
+                event, payload = channel.read(max_payload=max_result_bytes)
+            except (OSError, EOFError, ProtocolError) as error:
+                raise ServerLost(f"the server at {address.describe()} stopped in the middle of the run "
+                                 f"({error})") from None
+            stage = event.get("stage")
+            if stage == "exit":
+                return int(event.get("code", 1)), result
+            if stage == "result":
+                result = payload
+            elif stage != "heartbeat":
+                on_event(event)
+    finally:
+        withdraw(connection)
+
+
+def start_local_server(python: str, transport: str = "auto", idle_timeout: float | None = None,
+                       project: str | None = None) -> Address:
+    """Start this user's server on this computer (it outlives us), and wait until it answers.
+    `project`: the checkout to run, as its working folder (`-m` looks there first, whichever
+    checkout the environment was made by)."""
+    command = [python, "-m", "stylize_core", "serve"]
+    if transport == "unix" or (transport == "auto" and unix_sockets_work()):
+        command += ["--socket", str(default_socket_path())]
+    else:
+        command += ["--loopback"]
     if idle_timeout is not None:
         command += ["--idle-timeout", str(idle_timeout)]
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    options = {"start_new_session": True}
+    if sys.platform == "win32":
+        options = {"creationflags": subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP
+                   | subprocess.DETACHED_PROCESS}
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=environment, start_new_session=True,
-                               close_fds=True)
+                               stderr=subprocess.DEVNULL, env=environment, close_fds=True,
+                               cwd=project if project and os.path.isdir(project) else None, **options)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        probe = connect(path)
-        if probe:
-            probe.close()
-            return
-        if process.poll() is not None and not path.exists():
-            raise WorkerUnavailable(f"the worker exited at start (status {process.returncode})")
-        time.sleep(0.2)
-    raise WorkerUnavailable("the worker did not start in time")
-
-
-def run_in_worker(python: str, argv: list[str], on_event: Callable[[dict], None],
-                  socket_path: Path | None = None, cleanup_dir: str | None = None,
-                  start: bool = True, idle_timeout: float | None = None) -> int:
-    """Run one engine invocation (CLI argv, with --progress json) in the warm worker.
-
-    on_event gets every JSON progress object; the engine's exit status is returned.
-    Closing the connection (our process dying, say) cancels the run.
-    """
-    path = socket_path or default_socket_path()
-    connection = connect(path)
-    if connection is None and start:
-        start_worker(python, path, idle_timeout)
-        connection = connect(path)
-    if connection is None:
-        raise WorkerUnavailable("no worker is running")
-    with connection:
-        stream = connection.makefile("rw", encoding="utf-8", newline="\n")
-        try:
-            stream.write(json.dumps({"argv": argv, "cleanup_dir": cleanup_dir}) + "\n")
-            stream.flush()
-            first = json.loads(stream.readline() or "null")
-        except (OSError, ValueError):
-            raise WorkerUnavailable("the worker did not accept the request") from None
-        if not isinstance(first, dict) or first.get("stage") != "accepted":
-            raise WorkerUnavailable("the worker did not accept the request")
-        connection.settimeout(None)
-        for line in stream:
-            event = json.loads(line)
-            if event.get("stage") == "exit":
-                return int(event["code"])
-            on_event(event)
-    raise WorkerUnavailable("the worker stopped in the middle of the run")
-
+        address = local_address(transport)
+        if address is not None:
+            try:
+                ping(address)
+                return address
+            except ServerUnreachable:
+                pass
+        if process.poll() not in (None, 0):
+            raise ServerUnreachable(f"the local server exited at start (status {process.returncode})")
+        time.sleep(0.1)
+    raise ServerUnreachable("the local server did not start in time")

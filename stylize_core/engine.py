@@ -228,7 +228,7 @@ _style_gram_cache: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()
 @torch.no_grad()
 def style_grams_at(run: Run, rgb: np.ndarray, size: tuple[int, int], layers: tuple[str, ...],
                    tile: int | None) -> dict[str, torch.Tensor]:
-    """The style image's Grams at `size`, cached by its pixels' hash: a warm worker or an API
+    """The style image's Grams at `size`, cached by its pixels' hash: a warm server or an API
     caller that restyles several layers after one style computes them once."""
     tile = tile if tile and max(size) > tile else None
     device, precision = run.plan.device, run.plan.precision

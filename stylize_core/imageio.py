@@ -86,6 +86,40 @@ def load_picture(source, what: str = "image", memory_limit: int | None = None) -
         raise InputError(f"{what} is corrupt or truncated: {path} ({error})") from None
 
 
+WIRE_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+"""What a server decodes from a client's bytes besides .npy: the usual picture files, no exotic decoder."""
+
+
+def load_picture_bytes(data: bytes, what: str = "image", memory_limit: int | None = None) -> Picture:
+    """A Picture from a file's bytes, as a server gets them: a .npy array or a picture file in one of
+    WIRE_IMAGE_FORMATS, with the same checks as a file (size before decoding, memory, shape)."""
+    budget = memory_limit if memory_limit is not None else int(available_bytes() * DECODE_MEMORY_SHARE)
+    if data[:6] == b"\x93NUMPY":
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as error:  # numpy raises many kinds for a malformed header
+            raise InputError(f"{what} is not a valid .npy array ({type(error).__name__}: {error})") from None
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"{what} is not a .npy array")
+        _check_decode_memory(array.shape[1::-1] if array.ndim >= 2 else (0, 0), budget, what, "(sent)")
+        return _from_array(array, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
+            with Image.open(io.BytesIO(data), formats=WIRE_IMAGE_FORMATS) as image:
+                _check_decode_memory(image.size, budget, what, "(sent)")
+                image.load()
+                return _from_pil(image, what)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} megapixels)") \
+            from None
+    except UnidentifiedImageError:
+        raise InputError(f"{what} is neither a .npy array nor a picture in {', '.join(WIRE_IMAGE_FORMATS)}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"{what} is corrupt or truncated ({error})") from None
+
+
 def _check_readable_file(path: Path, what: str) -> None:
     """A regular, non-empty, readable file; anything else (a folder, a FIFO that would block) is refused."""
     try:
@@ -104,7 +138,7 @@ def _check_readable_file(path: Path, what: str) -> None:
         raise InputError(f"{what} cannot be read (permission denied): {path}")
 
 
-def _check_decode_memory(size: tuple[int, int], budget: int, what: str, path: Path) -> None:
+def _check_decode_memory(size: tuple[int, int], budget: int, what: str, path) -> None:
     width, height = size
     needed = width * height * DECODE_BYTES_PER_PIXEL
     if needed > budget:
@@ -191,6 +225,13 @@ def to_pil(picture: Picture) -> Image.Image:
         return Image.fromarray(rgb8, "RGB")
     alpha8 = np.round(np.clip(picture.alpha, 0, 1) * 255).astype(np.uint8)
     return Image.fromarray(np.dstack([rgb8, alpha8]), "RGBA")
+
+
+def npy_bytes(picture: Picture) -> bytes:
+    """The picture as .npy bytes: float32 (H, W, 3), or (H, W, 4) with alpha."""
+    stream = io.BytesIO()
+    np.save(stream, to_array(picture).astype("<f4", copy=False))
+    return stream.getvalue()
 
 
 def to_array(picture: Picture) -> np.ndarray:

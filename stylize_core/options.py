@@ -55,6 +55,8 @@ class Option:
     """The CLI flag, where it differs from --name."""
     metavar: str | None = None
     dialog: Dialog | None = None
+    names_a_file: bool = False
+    """A path on the computer that runs the engine: a server never takes it from a request."""
 
     @property
     def cli_flag(self) -> str:
@@ -121,8 +123,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("resolution", str, "auto",
            "Where the painting is finished: at the working size and upscaled, or continued up to the "
            "layer's full size for crisp strokes (slower); auto finishes at full size where that is "
-           "predicted to take under a minute",
-           choices=("auto", "working", "full"), group="quality and size",
+           "predicted to take under a minute; preview paints a quick look at 256 px with few "
+           "iterations, what the same settings will give",
+           choices=("auto", "working", "full", "preview"), group="quality and size",
            dialog=Dialog("Resolutio_n", choices={"auto": "Automatic", "working": "Working size, upscaled",
                                                  "full": "Full size (slower)"})),
     Option("iterations", int, 0,
@@ -180,7 +183,7 @@ OPTIONS: tuple[Option, ...] = (
            range=(256, 2**24), optional=True, group="engine", flag="--memory-limit", metavar="MB"),
     Option("weights", str, None,
            "A VGG19 state dict in torchvision's layout instead of the embedded Caffe weights "
-           "(never downloaded)", optional=True, group="engine", metavar="PATH"),
+           "(never downloaded)", optional=True, group="engine", metavar="PATH", names_a_file=True),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -200,3 +203,14 @@ def engine_arguments(values: dict) -> list[str]:
         value = values[option.plugin_name]
         argv += [option.cli_flag, repr(float(value)) if option.type is float else str(value)]
     return argv
+
+
+def engine_settings(values: dict) -> dict:
+    """The dialog's values (keyed by plug-in argument name) as Settings fields: what a server takes."""
+    return {option.name: option.type(values[option.plugin_name]) for option in DIALOG_OPTIONS}
+
+
+def preview_values(values: dict) -> dict:
+    """The dialog's values (keyed by plug-in argument name) for its live preview: the same settings,
+    painted with the engine's preview schedule (pyramid.py)."""
+    return {**values, BY_NAME["resolution"].plugin_name: "preview"}

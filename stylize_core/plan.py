@@ -14,7 +14,8 @@ from .errors import OutOfMemoryError
 from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, TILE_MARGIN, ScalePlan, free_bytes, plan_scale
 from .optimize import LBFGS_HISTORY
 from .options import MIN_SIDE
-from .pyramid import composition_iterations, detail_iterations, detail_sizes, output_size, scale_sizes
+from .pyramid import (PREVIEW_ITERATIONS, PREVIEW_SIDE, composition_iterations, detail_iterations, detail_sizes,
+                      output_size, preview_size, scale_sizes)
 from .settings import Settings
 from .timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
 
@@ -74,8 +75,10 @@ class RunPlan:
 def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.device, precision: str,
               calibration: Calibration, n_styles: int = 1) -> RunPlan:
     """The plan for restyling a picture of content_size; raises OutOfMemoryError when nothing fits."""
-    out_size = output_size(content_size, settings.size)
     budget = memory_budget(device, settings)
+    if settings.resolution == "preview":
+        return preview_plan(content_size, settings, device, precision, calibration, n_styles, budget)
+    out_size = output_size(content_size, settings.size)
     max_size = settings.max_size
     while True:
         sizes = scale_sizes(out_size, max_size, settings.scales)
@@ -101,6 +104,19 @@ def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.d
     if settings.resolution == "full" or full.predicted_seconds <= AUTO_FULL_SECONDS:
         return full
     return working
+
+
+def preview_plan(content_size, settings: Settings, device: torch.device, precision: str, calibration: Calibration,
+                 n_styles: int, budget: int) -> RunPlan:
+    """The preview: at most PREVIEW_SIDE on the long side, its own few iterations at two scales."""
+    out_size = preview_size(content_size)
+    sizes = scale_sizes(out_size, PREVIEW_SIDE, len(PREVIEW_ITERATIONS))
+    # A layer too small for two scales gets the coarse scale's iterations at its own size.
+    scales = plan_scales(sizes, PREVIEW_ITERATIONS[:len(sizes)], device, settings, precision, budget)
+    if scales is None:
+        raise OutOfMemoryError(f"not enough memory on {device.type} even for a preview "
+                               f"({budget / 2**30:.1f} GB usable)")
+    return RunPlan(device, precision, out_size, scales, sizes[-1], budget, predicted(scales, calibration, n_styles))
 
 
 def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int) -> float:

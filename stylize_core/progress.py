@@ -1,7 +1,8 @@
 """Progress events of a run: one Reporter makes them all; json_lines and terminal_bar show them.
 
 A run reports, in order: load, plan, optimize (once per iteration), then save and
-done (the CLI), or error. docs/protocol.md shows them as JSON lines.
+done (the CLI), or error; a run queued on a server first hears "waiting" while others
+run. docs/protocol.md shows them as JSON lines.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable, Optional, TextIO
 @dataclass
 class Progress:
     stage: str
-    """"load", "plan", "optimize", "save", "done" or "error"."""
+    """"waiting", "load", "plan", "optimize", "save", "done" or "error"."""
     scale: int = 0
     """1-based index of the coarse-to-fine scale."""
     scales: int = 0
@@ -38,6 +39,8 @@ class Progress:
     """"error": the CLI's exit status."""
     predicted_s: Optional[float] = None
     """"plan": the predicted seconds of the optimisation, from this device's calibration (timing.py)."""
+    ahead: int = 0
+    """"waiting": runs a server does before this one."""
 
     def fields(self) -> dict:
         """The fields that belong to this stage, as sent in JSON."""
@@ -45,6 +48,7 @@ class Progress:
 
 
 STAGE_FIELDS = {
+    "waiting": ("ahead",),
     "load": (),
     "plan": ("message", "predicted_s"),
     "optimize": ("scale", "scales", "width", "height", "iteration", "total", "loss", "fraction", "eta_s"),
@@ -57,10 +61,13 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class Reporter:
-    """The one place where progress events are made, for the engine, the CLI and the worker."""
+    """The one place where progress events are made, for the engine, the CLI and the server."""
 
     def __init__(self, callback: ProgressCallback | None):
         self.callback = callback or (lambda event: None)
+
+    def waiting(self, ahead: int) -> None:
+        self.callback(Progress("waiting", ahead=ahead))
 
     def load(self) -> None:
         self.callback(Progress("load"))
@@ -94,7 +101,9 @@ def json_lines(stream: TextIO = sys.stdout) -> ProgressCallback:
 def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallback:
     """A one-line bar redrawn in place: scale, iteration, loss, time left; then what was written."""
     def show(event: Progress) -> None:
-        if event.stage == "plan":
+        if event.stage == "waiting":
+            stream.write(f"waiting: {event.ahead} run{'s' if event.ahead != 1 else ''} ahead\n")
+        elif event.stage == "plan":
             stream.write(event.message + "\n")
         elif event.stage == "optimize":
             filled = int(round(event.fraction * width))

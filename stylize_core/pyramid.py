@@ -6,6 +6,8 @@ plug-in's dialog uses them too, to say how long a run will take).
 2. Detail (resolution "full"): on from the working size up to the output's own size in
    steps of at most DETAIL_STEP, with few iterations each: the coarse scales already
    placed the composition, these only paint the strokes at the pixel scale of the layer.
+3. Preview (resolution "preview"): the first two composition scales of a run at the default
+   working size, with few iterations: what the dialog shows while the painter turns the knobs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ DETAIL_ITERATIONS: dict[str, tuple[int, ...]] = {
 }
 """Iterations of the detail scales, the first (nearest the working size) first; further scales take
 the last number. Measured with benchmarks/full_resolution.py."""
+
+
+PREVIEW_SIDE = 256
+"""The preview's long side: the scale a full run at the default working size (512) passes through."""
+PREVIEW_ITERATIONS = (40, 10)
+"""Iterations of the preview's two scales, coarsest first: chosen with benchmarks/preview.py so that the
+preview, at the default, scores within 15 % of the full run shrunk to its size."""
+
+
+def preview_size(content_size: tuple[int, int]) -> tuple[int, int]:
+    """The preview's (width, height): the content's, with a long side of at most PREVIEW_SIDE."""
+    return output_size(content_size, min(PREVIEW_SIDE, max(content_size)))
 
 
 def output_size(content_size: tuple[int, int], size: int | None) -> tuple[int, int]:

@@ -1,11 +1,17 @@
-"""Shared measurements for the engine tests: our own VGG19 distances, not a timer or a stub."""
+"""Shared pieces of the engine tests: our own VGG19 distances (not a timer or a stub), and a server of a test's own."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from stylize_core import client
 from stylize_core.engine import cached_network, to_tensor
 from stylize_core.pyramid import size_with_pixels
 from stylize_core.imageio import load_picture, resize_rgb
@@ -59,3 +65,26 @@ def example_objective(size, device, precision="fp32"):
         targets = {layer: gram_matrix(f) for layer, f in network(style, set(STYLE_LAYERS)).items()}
         content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
     return Objective(network, targets, content_target, 1.0, 1.0, 1.0, precision), content
+
+
+class Served:
+    """A server process of the test's own and the address it printed."""
+
+    def __init__(self, *arguments: str, environment: dict | None = None):
+        self.process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env={**os.environ, **(environment or {})})
+        line = self.process.stdout.readline()
+        assert line, "the server did not start: " + self.process.stderr.read()[-2000:]
+        ready = json.loads(line)
+        assert ready["stage"] == "ready"
+        self.address = client.parse_address(ready["addresses"][0])
+
+    def ping(self) -> dict:
+        return client.ping(self.address)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+        self.process.wait(30)

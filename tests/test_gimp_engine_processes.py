@@ -1,7 +1,7 @@
 """The real-GIMP tests watch only the engine processes their own GIMP started (tests/gimp/engine_processes.py).
 
 No GIMP needed: a fake engine started with the session's marker in its environment (as
-GIMP's children and the detached warm worker inherit it) stands beside a decoy whose
+GIMP's children and the detached local server inherit it) stands beside a decoy whose
 command line also names stylize_core but which someone else started.
 """
 
@@ -31,7 +31,7 @@ def start(marker: str | None, *arguments: str, new_session: bool = False) -> sub
 def test_only_marked_stylize_core_processes_are_the_sessions_engine():
     marker = f"test-{os.getpid()}"
     processes = {
-        "worker": start(marker, "-m", "stylize_core.worker", new_session=True),  # detached, like the warm worker
+        "server": start(marker, "-m", "stylize_core", "serve", new_session=True),  # detached, like the local server
         "decoy": start(None, "-m", "stylize_core", "someone else's run"),
         "other_session": start(marker + "-other", "-m", "stylize_core"),
         "not_engine": start(marker, "gimp-like"),
@@ -41,12 +41,12 @@ def test_only_marked_stylize_core_processes_are_the_sessions_engine():
         while len(marked(marker)) < 2 and time.monotonic() < deadline:  # environ is readable once exec'd
             time.sleep(0.05)
         found = engine_processes(marker)
-        assert set(found) == {str(processes["worker"].pid)}
-        assert "stylize_core.worker" in found[str(processes["worker"].pid)]["command"]
-        assert set(marked(marker)) == {processes["worker"].pid, processes["not_engine"].pid}
+        assert set(found) == {str(processes["server"].pid)}
+        assert "stylize_core serve" in found[str(processes["server"].pid)]["command"]
+        assert set(marked(marker)) == {processes["server"].pid, processes["not_engine"].pid}
 
-        assert sorted(kill_marked(marker)) == sorted([processes["worker"].pid, processes["not_engine"].pid])
-        assert processes["worker"].wait(10) and processes["not_engine"].wait(10)
+        assert sorted(kill_marked(marker)) == sorted([processes["server"].pid, processes["not_engine"].pid])
+        assert processes["server"].wait(10) and processes["not_engine"].wait(10)
         assert processes["decoy"].poll() is None and processes["other_session"].poll() is None, \
             "stopping a session must leave other processes alone"
     finally:

@@ -38,9 +38,10 @@ def load_install_py():
 
 # The installer's modules, loaded the way install.py loads them.
 cli = load_install_py().load_installer()
-console, engine_check, gimp_profiles, pip_install, plugin_files, preflight, venv_setup = (
+console, engine_check, flatpak_server, gimp_profiles, pip_install, plugin_files, preflight, venv_setup = (
     importlib.import_module("stylize_installer." + name) for name in
-    ("console", "engine_check", "gimp_profiles", "pip_install", "plugin_files", "preflight", "venv_setup"))
+    ("console", "engine_check", "flatpak_server", "gimp_profiles", "pip_install", "plugin_files", "preflight",
+     "venv_setup"))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -78,6 +79,8 @@ def make_fake_checkout(folder: Path, version: str = "9.8.7") -> Path:
     # The engine's package, not installed in any venv: install.py must neither import it nor take
     # it, in its working directory, for an installed engine.
     (folder / "stylize_core" / "__init__.py").write_text("raise ImportError('install.py must not import the engine')\n")
+    for name in plugin_files.ENGINE_MODULES:  # standard library only: copied beside the plug-in
+        shutil.copy2(ROOT / "stylize_core" / name, folder / "stylize_core" / name)
     (folder / "pyproject.toml").write_text(f'[build-system]\nrequires = []\n\n[project]\nname = "stylize-core"\n'
                                            f'version = "{version}"\n')
     make_plugin_source(folder / "plugin" / "neural-style-transfer")
@@ -85,10 +88,12 @@ def make_fake_checkout(folder: Path, version: str = "9.8.7") -> Path:
 
 
 def clean_env(home: Path) -> dict:
-    """An environment in which only `home` decides where GIMP profiles are looked for."""
+    """An environment in which only `home` decides where GIMP profiles (and systemd user units) are
+    looked for; a made-up runtime folder, so that no real systemd user session is reached."""
     env = {key: value for key, value in os.environ.items()
-           if key not in ("XDG_CONFIG_HOME", "GIMP3_DIRECTORY", "APPDATA")}
+           if key not in ("XDG_CONFIG_HOME", "GIMP3_DIRECTORY", "APPDATA", "DBUS_SESSION_BUS_ADDRESS")}
     env["HOME"] = str(home)
+    env["XDG_RUNTIME_DIR"] = "/run/user/4242"
     return env
 
 
@@ -393,16 +398,82 @@ def test_installer_uses_the_standard_library_only():
                 assert name.split(".")[0] in sys.stdlib_module_names, f"{path.name} imports {name}"
 
 
-def test_flatpak_note_names_the_folders_and_warns_about_a_system_python(tmp_path):
-    checkout, venv = tmp_path / "checkout", tmp_path / "elsewhere" / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").symlink_to("/usr/bin/python3.99")
-    text = gimp_profiles.flatpak_note(checkout, venv, venv / "bin" / "python")
-    assert f"flatpak override --user --filesystem={checkout} org.gimp.GIMP" in text
-    assert f"flatpak override --user --filesystem={venv} org.gimp.GIMP" in text
-    assert "--filesystem=/usr" not in text and "/usr is GIMP's own runtime" in text
-    inside = gimp_profiles.flatpak_note(checkout, checkout / ".venv", checkout / ".venv/bin/python")
-    assert inside.count("flatpak override") == 1  # the checkout covers a venv inside it
+def test_the_engine_modules_travel_with_the_plugin_and_a_server_address_stays_private(tmp_path):
+    """A sandboxed GIMP sees only the plug-in's folder: the client and the options must be in it."""
+    source = make_plugin_source(tmp_path / "src")
+    profile = tmp_path / "gimp" / "3.0"
+    folder = plugin_files.install_plugin(profile, None, tmp_path / "checkout", "1.0", source=source,
+                                         engine=ROOT / "stylize_core", server="tcp://secret@127.0.0.1:8787")
+    for name in plugin_files.ENGINE_MODULES:
+        assert (folder / "engine" / name).read_bytes() == (ROOT / "stylize_core" / name).read_bytes()
+    config = json.loads((folder / "stylize-config.json").read_text())
+    assert config["server"] == "tcp://secret@127.0.0.1:8787" and config["python"] == ""
+    if os.name == "posix":
+        assert stat.S_IMODE(os.stat(folder / "stylize-config.json").st_mode) == 0o600
+    manifest = json.loads((folder / "install-manifest.json").read_text())
+    assert {"engine/client.py", "engine/options.py"} <= set(manifest["files"])
+    assert plugin_files.uninstall_plugin(profile) == "removed" and not folder.exists()
+
+
+def test_flatpak_units_listen_where_the_sandbox_connects_and_run_this_checkout(tmp_path):
+    python = Path("/home/me/my 100% env/bin/python")
+    units = flatpak_server.unit_texts(python, Path("/home/me/stylize"))
+    socket_unit, service = units["stylize-core-flatpak.socket"], units["stylize-core-flatpak.service"]
+    assert "ListenStream=%t/app/org.gimp.GIMP/stylize-core.sock" in socket_unit and "SocketMode=0600" in socket_unit
+    assert ('ExecStart="/home/me/my 100%% env/bin/python" "-m" "stylize_core" "serve" "--idle-timeout" "600"'
+            in service)
+    assert "WorkingDirectory=/home/me/stylize" in service
+    assert flatpak_server.server_address({"XDG_RUNTIME_DIR": "/run/user/1000"}) == \
+        "unix:/run/user/1000/app/org.gimp.GIMP/stylize-core.sock"
+    folder = tmp_path / "units"
+    folder.mkdir()
+    (folder / "stylize-core-flatpak.socket").write_text("[Socket]\nListenStream=/mine\n")
+    with pytest.raises(console.InstallError, match="install.py did not write it"):
+        flatpak_server.write_units(folder, python, tmp_path)
+    assert (folder / "stylize-core-flatpak.socket").read_text() == "[Socket]\nListenStream=/mine\n"
+    assert flatpak_server.remove_units(folder) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/usr/bin/systemd-socket-activate"), reason="needs systemd-socket-activate")
+def test_the_flatpak_units_serve_the_address_the_plugin_gets(tmp_path):
+    """The units install.py writes, run as systemd runs them (socket activation), answer the
+    address written into the Flatpak plug-in's config."""
+    import signal
+    import time
+    sys.path.insert(0, str(ROOT))
+    from stylize_core import client
+    environment = {"XDG_RUNTIME_DIR": str(tmp_path / "runtime")}
+    units = flatpak_server.unit_texts(Path(sys.executable), ROOT)
+    service = dict(line.split("=", 1) for line in units["stylize-core-flatpak.service"].splitlines() if "=" in line)
+    listen = dict(line.split("=", 1) for line in units["stylize-core-flatpak.socket"].splitlines()
+                  if "=" in line)["ListenStream"].replace("%t", environment["XDG_RUNTIME_DIR"])
+    command = [part.strip('"').replace("%%", "%") for part in service["ExecStart"].split(" ")]
+    address = client.parse_address(flatpak_server.server_address(environment))
+    assert address.path == listen
+    Path(listen).parent.mkdir(parents=True, mode=0o700)
+    activator = subprocess.Popen(["/usr/bin/systemd-socket-activate", "-l", listen, *command],
+                                 cwd=service["WorkingDirectory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(listen).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        from PIL import Image
+        import io
+        pictures = []
+        for name in ("tubingen.jpg", "starry_night.jpg"):
+            image = Image.open(ROOT / "examples" / name)
+            image.thumbnail((64, 64))
+            stream = io.BytesIO()
+            image.save(stream, format="PNG")
+            pictures.append(stream.getvalue())
+        code, result = client.run_on_server(address, pictures, {"iterations": 2, "max_size": 64, "scales": 1},
+                                            lambda event: None)
+        assert code == 0 and result[:6] == b"\x93NUMPY"
+    finally:
+        os.killpg(activator.pid, signal.SIGTERM)
+        activator.wait(30)
 
 
 # ---------------------------------------------------------------------------- environment checks
@@ -608,16 +679,42 @@ def test_plugin_only_installs_into_discovered_profiles_and_uninstalls(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[2/2] Installing the GIMP plug-in" in result.stdout
     assert "stylize_core is not installed" in result.stdout  # our fake venv has no engine
-    assert "flatpak override --user --filesystem=" in result.stdout and "org.gimp.GIMP" in result.stdout
     assert "Restart GIMP, then Filters \u203a Artistic \u203a Neural Style Transfer" in result.stdout
+    native_config = json.loads((native / "plug-ins/neural-style-transfer/stylize-config.json").read_text())
+    assert native_config == {"python": str(venv / "bin/python"), "project": str(checkout), "version": "9.8.7"}
+    # Flatpak GIMP reaches the engine through a socket that systemd user units serve.
+    flatpak_config = json.loads((flatpak / "plug-ins/neural-style-transfer/stylize-config.json").read_text())
+    assert flatpak_config["server"] == "unix:/run/user/4242/app/org.gimp.GIMP/stylize-core.sock"
+    units = home / ".config/systemd/user"
+    assert sorted(os.listdir(units)) == ["stylize-core-flatpak.service", "stylize-core-flatpak.socket"]
+    assert f'ExecStart="{venv / "bin/python"}" "-m" "stylize_core" "serve"' in \
+        (units / "stylize-core-flatpak.service").read_text()
+    assert "no `flatpak override` is needed" in result.stdout
+    assert "systemctl --user daemon-reload && systemctl --user enable --now stylize-core-flatpak.socket" in \
+        result.stdout  # no systemd user session where the tests run
     for profile in (native, flatpak):
-        config = json.loads((profile / "plug-ins/neural-style-transfer/stylize-config.json").read_text())
-        assert config == {"python": str(venv / "bin/python"), "project": str(checkout), "version": "9.8.7"}
+        assert (profile / "plug-ins/neural-style-transfer/engine/client.py").is_file()
 
     result = run_cli(checkout, "--uninstall", home=home)
     assert result.returncode == 0, result.stderr
     assert not (native / "plug-ins/neural-style-transfer").exists()
     assert not (flatpak / "plug-ins/neural-style-transfer").exists()
+    assert os.listdir(units) == [] and "removed " + str(units / "stylize-core-flatpak.socket") in result.stdout
+
+
+def test_plugin_only_with_a_server_needs_no_environment(tmp_path):
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    profile = tmp_path / "profile"
+    result = run_cli(checkout, "--plugin-only", "--server", "unix:/run/engine/server.sock", "--gimp-dir", str(profile),
+                     home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert "Using the engine server at /run/engine/server.sock" in result.stdout
+    config = json.loads((profile / "plug-ins/neural-style-transfer/stylize-config.json").read_text())
+    assert config["server"] == "unix:/run/engine/server.sock" and config["python"] == ""
+    refused = run_cli(checkout, "--plugin-only", "--server", "tcp://token@192.0.2.1:8787", "--gimp-dir", str(profile),
+                      home=tmp_path / "home")
+    assert_clean_failure(refused)
+    assert "plain tcp:// is for this computer only" in refused.stderr
 
 
 def test_plugin_only_never_overwrites_the_users_files(tmp_path):

@@ -1,7 +1,9 @@
 """The plug-in's GIMP-free half (nst_bridge.py), with the real engine where it runs one."""
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-trans
 sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
 
-from stylize_core import options  # noqa: E402
+from stylize_core import Settings, client, options  # noqa: E402
 
 from helpers import CONTENT, STYLE, small  # noqa: E402
 
@@ -24,30 +26,29 @@ OPTIONS = {"strength": 1.5, "quality": "fast", "resolution": "working", "iterati
            "style-scale": 2.0, "seed": 7, "device": "cpu"}
 
 
-def test_npy_written_by_the_bridge_reads_in_numpy_and_back():
+def test_npy_made_by_the_bridge_reads_in_numpy_and_back():
     rng = np.random.default_rng(0)
     array = rng.uniform(0, 1, (5, 7, 4)).astype("<f4")
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bridge-{os.getpid()}.npy"
-    try:
-        nst_bridge.write_npy(path, array.tobytes(), 5, 7)
-        assert np.array_equal(np.load(path), array)
-        np.save(path, array)
-        data, shape = nst_bridge.read_npy(path)
-        assert shape == (5, 7, 4) and data == array.tobytes()
-    finally:
-        path.unlink(missing_ok=True)
+    assert np.array_equal(np.load(io.BytesIO(nst_bridge.npy_bytes(array.tobytes(), 5, 7))), array)
+    stream = io.BytesIO()
+    np.save(stream, array)
+    data, shape = nst_bridge.parse_npy(stream.getvalue())
+    assert shape == (5, 7, 4) and data == array.tobytes()
 
 
-def test_npy_checks(tmp_path):
+def test_npy_checks():
     with pytest.raises(nst_bridge.BridgeError, match="expected"):
-        nst_bridge.write_npy(tmp_path / "x.npy", b"\0" * 10, 2, 2)
-    (tmp_path / "bad.npy").write_bytes(b"junk")
+        nst_bridge.npy_bytes(b"\0" * 10, 2, 2)
     with pytest.raises(nst_bridge.BridgeError, match="not a .npy"):
-        nst_bridge.read_npy(tmp_path / "bad.npy")
-    np.save(tmp_path / "short.npy", np.zeros((4, 4, 4), "<f4"))
-    (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:-8])
+        nst_bridge.parse_npy(b"junk")
+    stream = io.BytesIO()
+    np.save(stream, np.zeros((4, 4, 4), "<f4"))
     with pytest.raises(nst_bridge.BridgeError, match="truncated"):
-        nst_bridge.read_npy(tmp_path / "short.npy")
+        nst_bridge.parse_npy(stream.getvalue()[:-8])
+    stream = io.BytesIO()
+    np.save(stream, np.zeros((4, 4, 4), "<f8"))
+    with pytest.raises(nst_bridge.BridgeError, match="float32"):
+        nst_bridge.parse_npy(stream.getvalue())
 
 
 def test_options_map_to_engine_arguments(tmp_path):
@@ -65,8 +66,28 @@ def test_the_engine_module_loaded_by_path_is_the_packages_options():
     loaded = nst_bridge.load_engine_module(str(PLUGIN.parent.parent), "options")
     assert [o.name for o in loaded.DIALOG_OPTIONS] == [o.name for o in options.DIALOG_OPTIONS]
     assert loaded.engine_arguments(OPTIONS) == options.engine_arguments(OPTIONS)
+    assert loaded.engine_settings(OPTIONS) == options.engine_settings(OPTIONS)
+    assert Settings(**options.engine_settings(OPTIONS)).validate().strength == 1.5
     with pytest.raises(nst_bridge.BridgeError, match="run python3 install.py"):
         nst_bridge.load_engine_module("/nowhere", "options")
+
+
+def test_the_engine_copies_beside_the_plugin_are_all_it_loads(tmp_path, monkeypatch):
+    """A sandboxed GIMP has only the copies install.py puts in the plug-in's engine/ folder: every
+    module the plug-in loads is among them, and they work without the project."""
+    from stylize_core.installer import plugin_files
+    plugin_code = "\n".join(path.read_text() for path in PLUGIN.glob("*.py"))
+    loaded = set(re.findall(r'load_engine_module\([^,]+, "(\w+)"\)', plugin_code))
+    assert loaded and loaded <= {Path(name).stem for name in plugin_files.ENGINE_MODULES}
+    copies = tmp_path / "engine"
+    copies.mkdir()
+    for name in plugin_files.ENGINE_MODULES:
+        (copies / name).write_bytes((PLUGIN.parent.parent / "stylize_core" / name).read_bytes())
+    monkeypatch.setattr(nst_bridge, "ENGINE_COPIES", copies)
+    for name in sorted(loaded):
+        assert nst_bridge.load_engine_module("/nowhere", name).__file__ == str(copies / f"{name}.py")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-calibration"))
+    assert "first run" in nst_bridge.describe_time("/nowhere", OPTIONS, (640, 480))
 
 
 def test_progress_text():
@@ -74,6 +95,9 @@ def test_progress_text():
                                                    "total": 100, "fraction": 0.43, "eta_s": 12.4})
     assert fraction == 0.43 and text.endswith("scale 2/3, iteration 40/100, ~12 s left")
     assert nst_bridge.describe_progress({"stage": "load"})[1].endswith("loading the engine")
+    assert nst_bridge.describe_progress({"stage": "waiting", "ahead": 1}) == (
+        None, "Neural Style Transfer: waiting: 1 run ahead")
+    assert nst_bridge.describe_progress({"stage": "waiting", "ahead": 3})[1].endswith("waiting: 3 runs ahead")
 
 
 def test_missing_or_broken_install_says_what_to_do(tmp_path):
@@ -82,15 +106,18 @@ def test_missing_or_broken_install_says_what_to_do(tmp_path):
     (tmp_path / nst_bridge.CONFIG_NAME).write_text(json.dumps({"python": "/nope/python", "project": "/p"}))
     with pytest.raises(nst_bridge.BridgeError, match="run python3 install.py in /p"):
         nst_bridge.read_config(tmp_path)
+    # A sandboxed GIMP sees no engine of its own, only a server: that is a complete install.
+    (tmp_path / nst_bridge.CONFIG_NAME).write_text(json.dumps({"python": "", "server": "unix:/run/x.sock"}))
+    assert nst_bridge.read_config(tmp_path)["server"] == "unix:/run/x.sock"
 
 
 def test_an_environment_without_the_engine_says_to_reinstall(tmp_path):
     python = tmp_path / "python"
     python.write_text("#!/bin/sh\necho \"$0: No module named stylize_core\" >&2\nexit 1\n")
     python.chmod(0o755)
-    config = {"python": str(python), "project": str(tmp_path), "use_worker": False}
+    config = {"python": str(python), "project": str(PLUGIN.parent.parent), "use_worker": False}
     with pytest.raises(nst_bridge.BridgeError, match="incomplete .*No module named stylize_core.*run python3 install.py"):
-        nst_bridge.run_engine(config, ["c.png", "s.png"], lambda event: None, tmp_path)
+        nst_bridge.run_engine(config, options, OPTIONS, b"content", tmp_path / "s.png", lambda event: None)
 
 
 def test_out_of_memory_advice_names_the_dialog_knobs():
@@ -110,22 +137,120 @@ def job(tmp_path):
     return tmp_path, work
 
 
+def layer_npy(path: Path) -> bytes:
+    """A picture as the plug-in sends a layer: float32 RGBA .npy bytes."""
+    rgba = np.asarray(Image.open(path).convert("RGBA"), np.float32) / 255
+    return nst_bridge.npy_bytes(rgba.astype("<f4").tobytes(), *rgba.shape)
+
+
+def chroma(rgba: np.ndarray) -> np.ndarray:
+    yiq = np.array([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]])
+    return (rgba[..., :3] @ yiq)[..., 1:]
+
+
+def as_array(result: bytes) -> np.ndarray:
+    data, shape = nst_bridge.parse_npy(result)
+    return np.frombuffer(data, "<f4").reshape(shape)
+
+
+QUICK_VALUES = {**OPTIONS, "iterations": 3, "max-size": 64}
+
+
 @pytest.mark.slow
 def test_child_run_streams_progress_and_reports_errors(job):
-    folder, work = job
+    folder, _ = job
     events = []
-    argv = nst_bridge.engine_arguments(options, {**OPTIONS, "iterations": 3, "max-size": 96}, folder / "c.png",
-                                       folder / "s.png", folder / "out.png", work)
     config = {"python": sys.executable, "project": str(PLUGIN.parent.parent), "use_worker": False}
-    nst_bridge.run_engine(config, argv, events.append, work)
-    assert events[-1]["stage"] == "done"
+    content = layer_npy(folder / "c.png")
+    result = as_array(nst_bridge.run_engine(config, options, QUICK_VALUES, content, folder / "s.png", events.append))
+    assert events[-1]["stage"] == "done" and result.shape == (72, 96, 4)
     # "Keep colours: keep the layer's colours" reached the engine: the result has the layer's chroma.
-    yiq = np.array([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]])
-    chroma = lambda path: (np.asarray(Image.open(path).convert("RGB"), np.float32) / 255 @ yiq)[..., 1:]
-    assert np.abs(chroma(folder / "out.png") - chroma(folder / "c.png")).mean() < 0.02
-    argv[1] = str(folder / "missing.png")
+    original = np.asarray(Image.open(folder / "c.png").convert("RGBA"), np.float32) / 255
+    assert np.abs(chroma(result) - chroma(original)).mean() < 0.02
     with pytest.raises(nst_bridge.BridgeError, match="style image not found"):
-        nst_bridge.run_engine(config, argv, events.append, work)
+        nst_bridge.run_engine(config, options, QUICK_VALUES, content, folder / "missing.png", events.append)
+
+
+@pytest.fixture
+def local_server(tmp_path, monkeypatch):
+    """This computer's server as the plug-in starts it, in a runtime folder of the test's own."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    yield
+    try:
+        os.kill(client.ping(client.local_address())["pid"], signal.SIGTERM)
+    except client.ServerError:
+        pass
+
+
+@pytest.mark.slow
+def test_the_local_server_runs_it_and_a_dead_one_gives_way_to_a_child(job, local_server):
+    folder, _ = job
+    config = {"python": sys.executable, "project": str(PLUGIN.parent.parent), "worker_idle_timeout": 60}
+    content, events = layer_npy(folder / "c.png"), []
+    result = nst_bridge.run_engine(config, options, QUICK_VALUES, content, layer_npy(folder / "s.png"), events.append)
+    server = client.ping(client.local_address())
+    assert server["runs"] == 1 and events[0]["stage"] == "accepted" and as_array(result).shape == (72, 96, 4)
+
+    events.clear()
+    killed = []  # the server's pid, once killed at its first iteration
+
+    def kill_once(event):
+        events.append(event)
+        if event["stage"] == "optimize" and not killed:
+            killed.append(server["pid"])
+            os.kill(server["pid"], signal.SIGKILL)
+    result = nst_bridge.run_engine(config, options, QUICK_VALUES, content, folder / "s.png", kill_once)
+    assert killed and as_array(result).shape == (72, 96, 4)
+    assert [e["stage"] for e in events].count("load") == 2, "the child did not take over the killed server's run"
+
+
+def test_server_failures_in_the_dialogs_words():
+    address = client.parse_address("tls://t@gpu.example:8787#sha256=" + "a" * 64)
+    words = lambda error: nst_bridge.server_error_in_words(client, error, address)
+    assert words(client.ServerUnreachable("connection refused")).startswith(
+        "Cannot reach the engine server at gpu.example:8787 (connection refused)")
+    assert "refused the token" in words(client.ServerRefused("wrong or missing token", "token"))
+    assert "busy with 2 runs ahead" in words(client.ServerRefused("busy", "busy", ahead=2))
+    assert "runs another version" in words(client.ServerRefused("speaks protocol 3", "version"))
+    assert "stopped in the middle of the run. The image is unchanged" in words(client.ServerLost("eof"))
+
+
+@pytest.mark.slow
+def test_a_chosen_server_that_fails_is_said_not_hidden(job, tmp_path, monkeypatch):
+    """With a server address, a failure is the dialog's message; no child runs instead."""
+    folder, _ = job
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config = {"python": sys.executable, "project": str(PLUGIN.parent.parent)}
+    content, style = layer_npy(folder / "c.png"), layer_npy(folder / "s.png")
+    with pytest.raises(nst_bridge.BridgeError, match="Cannot reach the engine server at 127.0.0.1:9 "):
+        nst_bridge.run_engine(config, options, QUICK_VALUES, content, style, lambda e: None,
+                              server="tcp://token@127.0.0.1:9")
+    with pytest.raises(nst_bridge.BridgeError, match="is not unix:PATH"):
+        nst_bridge.run_engine(config, options, QUICK_VALUES, content, style, lambda e: None, server="gpu-box")
+    served = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", "--listen", "127.0.0.1:0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        address = client.parse_address(json.loads(served.stdout.readline())["addresses"][0])
+        wrong = client.Address("tls", host=address.host, port=address.port, token="guess",
+                               fingerprint=address.fingerprint)
+        with pytest.raises(nst_bridge.BridgeError, match="refused the token"):
+            nst_bridge.run_engine(config, options, QUICK_VALUES, content, style, lambda e: None, server=str(wrong))
+        pid = client.ping(address)["pid"]
+
+        def kill_the_server(event):
+            if event["stage"] == "optimize":
+                os.kill(pid, signal.SIGKILL)
+        events = []
+        with pytest.raises(nst_bridge.BridgeError, match="stopped in the middle of the run. The image is unchanged"):
+            nst_bridge.run_engine(config, options, {**QUICK_VALUES, "iterations": 200}, content, style,
+                                  lambda e: (events.append(e), kill_the_server(e)), server=str(address))
+        assert [e["stage"] for e in events].count("load") == 1, "a child ran instead of the chosen server"
+    finally:
+        served.kill()
+        served.wait()
 
 
 @pytest.mark.slow

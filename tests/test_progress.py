@@ -9,6 +9,7 @@ from stylize_core.progress import STAGE_FIELDS, Reporter, json_lines, terminal_b
 
 
 def every_event(report: Reporter) -> None:
+    report.waiting(2)
     report.load()
     report.plan("memory: about 1.00 GB")
     report.optimize(1, 2, 64, 48, 3, 10, 0.5, 0.25, 12.0)
@@ -24,15 +25,17 @@ def test_json_lines_carry_each_stages_fields_and_nothing_else():
     assert [e["stage"] for e in events] == list(STAGE_FIELDS)
     for event in events:
         assert set(event) == {"stage", *STAGE_FIELDS[event["stage"]]}
-    assert events[3] == {"stage": "save", "output": "/tmp/out.png"}
-    assert events[4] == {"stage": "done", "output": "/tmp/out.png", "seconds": 4.32}
-    assert events[5] == {"stage": "error", "message": "style image not found: x.png", "exit_code": 2}
+    assert events[0] == {"stage": "waiting", "ahead": 2}
+    assert events[4] == {"stage": "save", "output": "/tmp/out.png"}
+    assert events[5] == {"stage": "done", "output": "/tmp/out.png", "seconds": 4.32}
+    assert events[6] == {"stage": "error", "message": "style image not found: x.png", "exit_code": 2}
 
 
 def test_the_terminal_bar_shows_the_plan_the_bar_and_what_was_written():
     stream = io.StringIO()
     every_event(Reporter(terminal_bar(stream)))
     text = stream.getvalue()
+    assert text.startswith("waiting: 2 runs ahead\n")
     assert "memory: about 1.00 GB\n" in text and "scale 1/2 64x48 it 3/10" in text and "~12s left" in text
     assert "wrote /tmp/out.png in 4.3 s" in text
 

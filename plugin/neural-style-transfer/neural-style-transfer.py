@@ -3,8 +3,8 @@
 
 Restyles the selected layer after a style image file or another layer, and adds
 the result as a new layer directly above it, in one undo step. The heavy work
-runs in the project's engine (a warm worker or a child process, nst_bridge.py);
-this file only talks to GIMP.
+runs in the project's engine (a warm server on this computer or another, or a child
+process: nst_bridge.py); this file only talks to GIMP.
 """
 
 import os
@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pathlib import Path  # noqa: E402
 
 import nst_bridge  # noqa: E402
+import nst_preview  # noqa: E402
 
 PROCEDURE = "plug-in-neural-style-transfer"
 PIXEL_FORMAT = "R'G'B'A float"
@@ -40,6 +41,19 @@ def read_pixels(drawable) -> bytes:
     width, height = drawable.get_width(), drawable.get_height()
     return drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, PIXEL_FORMAT,
                                      Gegl.AbyssPolicy.CLAMP)
+
+
+def read_small(drawable, side: int, selected_only: bool = False) -> bytes:
+    """The drawable (or its part inside the selection) as .npy bytes, at most `side` px long."""
+    bounds = (0, 0, drawable.get_width(), drawable.get_height())
+    if selected_only:
+        intersects, *region = drawable.mask_intersect()
+        if intersects:
+            bounds = tuple(region)
+    scale, (x, y, width, height) = nst_preview.scaled_region(bounds, side)
+    data = drawable.get_buffer().get(Gegl.Rectangle.new(x, y, width, height), scale, PIXEL_FORMAT,
+                                     Gegl.AbyssPolicy.CLAMP)
+    return nst_bridge.npy_bytes(data, height, width)
 
 
 def new_layer_type(image):
@@ -89,13 +103,10 @@ def run(procedure, run_mode, image, drawables, config, data):
     if problem:
         return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
     layer = drawables[0]
-    work_dir = nst_bridge.make_work_dir()
     try:
-        result = stylize_layer(image, layer, config, config_file, options, work_dir)
+        result = stylize_layer(layer, config, config_file, options)
     except nst_bridge.BridgeError as error:
         return fail(procedure, str(error))
-    finally:
-        nst_bridge.remove_work_dir(work_dir)
     insert_result(image, layer, result, f"{layer.get_name()} ({style_name(config)})")
     if config.get_property("style-source") == "layer":
         config.set_property("style-layer-name", config.get_property("style-layer").get_name())
@@ -117,19 +128,23 @@ def ask_settings(procedure, image, drawables, config, options, config_file) -> b
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
     # What a painter needs first, then the rest folded away under "Advanced".
-    dialog.fill_box("advanced-box", [option.plugin_name for option in options.DIALOG_OPTIONS
-                                     if option.dialog.advanced])
+    dialog.fill_box("advanced-box", [*[option.plugin_name for option in options.DIALOG_OPTIONS
+                                       if option.dialog.advanced], "engine", "server-address"])
     dialog.get_label("advanced-label", "_Advanced", False, True)
     dialog.fill_expander("advanced", "advanced-label", False, "advanced-box")
     dialog.fill(["style-source", "style-file", "style-layer",
                  *[option.plugin_name for option in options.DIALOG_OPTIONS if not option.dialog.advanced],
-                 "advanced"])
+                 "preview", "advanced"])
     dialog.set_sensitive_if_in("style-file", None, "style-source", string_values("file"), True)
     dialog.set_sensitive_if_in("style-layer", None, "style-source", string_values("layer"), True)
+    dialog.set_sensitive_if_in("server-address", None, "engine", string_values("server"), True)
     add_style_preview(dialog, config)
+    stop_preview = None
     if len(drawables) == 1:
         add_time_estimate(dialog, config, options, config_file["project"],
                           (drawables[0].get_width(), drawables[0].get_height()))
+        if isinstance(drawables[0], Gimp.Layer) and not drawables[0].is_group():
+            stop_preview = add_live_preview(dialog, image, drawables, config, options, config_file)
     try:
         while dialog.run():
             problem = validate(image, drawables, config)
@@ -138,6 +153,8 @@ def ask_settings(procedure, image, drawables, config, options, config_file) -> b
             Gimp.message(problem)
         return False
     finally:
+        if stop_preview:
+            stop_preview()  # the server is free for the run at once
         dialog.destroy()
 
 
@@ -165,6 +182,72 @@ def add_style_preview(dialog, config):
     refresh()
 
 
+def add_live_preview(dialog, image, drawables, config, options, config_file):
+    """The layer (or its selected part) restyled small with the dialog's settings, again shortly after
+    each change, as GIMP's own filters preview; the Preview check box turns it off. Returns what
+    stops it."""
+    side = nst_bridge.load_engine_module(config_file["project"], "pyramid").PREVIEW_SIDE
+    content = read_small(drawables[0], side, selected_only=True)
+    picture = Gtk.Image()
+    status = Gtk.Label()
+    pane = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
+    pane.pack_start(picture, False, False, 0)
+    pane.pack_start(status, False, False, 0)
+    area = dialog.get_content_area()
+    area.pack_start(pane, False, False, 6)
+    area.reorder_child(pane, 1)  # under the style's thumbnail
+    runner = nst_preview.PreviewRunner(config_file, options, GLib.idle_add)
+    pending = {"timer": 0}
+
+    def show(outcome):
+        if outcome.rgba is not None:
+            picture.set_from_pixbuf(GdkPixbuf.Pixbuf.new_from_bytes(
+                GLib.Bytes.new(outcome.rgba), GdkPixbuf.Colorspace.RGB, True, 8, outcome.width, outcome.height,
+                outcome.width * 4))
+            status.set_text(f"Preview, {outcome.width}\u00d7{outcome.height}")
+        else:
+            status.set_text(f"Preview: {outcome.message}" + ("\u2026" if not outcome.final else ""))
+
+    def start():
+        pending["timer"] = 0
+        problem = validate(image, drawables, config)
+        server = config.get_property("server-address").strip() if config.get_property("engine") == "server" else ""
+        if config.get_property("engine") == "server" and not server:
+            problem = "give the server's address in Advanced \u203a Engine."
+        if problem:
+            status.set_text(f"Preview: {problem}")
+            return False
+        values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+        if config.get_property("style-source") == "layer":
+            style = read_small(config.get_property("style-layer"), nst_preview.STYLE_SIDE)
+        else:
+            style = Path(config.get_property("style-file").get_path())
+        runner.request(values, content, style, server, show)
+        return False  # once
+
+    def changed(*_):
+        runner.cancel()  # what it paints is out of date: the engine stops it now, not after the delay
+        if pending["timer"]:
+            GLib.source_remove(pending["timer"])
+            pending["timer"] = 0
+        pane.set_visible(config.get_property("preview"))
+        if config.get_property("preview"):
+            status.set_text("Preview: \u2026")
+            pending["timer"] = GLib.timeout_add(nst_preview.DELAY_MS, start)
+
+    def stop():
+        if pending["timer"]:
+            GLib.source_remove(pending["timer"])
+        runner.cancel()
+
+    names = [option.plugin_name for option in options.DIALOG_OPTIONS]
+    for name in names + ["style-source", "style-file", "style-layer", "engine", "server-address", "preview"]:
+        config.connect("notify::" + name, changed)
+    pane.show_all()
+    changed()
+    return stop
+
+
 def add_time_estimate(dialog, config, options, project, layer_size):
     """A line under the settings that says how long the run will take, following every change."""
     label = Gtk.Label(xalign=0.0)
@@ -174,10 +257,10 @@ def add_time_estimate(dialog, config, options, project, layer_size):
 
     def refresh(*_):
         values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
-        label.set_text(nst_bridge.describe_time(project, values, layer_size))
+        label.set_text(nst_bridge.describe_time(project, values, layer_size, config.get_property("engine") == "server"))
 
-    for option in options.DIALOG_OPTIONS:
-        config.connect("notify::" + option.plugin_name, refresh)
+    for name in [option.plugin_name for option in options.DIALOG_OPTIONS] + ["engine"]:
+        config.connect("notify::" + name, refresh)
     refresh()
     label.show()
 
@@ -196,19 +279,20 @@ def style_thumbnail(config):
         return None  # not an image GdkPixbuf reads: the engine's own check explains it
 
 
-def stylize_layer(image, layer, config, config_file, options, work_dir):
-    """Export the pixels, run the engine with progress, read the result back (no image changes yet)."""
+def stylize_layer(layer, config, config_file, options):
+    """Send the pixels to the engine with progress, and get the restyled pixels back (no image changes yet)."""
     width, height = layer.get_width(), layer.get_height()
-    content = work_dir / "content.npy"
-    nst_bridge.write_npy(content, read_pixels(layer), height, width)
+    content = nst_bridge.npy_bytes(read_pixels(layer), height, width)
     if config.get_property("style-source") == "layer":
         style_layer = config.get_property("style-layer")
-        style = work_dir / "style.npy"
-        nst_bridge.write_npy(style, read_pixels(style_layer), style_layer.get_height(), style_layer.get_width())
+        style = nst_bridge.npy_bytes(read_pixels(style_layer), style_layer.get_height(), style_layer.get_width())
     else:
         style = Path(config.get_property("style-file").get_path())
-    output = work_dir / "result.npy"
     values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+    server = config.get_property("server-address") if config.get_property("engine") == "server" else ""
+    if config.get_property("engine") == "server" and not server.strip():
+        raise nst_bridge.BridgeError("Advanced \u203a Engine is set to a server, but no server address is given: paste "
+                                     "the address `stylize serve` printed, or choose This computer.")
     Gimp.progress_init("Neural Style Transfer")
 
     def on_event(event):
@@ -218,9 +302,8 @@ def stylize_layer(image, layer, config, config_file, options, work_dir):
         if fraction is not None:
             Gimp.progress_update(fraction)
 
-    nst_bridge.run_engine(config_file, nst_bridge.engine_arguments(options, values, content, style, output,
-                                                                   work_dir), on_event, work_dir)
-    data, shape = nst_bridge.read_npy(output)
+    result = nst_bridge.run_engine(config_file, options, values, content, style, on_event, server=server.strip())
+    data, shape = nst_bridge.parse_npy(result)
     if shape != (height, width, 4):
         raise nst_bridge.BridgeError(f"the engine returned {shape}, expected {(height, width, 4)}")
     Gimp.progress_end()
@@ -305,6 +388,14 @@ class NeuralStyleTransfer(Gimp.PlugIn):
             options = ()  # not installed: running says so before any option is needed
         for option in options:
             add_option_argument(procedure, option, flags)
+        procedure.add_boolean_aux_argument("preview", "_Preview", "Show the layer restyled at a small size "
+                                           "while the settings change", True, flags)
+        procedure.add_choice_argument("engine", "En_gine", "Where the engine runs: on this computer, or on a "
+                                      "server (stylize serve) at the address below",
+                                      choice(("local", "This computer"), ("server", "A server")), "local", flags)
+        procedure.add_string_argument("server-address", "Server address", "The address `stylize serve` printed: "
+                                      "tls://TOKEN@HOST:PORT#sha256=... (another computer), tcp://TOKEN@127.0.0.1:PORT "
+                                      "(an SSH tunnel) or unix:PATH", "", flags)
         return procedure
 
 

@@ -20,12 +20,22 @@ from typing import Callable
 
 CONFIG_NAME = "stylize-config.json"
 NOT_INSTALLED = ("Neural Style Transfer engine is not installed: run python3 install.py in {where}")
+ENGINE_COPIES = Path(__file__).resolve().parent / "engine"
+"""The engine's standard-library modules (client.py, options.py, ...) that install.py copies beside the
+plug-in: a sandboxed GIMP (Flatpak) sees this folder but not the project."""
 
 
-def make_config(python: str, project: str, version: str) -> dict:
+def make_config(python: str, project: str, version: str, server: str = "") -> dict:
     """The config that install.py writes beside this file (it loads this file by path for that).
-    run_engine also reads two optional keys a user may add: "use_worker" and "worker_idle_timeout"."""
-    return {"python": python, "project": project, "version": version}
+
+    "server": the address of the engine server to use (a sandboxed GIMP, which cannot start the
+    engine itself); empty for this computer's own. run_engine also reads optional keys a user may
+    add: "use_worker" (false: no warm local server, always a child process), "worker_idle_timeout"
+    (seconds the local server stays up without work) and "local_transport" ("unix" or "loopback")."""
+    config = {"python": python, "project": project, "version": version}
+    if server:
+        config["server"] = server
+    return config
 
 
 class BridgeError(Exception):
@@ -38,36 +48,39 @@ def read_config(plugin_dir: Path) -> dict:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise BridgeError(NOT_INSTALLED.format(where="the project folder")) from None
-    python = config.get("python")
-    if not python or not os.path.isfile(python):
+    if not config.get("server") and not has_python(config):
         raise BridgeError(NOT_INSTALLED.format(where=config.get("project") or "the project folder"))
     return config
 
 
+def has_python(config: dict) -> bool:
+    """Whether this computer's engine can be run from here (not so in a sandbox that sees no venv)."""
+    return bool(config.get("python")) and os.path.isfile(config["python"])
+
+
 # --- pixels: float32 RGBA .npy files written with the standard library ---------------------------
 
-def write_npy(path: Path, data: bytes, height: int, width: int, channels: int = 4) -> None:
+def npy_bytes(data: bytes, height: int, width: int, channels: int = 4) -> bytes:
+    """float32 pixels as the bytes of a .npy file (what the engine reads, on a server or from a file)."""
     if len(data) != height * width * channels * 4:
         raise BridgeError(f"pixel data has {len(data)} bytes, expected {height}x{width}x{channels} floats")
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d), }" % (height, width, channels)
     header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-    with open(path, "wb") as stream:
-        stream.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
-        stream.write(data)
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + bytes(data)
 
 
-def read_npy(path: Path) -> tuple[bytes, tuple[int, ...]]:
-    """(raw little-endian float32 bytes, shape) of a C-order float32 .npy file."""
-    with open(path, "rb") as stream:
-        if stream.read(6) != b"\x93NUMPY":
-            raise BridgeError(f"the engine's result is not a .npy file: {path}")
-        major = stream.read(2)[0]
-        length = struct.unpack("<H" if major == 1 else "<I", stream.read(2 if major == 1 else 4))[0]
-        header = stream.read(length).decode("latin1")
-        if "'<f4'" not in header or "'fortran_order': False" not in header:
-            raise BridgeError("the engine's result is not a float32 C-order array")
-        shape = tuple(int(n) for n in header.split("(")[1].split(")")[0].split(",") if n.strip())
-        data = stream.read()
+def parse_npy(blob: bytes) -> tuple[bytes, tuple[int, ...]]:
+    """(raw little-endian float32 bytes, shape) of a C-order float32 .npy file's bytes."""
+    if blob[:6] != b"\x93NUMPY" or len(blob) < 10:
+        raise BridgeError("the engine's result is not a .npy file")
+    major = blob[6]
+    size_format, start = ("<H", 10) if major == 1 else ("<I", 12)
+    length = struct.unpack(size_format, blob[8:start])[0]
+    header = blob[start:start + length].decode("latin1")
+    if "'<f4'" not in header or "'fortran_order': False" not in header:
+        raise BridgeError("the engine's result is not a float32 C-order array")
+    shape = tuple(int(n) for n in header.split("(")[1].split(")")[0].split(",") if n.strip())
+    data = blob[start + length:]
     expected = 4
     for n in shape:
         expected *= n
@@ -94,6 +107,9 @@ def describe_progress(event: dict) -> tuple[float | None, str | None]:
         if event.get("eta_s") is not None:
             text += f", ~{max(1, round(event['eta_s']))} s left"
         return float(event.get("fraction", 0.0)), text
+    if stage == "waiting":
+        ahead = event.get("ahead", 0)
+        return None, f"Neural Style Transfer: waiting: {ahead} run{'s' if ahead != 1 else ''} ahead"
     texts = {"load": "Neural Style Transfer: loading the engine", "plan": None,
              "save": "Neural Style Transfer: saving", "done": None}
     return None, texts.get(stage)
@@ -106,16 +122,20 @@ def child_environment() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def run_child(python: str, argv: list[str], on_event: Callable[[dict], None]) -> tuple[int, str]:
-    """Run the engine as a child; returns (exit status, its one-line error or '')."""
+def run_child(python: str, argv: list[str], on_event: Callable[[dict], None],
+              project: str | None = None) -> tuple[int, str]:
+    """Run the engine as a child; returns (exit status, its one-line error or ''). `project`: the
+    checkout to run, as its working folder (`-m` looks there first, whichever checkout the
+    environment was made by)."""
     command = [python, "-m", "stylize_core", *argv, "--stop-on-stdin-eof"]
     # The child stops when its stdin closes, which happens however we die (GIMP kills a
     # cancelled plug-in outright). A preexec_fn (PR_SET_PDEATHSIG) is not safe here: GIMP's
     # Python has threads, and the forked child crashed in it.
     options = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
     try:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=child_environment(), text=True, **options)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=child_environment(), text=True,
+                                   cwd=project if project and os.path.isdir(project) else None, **options)
     except OSError as error:
         raise BridgeError(f"cannot start the engine ({error.strerror or error}): run python3 install.py") from None
     error_message = ""
@@ -141,9 +161,13 @@ running the package's __init__ or needing torch."""
 
 
 def load_engine_module(project: str, name: str):
-    """One of the engine's standard-library modules (client, options, pyramid, timing), loaded from the
-    project's folder: GIMP's Python has no torch, so it cannot import the whole stylize_core package."""
-    folder = Path(project) / "stylize_core"
+    """One of the engine's standard-library modules (client, options, pyramid, timing, errors), loaded
+    as a package of their own: GIMP's Python has no torch, so it cannot import the stylize_core package.
+    The plug-in's own copies (ENGINE_COPIES, made by install.py) come first: they are there even where
+    the project is not (a sandboxed GIMP)."""
+    folder = ENGINE_COPIES
+    if not (folder / f"{name}.py").is_file():
+        folder = Path(project) / "stylize_core"
     if not (folder / f"{name}.py").is_file():
         raise BridgeError(NOT_INSTALLED.format(where=project or "the project folder"))
     package = sys.modules.get(ENGINE_PACKAGE)
@@ -156,12 +180,18 @@ def load_engine_module(project: str, name: str):
     return importlib.import_module(f"{ENGINE_PACKAGE}.{name}")
 
 
-def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], work_dir: Path) -> None:
-    """Run in the warm worker when one can take the job, else as a child; raise BridgeError on failure.
+def run_engine(config: dict, options, values: dict, content: bytes, style: bytes | Path,
+               on_event: Callable[[dict], None], server: str = "", on_connect=None,
+               child_fallback: bool = True) -> bytes:
+    """The restyled layer (.npy bytes) for the content (.npy bytes) after the style (.npy bytes of a
+    layer, or a picture file's path), with the dialog's values; BridgeError says what went wrong.
 
-    The config may turn the worker off ("use_worker": false) or shorten its idle
-    time ("worker_idle_timeout", seconds).
+    With a server address (the dialog's `server`, else the config's) the run happens there, and a
+    failure is said in words. Without one, this computer's own warm server runs it (started when
+    none answers), and when that cannot, a child process does (unless child_fallback is off: a
+    preview is not worth a cold start). on_connect gets each server connection (client.run_on_server).
     """
+    client = load_engine_module(config.get("project", ""), "client")
     errors = []
 
     def watch(event: dict) -> None:
@@ -169,21 +199,115 @@ def run_engine(config: dict, argv: list[str], on_event: Callable[[dict], None], 
             errors.append(event.get("message", ""))
         on_event(event)
 
-    use_worker = config.get("use_worker", True) and os.name == "posix"
-    client = load_engine_module(config.get("project", ""), "client") if use_worker else None
-    status = None
-    if client is not None:
+    settings = options.engine_settings(values)
+    address_text = server or config.get("server", "")
+    if address_text:
         try:
-            status = client.run_in_worker(config["python"], argv, watch, cleanup_dir=str(work_dir),
-                                          idle_timeout=config.get("worker_idle_timeout"))
-        except client.WorkerUnavailable:
-            status = None
-    if status is None:
-        status, message = run_child(config["python"], argv, watch)
-        if message and not errors:
-            errors.append(message)
-    if status != 0:
+            address = client.parse_address(address_text)
+        except ValueError as error:
+            raise BridgeError(f"{error} (Advanced \u203a Engine)") from None
+        try:
+            status, result = client.run_on_server(address, [content, style_bytes(style)], settings, watch,
+                                                  on_connect=on_connect)
+        except client.ServerError as error:
+            raise BridgeError(server_error_in_words(client, error, address)) from None
+    else:
+        status, result = None, None
+        if config.get("use_worker", True) and has_python(config):
+            status, result = run_on_local_server(client, config, content, style, settings, watch, on_connect)
+        if status is None:
+            if not has_python(config):
+                raise BridgeError(NOT_INSTALLED.format(where=config.get("project") or "the project folder"))
+            if not child_fallback:
+                raise BridgeError("it needs this computer's engine server, which is turned off or could not "
+                                  "start (OK still runs the engine without it)")
+            status, result, message = run_in_child(config, options, values, content, style, watch)
+            if message and not errors:
+                errors.append(message)
+    if status != 0 or result is None:
         raise BridgeError(in_dialog_terms(errors[-1]) if errors else f"the engine failed (exit status {status})")
+    return result
+
+
+def style_bytes(style: bytes | Path) -> bytes:
+    if isinstance(style, bytes):
+        return style
+    try:
+        return Path(style).read_bytes()
+    except FileNotFoundError:
+        raise BridgeError(f"style image not found: {style}") from None
+    except OSError as error:
+        raise BridgeError(f"style image cannot be read ({error.strerror or error}): {style}") from None
+
+
+def run_on_local_server(client, config: dict, content: bytes, style: bytes | Path, settings: dict,
+                        on_event: Callable[[dict], None], on_connect=None) -> tuple[int | None, bytes | None]:
+    """This computer's warm server, started when none answers; (None, None) when it cannot run it
+    (then a child process does, and nothing it did is in the way: no file is shared with it).
+    A request the server found wrong (a corrupt style file, say) is not tried again: the error
+    goes to on_event, as the child's would."""
+    transport = config.get("local_transport", "auto")
+    try:
+        address = client.local_address(transport)
+        if address is None:
+            address = client.start_local_server(config["python"], transport, config.get("worker_idle_timeout"),
+                                                config.get("project"))
+        try:
+            return client.run_on_server(address, [content, style_bytes(style)], settings, on_event,
+                                        on_connect=on_connect)
+        except client.ServerUnreachable:
+            address = client.start_local_server(config["python"], transport, config.get("worker_idle_timeout"),
+                                                config.get("project"))
+            return client.run_on_server(address, [content, style_bytes(style)], settings, on_event,
+                                        on_connect=on_connect)
+    except client.ServerRefused as error:
+        if error.reason != "input":
+            return None, None
+        on_event({"stage": "error", "message": str(error), "exit_code": 2})
+        return 2, None
+    except client.ServerError:
+        return None, None
+
+
+def run_in_child(config: dict, options, values: dict, content: bytes, style: bytes | Path,
+                 on_event: Callable[[dict], None]) -> tuple[int, bytes | None, str]:
+    """The engine as a child process, on files in a private folder that is always removed (the
+    child removes it too, with --cleanup-dir, should we be killed): (status, result, its error)."""
+    work_dir = make_work_dir()
+    try:
+        content_path = work_dir / "content.npy"
+        content_path.write_bytes(content)
+        if isinstance(style, bytes):
+            style_path = work_dir / "style.npy"
+            style_path.write_bytes(style)
+        else:
+            style_path = Path(style)
+        output = work_dir / "result.npy"
+        status, message = run_child(config["python"], engine_arguments(options, values, content_path, style_path,
+                                                                       output, work_dir), on_event,
+                                    config.get("project"))
+        return status, output.read_bytes() if status == 0 else None, message
+    finally:
+        remove_work_dir(work_dir)
+
+
+def server_error_in_words(client, error, address) -> str:
+    """A server's failure as the dialog says it: what happened, and what to do."""
+    where = address.describe()
+    if isinstance(error, client.ServerUnreachable):
+        return (f"Cannot reach the engine server at {where} ({error}). Check the address in Advanced \u203a Engine "
+                "and that `stylize serve` runs there. The image is unchanged.")
+    if isinstance(error, client.ServerLost):
+        return f"The engine server at {where} stopped in the middle of the run. The image is unchanged."
+    reason = getattr(error, "reason", "")
+    if reason == "token":
+        return (f"The engine server at {where} refused the token: copy its address again from the output of "
+                "`stylize serve`.")
+    if reason == "version":
+        return f"The engine server at {where} runs another version: {error}."
+    if reason == "busy":
+        return f"The engine server at {where} is busy with {error.ahead} runs ahead and takes no more: try again later."
+    return f"The engine server at {where} refused the run: {error}"
 
 
 def in_dialog_terms(message: str) -> str:
@@ -196,9 +320,11 @@ def in_dialog_terms(message: str) -> str:
     return message
 
 
-def describe_time(project: str, values: dict, layer_size: tuple[int, int]) -> str:
+def describe_time(project: str, values: dict, layer_size: tuple[int, int], on_server: bool = False) -> str:
     """What the run will cost, for the dialog: from this computer's calibration (measured by the engine's
     first run) and the dialog's values (keyed by plug-in argument name)."""
+    if on_server:
+        return "Time: as fast as the server's device (this computer's speed says nothing of it)"
     options = load_engine_module(project, "options")
     timing = load_engine_module(project, "timing")
     errors = load_engine_module(project, "errors")

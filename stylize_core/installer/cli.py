@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import engine_check, gimp_profiles, pip_install, plugin_files, preflight, venv_setup
+from . import engine_check, flatpak_server, gimp_profiles, pip_install, plugin_files, preflight, venv_setup
 from .console import InstallError, Steps, indent, note, say, warn
 from .paths import first_existing_parent, is_inside, unique
 
@@ -16,6 +16,7 @@ from .paths import first_existing_parent, is_inside, unique
 CHECKOUT = Path(__file__).resolve().parents[2]
 DEFAULT_VENV = CHECKOUT / ".venv"
 PLUGIN_SOURCE = CHECKOUT / "plugin" / plugin_files.PLUGIN_NAME
+ENGINE_PACKAGE = CHECKOUT / "stylize_core"
 MENU_PATH = "Filters \u203a Artistic \u203a Neural Style Transfer\u2026"
 
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also install what the test suite needs (pytest)")
     parser.add_argument("--skip-check", action="store_true",
                         help="skip the tiny test stylization after installing (torch and the device are still reported)")
+    parser.add_argument("--server", metavar="ADDRESS",
+                        help="the plug-in reaches the engine at this address instead of running it itself "
+                        "(a server that `stylize serve` printed: tls://TOKEN@HOST:PORT#sha256=..., "
+                        "tcp://TOKEN@127.0.0.1:PORT or unix:PATH); with --plugin-only no environment is needed")
     parser.add_argument("--uninstall", action="store_true",
                         help="remove the plug-in files this installer put into the GIMP profiles")
     parser.add_argument("--remove-venv", action="store_true",
@@ -51,9 +56,22 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.remove_venv and not args.uninstall:
         raise InstallError("--remove-venv only works together with --uninstall",
                            "run: python3 install.py --uninstall --remove-venv")
+    if args.server and (args.no_plugin or args.uninstall):
+        raise InstallError("--server is an address for the plug-in", "use it without --no-plugin and --uninstall")
+    if args.server:
+        try:
+            engine_client().parse_address(args.server)
+        except ValueError as error:
+            raise InstallError(str(error), "copy the address that `stylize serve` printed") from None
     if args.uninstall and args.plugin_only:
         raise InstallError("--uninstall and --plugin-only contradict each other",
                            "--uninstall removes the plug-in; add --remove-venv to delete the environment too")
+
+
+def engine_client():
+    """The engine's client.py (standard library only), loaded by its path: importing the package
+    would run stylize_core/__init__.py, which install.py never does."""
+    return plugin_files.load_module(ENGINE_PACKAGE / "client.py", "stylize_installer_client")
 
 
 def gimp_profiles_for(args: argparse.Namespace) -> tuple[list[Path], bool]:
@@ -73,7 +91,10 @@ def run_install(args: argparse.Namespace) -> int:
     else:  # environment, venv, pip, engine check, [plug-in]
         steps = Steps(4 + (not args.no_plugin))
 
-    if args.plugin_only:
+    if args.plugin_only and args.server:
+        steps.start(f"Using the engine server at {engine_client().parse_address(args.server).describe()}")
+        python = None
+    elif args.plugin_only:
         steps.start(f"Checking the virtual environment {venv}")
         if not venv_setup.python_works(python):
             raise InstallError(
@@ -85,7 +106,7 @@ def run_install(args: argparse.Namespace) -> int:
             warn(f"stylize_core is not installed in {venv}: the plug-in will not work until you run "
                  f"`python3 install.py{venv_flag(venv)}` without --plugin-only")
         say(f"    using {python}")
-    else:
+    if not args.plugin_only:
         steps.start("Checking the environment")
         preflight.check_python_version()
         say(f"    Python {sys.version.split()[0]} ({sys.executable})")
@@ -160,13 +181,24 @@ def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path
         warn(f"the engine is installed, but the plug-in is not: {problem}\n{fix}")
         return False
     check_plugin_folders(profiles)
+    flatpak = [profile for profile in profiles if gimp_profiles.is_flatpak_profile(profile, home)]
+    if flatpak and not args.server:
+        if python is None:
+            raise InstallError("Flatpak GIMP needs the engine server on this computer, and --server was not given",
+                               "install without --plugin-only (or with --venv DIR) so the server can run here")
+        units = flatpak_server.write_units(flatpak_server.unit_folder(dict(os.environ), home), python, CHECKOUT)
+        say(f"    the engine server for Flatpak GIMP: {', '.join(str(unit) for unit in units)}")
     for profile in profiles:
         if chosen and not profile.exists():
             note(f"{profile} does not exist yet; creating it (GIMP fills in the rest when it starts)")
-        folder = plugin_files.install_plugin(profile, python, CHECKOUT, version, source=PLUGIN_SOURCE)
-        say(f"    installed into {folder}")
-        if gimp_profiles.is_flatpak_profile(profile, home):
-            note(gimp_profiles.flatpak_note(CHECKOUT, venv, python))
+        server = args.server or (flatpak_server.server_address(dict(os.environ)) if profile in flatpak else "")
+        folder = plugin_files.install_plugin(profile, python, CHECKOUT, version, source=PLUGIN_SOURCE,
+                                             engine=ENGINE_PACKAGE, server=server)
+        engine = f" (the engine: the server at {engine_client().parse_address(server).describe()})" if server else ""
+        say(f"    installed into {folder}{engine}")
+    if flatpak and not args.server:
+        say(f"    {flatpak_server.enable()}")
+        note(flatpak_server.PERMISSIONS)
     say(f"    Restart GIMP, then {MENU_PATH}")
     return True
 
@@ -174,7 +206,7 @@ def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path
 def check_plugin_folders(profiles: list[Path]) -> None:
     """Check every profile before writing to any: a file in one that is not ours stops the
     install with nothing changed anywhere (and fails on an incomplete plug-in source)."""
-    names = plugin_files.installed_names(PLUGIN_SOURCE)
+    names = plugin_files.installed_names(PLUGIN_SOURCE, ENGINE_PACKAGE)
     for profile in profiles:
         plugin_files.check_only_ours(plugin_files.plugin_folder(profile), names)
 
@@ -192,6 +224,11 @@ def run_uninstall(args: argparse.Namespace) -> int:
                 say(f"    {plugin_files.plugin_folder(profile)}: {outcome}")
         if not found:
             say("    the plug-in was not found in any GIMP 3 profile; nothing to remove")
+        units = flatpak_server.unit_folder(dict(os.environ), Path.home())
+        if any(flatpak_server.is_ours(units / name) for name in flatpak_server.unit_texts(Path(), Path())):
+            flatpak_server.disable()
+            for unit in flatpak_server.remove_units(units):
+                say(f"    removed {unit}")
     if args.remove_venv:
         venv = Path(os.path.abspath(os.path.expanduser(args.venv)))
         steps.start(f"Removing the virtual environment {venv}")

@@ -1,15 +1,14 @@
-"""Where GIMP 3 keeps its user profile on each platform (Flatpak included), what to say when
-there is none, and what a Flatpak GIMP needs to start the engine from its sandbox."""
+"""Where GIMP 3 keeps its user profile on each platform (Flatpak included), and what to say when
+there is none."""
 
 import json
-import os
 from pathlib import Path
 
-from .paths import is_inside, unique
+from .flatpak_server import FLATPAK_APP
+from .paths import unique
 from .plugin_files import PLUGIN_ENTRY, plugin_bridge
 
 GIMP_VERSIONS = ("3.0", "3.2")
-FLATPAK_APP = "org.gimp.GIMP"
 
 def gimp_profile_candidates(platform: str, env: dict, home: Path) -> list[Path]:
     """Every folder GIMP 3 may use as its user profile on this platform, most specific first.
@@ -72,31 +71,3 @@ def gimp_not_found_help(platform: str, env: dict, home: Path, source: Path, pyth
            f"{by_hand}\n"
            f"and put a file {bridge.CONFIG_NAME} beside {PLUGIN_ENTRY} containing:\n  {config}")
     return problem, fix
-
-
-def flatpak_note(checkout: Path, venv: Path, python: Path) -> str:
-    """Advice, not an error: whether the sandbox sees these folders depends on the user's
-    Flatpak permissions, which we cannot read reliably from outside."""
-    real_python = Path(os.path.realpath(python))
-    # The folders the plug-in needs: the project, the venv, and the Python the venv links to.
-    needed = [Path(os.path.realpath(checkout)), Path(os.path.realpath(venv)), real_python.parent.parent]
-    system_python = is_system_path(real_python)
-    folders: list[Path] = []
-    for folder in needed:
-        if is_system_path(folder) or any(is_inside(folder, kept) for kept in folders):
-            continue
-        folders = [kept for kept in folders if not is_inside(kept, folder)] + [folder]
-    commands = "\n".join(f"  flatpak override --user --filesystem={folder} {FLATPAK_APP}" for folder in folders)
-    text = ("Flatpak GIMP runs plug-ins inside its sandbox, so it must be able to start "
-            f"{python}. GIMP's Flatpak usually has access to your files already; if the plug-in says "
-            f"it cannot start the engine, run:\n{commands}")
-    if system_python:
-        text += (f"\nThe environment's python is {real_python}, and inside the sandbox /usr is GIMP's own "
-                 "runtime, not your system: create the environment with a Python installed in your home "
-                 "folder (e.g. pyenv, or `uv python install`), or use GIMP from your distribution instead.")
-    return text
-
-
-def is_system_path(path: Path) -> bool:
-    """Paths that Flatpak replaces by the runtime's own inside the sandbox."""
-    return any(is_inside(path, Path(root)) for root in ("/usr", "/bin", "/lib", "/lib64", "/sbin"))

@@ -9,6 +9,7 @@ the plug-in where only its folder exists); plugin_bridge loads that file for the
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,11 @@ PLUGIN_NAME = "neural-style-transfer"
 PLUGIN_ENTRY = PLUGIN_NAME + ".py"
 MANIFEST_NAME = "install-manifest.json"
 BRIDGE_NAME = "nst_bridge.py"
+ENGINE_MODULES = ("client.py", "errors.py", "options.py", "pyramid.py", "timing.py")
+"""The engine's standard-library modules the plug-in loads (the server's client, the options, the
+time estimate and what it needs),
+copied into its engine/ folder: a sandboxed GIMP (Flatpak) sees the plug-in's folder, not the project."""
+ENGINE_FOLDER = "engine"
 
 
 def plugin_bridge(source: Path):
@@ -29,10 +35,18 @@ def plugin_bridge(source: Path):
         raise InstallError(
             f"the plug-in is incomplete in the checkout: {path} does not exist",
             "use a complete checkout (git status; git checkout plugin), or install without it: --no-plugin")
-    spec = importlib.util.spec_from_file_location("stylize_plugin_bridge", path)
-    bridge = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bridge)
-    return bridge
+    return load_module(path, "stylize_plugin_bridge")
+
+
+def load_module(path: Path, name: str):
+    """A standard-library module of the project, loaded by its file path."""
+    if not path.is_file():
+        raise InstallError(f"the checkout is incomplete: {path} does not exist", "use a complete checkout (git status)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def plugin_files(source: Path) -> list[Path]:
@@ -53,9 +67,21 @@ def plugin_files(source: Path) -> list[Path]:
     return files
 
 
-def installed_names(source: Path) -> list[str]:
-    """What an install writes into the plug-in folder besides its manifest: files and config."""
-    return [relative.as_posix() for relative in plugin_files(source)] + [plugin_bridge(source).CONFIG_NAME]
+def engine_copies(engine: Path | None) -> list[tuple[Path, str]]:
+    """(source file, name in the plug-in folder) of the engine modules, from the package `engine`."""
+    if engine is None:
+        return []
+    missing = [name for name in ENGINE_MODULES if not (engine / name).is_file()]
+    if missing:
+        raise InstallError(f"the engine is incomplete in the checkout: {engine / missing[0]} does not exist",
+                           "use a complete checkout (git status; git checkout stylize_core)")
+    return [(engine / name, f"{ENGINE_FOLDER}/{name}") for name in ENGINE_MODULES]
+
+
+def installed_names(source: Path, engine: Path | None = None) -> list[str]:
+    """What an install writes into the plug-in folder besides its manifest: files, engine copies, config."""
+    return ([relative.as_posix() for relative in plugin_files(source)] + [name for _, name in engine_copies(engine)]
+            + [plugin_bridge(source).CONFIG_NAME])
 
 
 def plugin_folder(profile: Path) -> Path:
@@ -133,28 +159,33 @@ def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def install_plugin(profile: Path, python: Path, checkout: Path, version: str, source: Path) -> Path:
-    """Copy the plug-in into `<profile>/plug-ins/neural-style-transfer/` with its config and
-    manifest; files of an earlier install that the plug-in no longer has are removed."""
+def install_plugin(profile: Path, python: Path | None, checkout: Path, version: str, source: Path,
+                   engine: Path | None = None, server: str = "") -> Path:
+    """Copy the plug-in into `<profile>/plug-ins/neural-style-transfer/` with the engine's modules
+    from `engine` (the package folder), its config and manifest; files of an earlier install that
+    the plug-in no longer has are removed. `server`: the address the plug-in reaches the engine at
+    (a sandboxed GIMP's); `python` may then be None."""
     folder = plugin_folder(profile)
-    files = plugin_files(source)
-    installed = installed_names(source)
+    files = [(source / relative, relative.as_posix()) for relative in plugin_files(source)] + engine_copies(engine)
+    installed = installed_names(source, engine)
     check_only_ours(folder, installed)
     previous = read_manifest(folder) or []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for relative in files:
-            data = (source / relative).read_bytes()
-            if relative.suffix == ".py":
+        for path, name in files:
+            data = path.read_bytes()
+            if path.suffix == ".py":
                 # GIMP runs the entry through its shebang: a CRLF from a Windows checkout would
                 # make that `python3\r`. The files are meant to have LF endings.
                 data = data.replace(b"\r\n", b"\n")
-            mode = 0o755 if relative.as_posix() == PLUGIN_ENTRY else 0o644
-            write_file_atomically(folder / relative, data, mode)
+            mode = 0o755 if name == PLUGIN_ENTRY else 0o644
+            write_file_atomically(folder / name, data, mode)
         bridge = plugin_bridge(source)
-        config = bridge.make_config(str(python), str(Path(os.path.abspath(checkout))), version)
+        config = bridge.make_config(str(python) if python else "", str(Path(os.path.abspath(checkout))), version,
+                                    server)
+        # A server address may carry a token: the config is then the user's alone to read.
         write_file_atomically(folder / bridge.CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"),
-                              0o644)
+                              0o600 if server else 0o644)
         remove_installed(folder, sorted(set(previous) - set(installed)))
         manifest = {"installed_by": "install.py of stylize-core", "version": version, "files": installed}
         write_file_atomically(folder / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"),

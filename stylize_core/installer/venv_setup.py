@@ -142,5 +142,5 @@ def remove_venv(venv: Path) -> None:
             Path(venv).unlink()
     except OSError as exc:
         raise InstallError(f"cannot delete {target}: {exc}",
-                           "close programs that use it (GIMP, a worker) and try again") from exc
+                           "close programs that use it (GIMP, the engine server) and try again") from exc
     say(f"    removed {target}")

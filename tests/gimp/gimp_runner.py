@@ -6,9 +6,9 @@ the base Python it was made from and the test's own folder are bind-mounted at t
 own paths, so paths mean the same inside and out. GIMP starts with a clean environment
 and a throwaway profile (GIMP3_DIRECTORY: both versions read it, plug-ins from its
 plug-ins/ folder), a runtime folder of its own (XDG_RUNTIME_DIR, where the engine's
-warm worker puts its socket) and a temporary folder of its own (TMPDIR, where the plug-in
+local server puts its socket) and a temporary folder of its own (TMPDIR, where the plug-in
 makes its work folders). That environment carries a marker (MARKER_VARIABLE) that
-every process GIMP starts inherits, the detached warm worker included, so a test can tell
+every process GIMP starts inherits, the detached local server included, so a test can tell
 its own engine processes from anyone else's (engine_processes.py).
 """
 
@@ -143,7 +143,7 @@ class GimpSession:
         return commands + [f"mount -t proc proc {shlex.quote(str(self.root))}/proc"]
 
     def stop(self) -> list[int]:
-        """Kill whatever this session started that still runs (a warm worker, say)."""
+        """Kill whatever this session started that still runs (the local server, say)."""
         return kill_marked(self.marker)
 
 
@@ -154,7 +154,7 @@ def new_session(version: str, work: Path) -> GimpSession:
 
 def run_batch(session: GimpSession, script: Path, binds: list[Path], timeout: int = 600) -> str:
     """Run `script` with the console GIMP's python-fu-eval; returns GIMP's whole output.
-    The session's leftovers (the warm worker) are stopped afterwards."""
+    The session's leftovers (the local server) are stopped afterwards."""
     gimp = (f"{session.environment()} {session.binary(console=True)} "
             f"-i -n -d -f --batch-interpreter python-fu-eval "
             f"-b {shlex.quote(f'exec(open({str(script)!r}).read())')} --quit")

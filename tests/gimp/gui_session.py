@@ -25,8 +25,7 @@ SCREEN = "1400x900x24"
 
 
 class GimpWindow:
-    """GIMP's window for one session; `binds` must include the checkout (the driver reads
-    tests/gimp/engine_processes.py from it)."""
+    """GIMP's window for one session, with `binds` mounted (the plug-in's engine, the images)."""
 
     def __init__(self, session: GimpSession, binds: list[Path], driver_settings: dict, driver: Path,
                  shots: Path):
@@ -36,8 +35,10 @@ class GimpWindow:
         self.exchange_inside = Path(f"/tmp/nst-gui-{session.marker}")
         self.exchange = Path(f"{root}{self.exchange_inside}")
         self.exchange.mkdir(parents=True, exist_ok=True)
+        # The driver's helper goes with it: a sandboxed session sees no checkout.
+        shutil.copy2(Path(__file__).with_name("engine_processes.py"), self.exchange / "engine_processes.py")
         settings = {**driver_settings, "exchange": str(self.exchange_inside), "marker": session.marker,
-                    "helpers": str(Path(__file__).resolve().parent)}
+                    "helpers": str(self.exchange_inside)}
         (self.exchange / "driver.py").write_text(f"DRIVER_SETTINGS = {settings!r}\n" + driver.read_text())
         self.log_path = self.exchange / "gimp.log"
         self.requests = 0

@@ -116,7 +116,7 @@ report("file_style_child", ok=ok, **layer_facts(image, source, before, image.get
 save(image, "file_style.png")
 write_config(original_config)
 
-# A style layer of the same image, through the warm worker.
+# A style layer of the same image, through the local server.
 image = load("tubingen.jpg", 128)
 source = image.get_layers()[0]
 scream = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,

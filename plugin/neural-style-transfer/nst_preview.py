@@ -1,0 +1,130 @@
+"""The dialog's live preview, without GIMP: one preview at a time on the engine server, a newer one
+withdrawing the older at once, and the result as 8-bit pixels a GdkPixbuf takes.
+
+A preview is an ordinary request with Resolution "preview" (the engine's preview schedule: at
+most 256 px, few iterations at two scales). It runs in a thread of its own, so the dialog's main
+loop never waits on the engine; `deliver` (GLib.idle_add, in GIMP) hands each outcome back to the
+main loop, which alone touches the dialog.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import nst_bridge
+
+DELAY_MS = 400
+"""A preview starts this long after the last change: typing a number or dragging a slider makes one, not ten."""
+STYLE_SIDE = 1024
+"""A style layer is sent at most this large for a preview: its largest style target (Stroke size 4 at
+256 px) needs no more, and a smaller request is quicker to send and to decode."""
+
+
+@dataclass
+class PreviewOutcome:
+    """What the pane shows: the picture (RGBA, 8 bits, rows of width * 4 bytes), or in `message` why
+    there is none; with final False, a step on the way ("starting the engine", "painting")."""
+    rgba: bytes | None = None
+    width: int = 0
+    height: int = 0
+    message: str = ""
+    final: bool = True
+
+
+class PreviewRunner:
+    """Runs previews one at a time. request() withdraws the one before it (the server drops it if
+    queued and stops it if running); cancel() withdraws without a new one (a setting changed, the
+    dialog closed). Only the newest request's outcomes are delivered."""
+
+    def __init__(self, config: dict, options, deliver: Callable[..., object]):
+        self.config, self.options, self.deliver = config, options, deliver
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connection = None
+        self._client = nst_bridge.load_engine_module(config.get("project", ""), "client")
+
+    def request(self, values: dict, content: bytes, style: bytes | Path, server: str,
+                on_outcome: Callable[[PreviewOutcome], None]) -> None:
+        generation = self.cancel()
+        values = self.options.preview_values(values)
+        threading.Thread(target=self._run, args=(generation, values, content, style, server, on_outcome),
+                         daemon=True, name=f"preview-{generation}").start()
+
+    def cancel(self) -> int:
+        """Withdraw the running preview, if any; the number the next request will carry."""
+        with self._lock:
+            self._generation += 1
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            self._client.withdraw(connection)
+        return self._generation
+
+    def _current(self, generation: int) -> bool:
+        return generation == self._generation
+
+    def _run(self, generation, values, content, style, server, on_outcome) -> None:
+        def on_connect(connection) -> None:
+            with self._lock:
+                if self._current(generation):
+                    self._connection = connection
+                    return
+            self._client.withdraw(connection)  # superseded while connecting
+
+        def on_event(event: dict) -> None:
+            text = {"waiting": "waiting for the engine", "load": "starting the engine",
+                    "optimize": "painting"}.get(event.get("stage"))
+            if text:
+                self._deliver(generation, on_outcome, PreviewOutcome(message=text, final=False))
+
+        try:
+            result = nst_bridge.run_engine(self.config, self.options, values, content, style, on_event,
+                                           server=server, on_connect=on_connect, child_fallback=False)
+            outcome = rgba8_outcome(result)
+        except nst_bridge.BridgeError as error:
+            outcome = PreviewOutcome(message=str(error))
+        except Exception as error:  # the dialog must stay usable whatever a preview meets
+            print(f"neural-style-transfer: preview failed: {error!r}", file=sys.stderr)
+            outcome = PreviewOutcome(message=f"failed ({error})")
+        self._deliver(generation, on_outcome, outcome)
+
+    def _deliver(self, generation, on_outcome, outcome: PreviewOutcome) -> None:
+        def hand_over() -> bool:
+            if self._current(generation):  # checked again: a newer request may have come meanwhile
+                on_outcome(outcome)
+            return False  # once: GLib.idle_add calls again a callback that returns True
+
+        if self._current(generation):
+            self.deliver(hand_over)
+
+
+def rgba8_outcome(npy: bytes) -> PreviewOutcome:
+    """The engine's float32 (H, W, 3 or 4) result as 8-bit RGBA."""
+    data, shape = nst_bridge.parse_npy(npy)
+    if len(shape) != 3 or shape[2] not in (3, 4):
+        raise nst_bridge.BridgeError(f"the engine returned a preview of shape {shape}")
+    height, width, channels = shape
+    floats = array.array("f")
+    floats.frombytes(data)
+    if sys.byteorder == "big":
+        floats.byteswap()
+    levels = bytes(min(255, max(0, int(value * 255.0 + 0.5))) for value in floats)
+    if channels == 3:
+        rgba = bytearray(height * width * 4)
+        for channel in range(3):
+            rgba[channel::4] = levels[channel::3]
+        rgba[3::4] = b"\xff" * (height * width)
+        levels = bytes(rgba)
+    return PreviewOutcome(rgba=levels, width=width, height=height)
+
+
+def scaled_region(bounds: tuple[int, int, int, int], side: int) -> tuple[float, tuple[int, int, int, int]]:
+    """(scale, (x, y, width, height) in scaled pixels) to read the region `bounds` (x, y, width,
+    height) at most `side` px on its long side (never enlarged)."""
+    x, y, width, height = bounds
+    scale = min(1.0, side / max(width, height))
+    return scale, (round(x * scale), round(y * scale), max(1, round(width * scale)), max(1, round(height * scale)))

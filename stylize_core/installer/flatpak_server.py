@@ -1,0 +1,143 @@
+"""The engine server for a Flatpak GIMP: a systemd user socket unit that listens where the sandbox
+can connect, and the service it starts on the first connection (the engine in this computer's
+virtual environment, `stylize serve`). install.py writes both when it installs the plug-in into
+a Flatpak profile; --uninstall stops and removes them again, and only files that carry MARKER:
+what install.py did not write is never overwritten or removed.
+
+Why this route: the sandbox sees neither the project nor its virtual environment (and the
+environment's Python would not run on the sandbox's runtime), and it cannot start host
+processes (no org.freedesktop.Flatpak permission). What every Flatpak app has, with no extra
+permission, is $XDG_RUNTIME_DIR/app/<app id>: the same folder, at the same path, inside the
+sandbox and on the host. The socket lives there; the plug-in's config names it.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .console import InstallError
+
+FLATPAK_APP = "org.gimp.GIMP"
+UNIT_NAME = "stylize-core-flatpak"
+SOCKET_FILE = "stylize-core.sock"
+MARKER = "# Written by install.py of stylize-core; python3 install.py --uninstall removes it."
+IDLE_TIMEOUT = 600
+"""The service exits after this many seconds without a request; the socket unit stays and starts it again."""
+
+
+def unit_folder(env: dict, home: Path) -> Path:
+    return Path(env.get("XDG_CONFIG_HOME") or Path(home) / ".config") / "systemd" / "user"
+
+
+def socket_path(env: dict) -> Path:
+    """Where the socket unit listens: systemd's %t (the user's runtime folder) / app / GIMP's app id."""
+    runtime = env.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    return Path(runtime) / "app" / FLATPAK_APP / SOCKET_FILE
+
+
+def server_address(env: dict) -> str:
+    """The address the plug-in in the sandbox uses (the config's "server")."""
+    return "unix:" + str(socket_path(env))
+
+
+def quote(argument: str) -> str:
+    """One ExecStart= argument: systemd splits on spaces, expands %-specifiers and $VARIABLES."""
+    escaped = argument.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
+def unit_texts(python: Path, checkout: Path) -> dict[str, str]:
+    command = " ".join(quote(part) for part in (str(python), "-m", "stylize_core", "serve", "--idle-timeout",
+                                                str(IDLE_TIMEOUT)))
+    return {
+        f"{UNIT_NAME}.socket": f"""{MARKER}
+[Unit]
+Description=Neural style transfer engine for Flatpak GIMP (its socket)
+
+[Socket]
+ListenStream=%t/app/{FLATPAK_APP}/{SOCKET_FILE}
+SocketMode=0600
+DirectoryMode=0700
+
+[Install]
+WantedBy=sockets.target
+""",
+        f"{UNIT_NAME}.service": f"""{MARKER}
+[Unit]
+Description=Neural style transfer engine for Flatpak GIMP
+Requires={UNIT_NAME}.socket
+
+[Service]
+ExecStart={command}
+WorkingDirectory={str(checkout).replace("%", "%%")}
+""",
+    }
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        return path.read_text(encoding="utf-8").startswith(MARKER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def write_units(folder: Path, python: Path, checkout: Path) -> list[Path]:
+    texts = unit_texts(python, checkout)
+    foreign = [folder / name for name in texts if os.path.lexists(folder / name) and not is_ours(folder / name)]
+    if foreign:
+        raise InstallError(f"{foreign[0]} exists and install.py did not write it, so it was left as it is and the "
+                           "plug-in was not installed for Flatpak GIMP",
+                           "rename or remove that unit, then run install.py again")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InstallError(f"cannot write the systemd user units into {folder}: {error}",
+                           "check that the folder belongs to you and the disk is not full") from error
+    return [folder / name for name in texts]
+
+
+def remove_units(folder: Path) -> list[Path]:
+    """Remove our units (those with MARKER); returns what was removed."""
+    removed = []
+    for name in unit_texts(Path("python"), Path(".")):
+        path = folder / name
+        if path.is_file() and is_ours(path):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def systemctl(*arguments: str) -> tuple[bool, str]:
+    """Run `systemctl --user ...`: (whether it worked, its last line of output)."""
+    if not shutil.which("systemctl"):
+        return False, "systemctl is not installed"
+    try:
+        done = subprocess.run(["systemctl", "--user", *arguments], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return False, str(error)
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return done.returncode == 0, lines[-1] if lines else ""
+
+
+def enable() -> str:
+    """Start listening now and at every login; what happened, in words."""
+    ok, why = systemctl("daemon-reload")
+    if ok:
+        ok, why = systemctl("enable", "--now", f"{UNIT_NAME}.socket")
+    if ok:
+        return f"the socket unit {UNIT_NAME}.socket listens now, and at every login"
+    return (f"could not start the socket unit ({why}); start it yourself once a systemd user session runs:\n"
+            f"  systemctl --user daemon-reload && systemctl --user enable --now {UNIT_NAME}.socket")
+
+
+def disable() -> None:
+    """Stop the units before their files go (nothing to do when they never ran)."""
+    systemctl("disable", "--now", f"{UNIT_NAME}.socket", f"{UNIT_NAME}.service")
+
+
+PERMISSIONS = (f"Flatpak GIMP reaches the engine through {SOCKET_FILE} in $XDG_RUNTIME_DIR/app/{FLATPAK_APP}, a "
+               "folder every Flatpak app shares with the host: no `flatpak override` is needed, and the sandbox "
+               "needs no access to the project or its environment.")

@@ -1,0 +1,139 @@
+"""The dialog's Advanced › Engine in the real GIMP window, in a sandbox like Flatpak's: GIMP in the
+Debian root with neither the checkout nor the virtual environment mounted, the plug-in installed
+with install.py --plugin-only --server. A painter types a server's address (TLS, with its token and
+fingerprint) into the dialog: the layer is restyled there. Then the same with a wrong token: GIMP
+shows the plug-in's message and the image stays as it was. Screenshots in artifacts/gui-sandboxed/.
+"""
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "gimp"))
+from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session  # noqa: E402
+from gui_session import GimpWindow  # noqa: E402
+from test_gimp_gui import DIALOG, MAIN_WINDOW, choose_style_file, press_ok, set_iterations, wait_for  # noqa: E402
+from test_gimp_sandboxed import HostServer, install_server_only_plugin  # noqa: E402
+
+pytestmark = pytest.mark.gimp
+SHOTS = CHECKOUT / "artifacts" / "gui-sandboxed"
+
+
+def use_server(window: GimpWindow, dialog: str, address: str) -> None:
+    """Advanced › Engine: A server, and its address typed in (Advanced is open)."""
+    window.focus(dialog)
+    window.keys("alt+g", "space", "Down", "Return", "Tab", "ctrl+a")  # the address field follows Engine
+    window.type(address)
+    window.keys("Tab")
+
+
+def open_the_filter(window: GimpWindow, main: str) -> str:
+    """Filters > Artistic > Neural Style Transfer..., by the menu's mnemonics, as a person would
+    try again when a menu opened too slowly to take the next key."""
+    for attempt in range(3):
+        window.focus(main)
+        window.keys("alt+r", "a")
+        time.sleep(1)
+        window.keys("n")
+        try:
+            return window.wait_window(DIALOG, timeout=20)
+        except TimeoutError:
+            window.keys("Escape", "Escape", "Escape")
+    raise TimeoutError("Filters > Artistic > Neural Style Transfer... did not open its dialog")
+
+
+@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
+def session(request, tmp_path_factory):
+    """The whole GUI session in GIMP `version`; what each step saw, keyed by step."""
+    version = request.param
+    work = tmp_path_factory.mktemp(f"gui-sandboxed-{version}-")
+    gimp = new_session(version, work)
+    images = work / "images"
+    images.mkdir()
+    for name in ("tubingen.jpg", "starry_night.jpg", "the_scream.jpg"):
+        shutil.copy2(CHECKOUT / "examples" / name, images / name)
+    servers = [HostServer(work / "state", "--socket", str(work / "run" / "server.sock"), "--idle-timeout", "600"),
+               HostServer(work / "state", "--listen", "127.0.0.1:0", "--idle-timeout", "600")]
+    unix, tls = (server.address for server in servers)
+    install_server_only_plugin(gimp.profile, unix)
+    shots = SHOTS / version
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.iterdir():
+        old.unlink()
+    window = GimpWindow(gimp, [work], {"examples": str(images)}, CHECKOUT / "tests" / "gimp" / "gui_driver.py", shots)
+    seen = {"version": version}
+    try:
+        seen["start"] = window.ask(timeout=300)
+        play(window, seen, images, tls)
+    except Exception as error:  # the tests report which step broke
+        seen["error"] = f"{type(error).__name__}: {error}"
+        window.screenshot("failure.png")
+    finally:
+        (shots / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
+        (shots / "session.json").write_text(json.dumps(seen, indent=1))
+        window.close()
+        for server in servers:
+            server.stop()
+    return seen
+
+
+def play(window: GimpWindow, seen: dict, images: Path, tls: str) -> None:
+    try:
+        welcome = window.wait_window("^Welcome to GIMP", timeout=20)
+        window.focus(welcome)
+        window.keys("Escape")
+    except TimeoutError:
+        pass
+    main = window.wait_window(MAIN_WINDOW)
+    window.tool("xdotool", "windowsize", "--sync", main, "1280", "860")
+
+    dialog = open_the_filter(window, main)
+    choose_style_file(window, dialog, images / "starry_night.jpg")
+    set_iterations(window, dialog, 8)
+    use_server(window, dialog, tls)
+    window.screenshot("1-dialog-engine-server.png")
+    press_ok(window, dialog)
+    seen["server_run"] = wait_for(window, lambda f: f["added"], 600, "the run on the server did not add its layer")
+    window.screenshot("2-result-from-the-server.png")
+
+    # Filters > Re-Show Last: the dialog again, with the last values; now a token that is wrong.
+    window.focus(main)
+    window.keys("ctrl+z")
+    seen["before_wrong_token"] = window.ask()
+    window.keys("shift+ctrl+f")
+    dialog = window.wait_window(DIALOG)
+    window.focus(dialog)
+    window.keys("alt+a", "alt+g", "Tab", "ctrl+a")  # Advanced, Engine (still A server), its address
+    window.type(tls.replace("tls://", "tls://x", 1))
+    window.keys("Tab")
+    press_ok(window, dialog)
+    message = window.wait_window("^GIMP Message$", timeout=120)
+    time.sleep(1)
+    seen["after_wrong_token"] = window.ask()
+    window.screenshot("3-message-wrong-token.png")
+    window.focus(message)
+    window.keys("Return")
+
+
+def step(session, name):
+    if name not in session:
+        pytest.fail(f"the GUI session stopped before '{name}': {session.get('error')}")
+    return session[name]
+
+
+def test_a_server_address_typed_into_the_dialog_restyles_the_layer(session):
+    facts = step(session, "server_run")
+    assert facts["layers"] == ["painting", "photo (starry_night)", "photo"]
+    added = facts["added"][0]
+    assert added["difference"] > 0.04 and added["distinct_values"] > 20
+    assert facts["source_unchanged"]
+
+
+def test_a_wrong_token_is_a_message_and_the_image_stays(session):
+    before, after = step(session, "before_wrong_token"), step(session, "after_wrong_token")
+    assert after["layers"] == before["layers"] == ["painting", "photo"]
+    assert after["dirty"] == before["dirty"] and after["source_unchanged"]

@@ -1,0 +1,161 @@
+"""The dialog's live preview without GIMP: the engine's preview schedule, and the plug-in's
+PreviewRunner (plugin/neural-style-transfer/nst_preview.py) on a real engine server."""
+
+import io
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-transfer"
+sys.path.insert(0, str(PLUGIN))
+import nst_bridge  # noqa: E402
+import nst_preview  # noqa: E402
+
+from stylize_core import Settings, client, options, stylize_picture  # noqa: E402
+from stylize_core.imageio import load_picture  # noqa: E402
+from stylize_core.pyramid import PREVIEW_ITERATIONS, PREVIEW_SIDE  # noqa: E402
+
+from helpers import CONTENT, STYLE, Served, small  # noqa: E402
+
+VALUES = {option.plugin_name: option.default for option in options.DIALOG_OPTIONS}
+PROJECT = str(PLUGIN.parent.parent)
+
+
+def npy(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, array.astype("<f4"))
+    return stream.getvalue()
+
+
+def test_the_engines_float_result_becomes_8_bit_rgba():
+    rgb = np.array([[[0.0, 0.5, 1.2], [-0.1, 1 / 255, 0.999]]])
+    outcome = nst_preview.rgba8_outcome(npy(rgb))
+    assert (outcome.width, outcome.height) == (2, 1)
+    assert outcome.rgba == bytes([0, 128, 255, 255, 0, 1, 255, 255])
+    rgba = np.array([[[0.2, 0.4, 0.6, 0.25]]])
+    assert nst_preview.rgba8_outcome(npy(rgba)).rgba == bytes([51, 102, 153, 64])
+    with pytest.raises(nst_bridge.BridgeError):
+        nst_preview.rgba8_outcome(npy(np.zeros((2, 2))))
+
+
+def test_the_region_read_for_a_preview_is_at_most_its_size_and_never_enlarged():
+    assert nst_preview.scaled_region((0, 0, 1024, 768), 256) == (0.25, (0, 0, 256, 192))
+    assert nst_preview.scaled_region((100, 40, 200, 100), 256) == (1.0, (100, 40, 200, 100))
+    assert nst_preview.scaled_region((512, 256, 2048, 1024), 256)[1] == (64, 32, 256, 128)
+
+
+def test_preview_is_the_engines_and_not_a_dialog_choice():
+    resolution = options.BY_NAME["resolution"]
+    assert "preview" in resolution.choices and "preview" not in resolution.dialog_choices
+    assert Settings(resolution="preview").validate().resolution == "preview"
+
+
+@pytest.mark.slow
+def test_the_preview_schedule_two_small_scales_with_its_own_iterations():
+    events = []
+    content = load_picture(small(CONTENT, 400))
+    result = stylize_picture(content, [load_picture(small(STYLE, 256))],
+                             Settings(resolution="preview", max_size=1024, iterations=500, device="cpu"),
+                             events.append)
+    longest = max(result.rgb.shape[:2])
+    assert longest == PREVIEW_SIDE, "the preview ignores the working size and the layer's size"
+    totals = {(event.scale, event.total) for event in events if event.stage == "optimize"}
+    assert sorted(totals) == [(1, PREVIEW_ITERATIONS[0]), (2, PREVIEW_ITERATIONS[1])], \
+        "the preview ignores Iterations: its own schedule"
+
+
+@pytest.fixture
+def served(tmp_path):
+    server = Served("--socket", str(tmp_path / "run" / "server.sock"), "--idle-timeout", "300")
+    yield server
+    server.stop()
+
+
+class Pane:
+    """What the dialog would show: the outcomes delivered, in order, with a way to wait for one."""
+
+    def __init__(self):
+        self.outcomes, self.condition = [], threading.Condition()
+
+    def show_for(self, label: str):
+        def show(outcome):
+            with self.condition:
+                self.outcomes.append((label, outcome))
+                self.condition.notify_all()
+        return show
+
+    def wait_final(self, label: str, timeout: float = 120) -> nst_preview.PreviewOutcome:
+        with self.condition:
+            found = self.condition.wait_for(lambda: [o for l, o in self.outcomes if l == label and o.final], timeout)
+        assert found, f"no preview for {label}: {self.outcomes}"
+        return found[0]
+
+    def wait_painting(self, label: str, timeout: float = 120) -> None:
+        with self.condition:
+            assert self.condition.wait_for(
+                lambda: any(l == label and o.message == "painting" for l, o in self.outcomes), timeout)
+
+
+def in_flight_sampler(server: Served, samples: list, stop: threading.Event) -> threading.Thread:
+    """Runs the server has started or queued, every 20 ms."""
+    def sample():
+        while not stop.is_set():
+            pong = server.ping()
+            samples.append((time.monotonic(), pong["running"] + pong["queued"], pong["runs"]))
+            time.sleep(0.02)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(served):
+    content = nst_bridge.npy_bytes((np.asarray(small(CONTENT, 320).convert("RGBA"), np.float32) / 255)
+                                   .astype("<f4").tobytes(), 240, 320)
+    style = io.BytesIO()
+    small(STYLE, 256).save(style, format="PNG")
+    config = {"python": "", "project": PROJECT}
+    runner = nst_preview.PreviewRunner(config, options, deliver=lambda hand_over: hand_over())
+    pane, samples, stop = Pane(), [], threading.Event()
+    address = str(served.address)
+    runner.request(VALUES, content, style.getvalue(), address, pane.show_for("warm-up"))
+    first = pane.wait_final("warm-up")
+    assert first.rgba is not None, first.message
+    assert (first.width, first.height) == (256, 192) and len(first.rgba) == 256 * 192 * 4
+    sampler = in_flight_sampler(served, samples, stop)
+    try:
+        runner.request({**VALUES, "strength": 1.0}, content, style.getvalue(), address, pane.show_for("old"))
+        pane.wait_painting("old")
+        cancelled = time.monotonic()
+        runner.cancel()  # a setting changed: the dialog withdraws at once and asks again after a pause
+        time.sleep(0.4)
+        runner.request({**VALUES, "strength": 8.0}, content, style.getvalue(), address, pane.show_for("new"))
+        newest = pane.wait_final("new")
+    finally:
+        stop.set()
+        sampler.join(5)
+    assert newest.rgba is not None, newest.message
+    assert not [o for label, o in pane.outcomes if label == "old" and o.final], "a withdrawn preview was shown"
+    stopped = [t for t, in_flight, _ in samples if t > cancelled and in_flight == 0]
+    assert stopped and stopped[0] - cancelled < 0.4, "the server went on with the withdrawn preview"
+    assert max(in_flight for _, in_flight, _ in samples) == 1, "more than one preview at a time on the server"
+    assert samples[-1][2] == 3, "warm-up, the withdrawn one and the newest: three runs started"
+    # The newest shows the newest settings: Strength 8 against 1 is plain to see.
+    runner.request({**VALUES, "strength": 1.0}, content, style.getvalue(), address, pane.show_for("again"))
+    light = np.frombuffer(pane.wait_final("again").rgba, np.uint8).astype(float)
+    strong = np.frombuffer(newest.rgba, np.uint8).astype(float)
+    assert np.abs(light - strong).mean() > 8
+
+
+def test_an_unreachable_server_is_said_in_the_pane(tmp_path):
+    runner = nst_preview.PreviewRunner({"python": "", "project": PROJECT}, options,
+                                       deliver=lambda hand_over: hand_over())
+    pane = Pane()
+    runner.request(VALUES, b"content", b"style", f"unix:{tmp_path / 'nobody.sock'}", pane.show_for("p"))
+    outcome = pane.wait_final("p", 30)
+    assert outcome.rgba is None and outcome.message.startswith("Cannot reach the engine server")
