@@ -82,9 +82,11 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
              history: int = LBFGS_HISTORY) -> torch.Tensor:
     """Minimise objective over the pixels of image (1, 3, H, W); returns the result clamped to 0..1.
 
-    on_iteration(i, loss) is called for each iteration i = 1..iterations, one
+    on_iteration(i, loss) is called for each iteration i = 1..iterations; on a GPU one
     iteration late: the loss of iteration i is read back once iteration i + 1 is
-    queued, so a GPU has work queued while the host waits for that value. The run
+    queued, so the GPU has work queued while the host waits for that value (a CPU has
+    no queue: there it is read at once, and the first progress comes one iteration
+    sooner). The run
     stops early when the loss improved by less than stall_tolerance (relative)
     over the last STALL_WINDOW iterations.
     """
@@ -111,15 +113,14 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
         before = losses[-1 - STALL_WINDOW]
         return before > 0 and (before - losses[-1]) / before < stall_tolerance
 
-    unread = None
+    kept_queued = 0 if image.device.type == "cpu" else 1
+    unread: list[torch.Tensor] = []
     for _ in range(iterations):
         image.grad.zero_()
-        loss = objective.evaluate(image)
+        unread.append(objective.evaluate(image))
         step()
-        stalled = unread is not None and read_back(unread)
-        unread = loss
-        if stalled:
+        if len(unread) > kept_queued and read_back(unread.pop(0)):
             break
-    if unread is not None:
-        read_back(unread)
+    for loss in unread:
+        read_back(loss)
     return image.detach().clamp(0, 1)

@@ -21,11 +21,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, venv_paths  # noqa: E402
-from gui_session import GimpWindow  # noqa: E402
+from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 SHOTS = CHECKOUT / "artifacts" / "gui"
-MAIN_WINDOW = "^GNU Image Manipulation Program$"
 DIALOG = "^Neural Style Transfer$"
 RUN_TIMEOUT = 600
 
@@ -166,39 +165,20 @@ def afternoon(request, tmp_path_factory):
     session = new_session(version, tmp_path_factory.mktemp(f"gimp{version}-gui-"))
     venv = CHECKOUT / ".venv"
     config = install_plugin(session.profile, venv, worker_idle_timeout=60)
-    shots = SHOTS / version
-    shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.iterdir():
-        old.unlink()
     window = GimpWindow(session, [CHECKOUT, *venv_paths(venv)], {"examples": str(CHECKOUT / "examples")},
-                        CHECKOUT / "tests" / "gimp" / "gui_driver.py", shots)
-    seen = {"version": version}
+                        CHECKOUT / "tests" / "gimp" / "gui_driver.py", fresh_folder(SHOTS / version))
     decoy = start_decoy(busy=False)  # beside the whole session
-    seen["decoys"] = [decoy.pid]
+    seen = {"version": version, "decoys": [decoy.pid]}
     try:
-        seen["start"] = window.ask(timeout=300)
-        play(window, seen, config)
-    except Exception as error:  # later tests report which step broke
-        seen["error"] = f"{type(error).__name__}: {error}"
-        window.screenshot("failure.png")
+        window.play(seen, lambda: play(window, seen, config))
     finally:
         seen["decoy_lived"] = decoy.poll() is None
         stop_decoy(decoy)
-        (shots / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
-        (shots / "session.json").write_text(json.dumps(seen, indent=1))
-        window.close()
     return seen
 
 
 def play(window: GimpWindow, seen: dict, config: Path) -> None:
-    try:  # a fresh profile greets with the welcome dialog; close it as a person would
-        welcome = window.wait_window("^Welcome to GIMP", timeout=20)
-        window.focus(welcome)
-        window.keys("Escape")
-    except TimeoutError:
-        pass
-    main = window.wait_window(MAIN_WINDOW)
-    window.tool("xdotool", "windowsize", "--sync", main, "1280", "860")
+    main = window.main_window()
 
     # Filters > Artistic > Neural Style Transfer..., by its menu mnemonics.
     window.focus(main)
@@ -289,12 +269,6 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.keys("alt+e", "h")  # Edit > Undo History: one entry per run, named after the filter
     time.sleep(1)
     window.screenshot("12-undo-history.png")
-
-
-def step(afternoon, name):
-    if name not in afternoon:
-        pytest.fail(f"the GUI session stopped before '{name}': {afternoon.get('error')}")
-    return afternoon[name]
 
 
 def test_filter_from_the_menu_with_a_style_file_adds_one_styled_layer(afternoon):

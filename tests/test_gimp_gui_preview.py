@@ -10,9 +10,7 @@ Advanced section is opened while a preview runs (the dialog must answer at once)
 Screenshots in artifacts/gui-preview/<version>/.
 """
 
-import json
 import re
-import shutil
 import statistics
 import sys
 import time
@@ -22,8 +20,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, venv_paths  # noqa: E402
-from gui_session import GimpWindow  # noqa: E402
-from test_gimp_gui import MAIN_WINDOW, choose_style_file, press_ok, screen_region, wait_for  # noqa: E402
+from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
+from test_gimp_gui import choose_style_file, press_ok, screen_region, wait_for  # noqa: E402
 from test_gimp_gui_sandboxed import open_the_filter  # noqa: E402
 from test_gimp_sandboxed import HostServer  # noqa: E402
 
@@ -118,38 +116,21 @@ def painter(request, tmp_path_factory):
     log = ServerLog(work / "server.log")
     server = HostServer(work / "state", "--socket", str(session.runtime / "stylize-core" / "server.sock"),
                         "--idle-timeout", "900", log=log.path)
-    shots = SHOTS / version
-    shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.iterdir():
-        old.unlink()
+    shots = fresh_folder(SHOTS / version)
     window = GimpWindow(session, [CHECKOUT, *venv_paths(venv)], {"examples": str(CHECKOUT / "examples")},
                         CHECKOUT / "tests" / "gimp" / "gui_driver.py", shots)
     seen = {"version": version}
     try:
-        seen["start"] = window.ask(timeout=300)
-        play(window, seen, log)
-    except Exception as error:  # the tests report which step broke
-        seen["error"] = f"{type(error).__name__}: {error}"
-        window.screenshot("failure.png")
+        window.play(seen, lambda: play(window, seen, log))
     finally:
-        seen["log"] = {str(number): steps for number, steps in log.requests().items()}
-        (shots / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
-        (shots / "server.log").write_text(log.path.read_text())
-        (shots / "session.json").write_text(json.dumps(seen, indent=1))
-        window.close()
         server.stop()
+        (shots / "server.log").write_text(log.path.read_text())
+    seen["log"] = {str(number): steps for number, steps in log.requests().items()}
     return seen
 
 
 def play(window: GimpWindow, seen: dict, log: ServerLog) -> None:
-    try:
-        welcome = window.wait_window("^Welcome to GIMP", timeout=20)
-        window.focus(welcome)
-        window.keys("Escape")
-    except TimeoutError:
-        pass
-    main = window.wait_window(MAIN_WINDOW)
-    window.tool("xdotool", "windowsize", "--sync", main, "1280", "860")
+    main = window.main_window()
     dialog = open_the_filter(window, main)
 
     # The style chosen: the first preview comes (the server is warm, its style statistics not yet).
@@ -209,12 +190,6 @@ def play(window: GimpWindow, seen: dict, log: ServerLog) -> None:
     seen["result"] = wait_for(window, lambda f: f["added"], 600, "OK did not add the restyled layer")
     window.screenshot("6-result.png")
     seen["final"] = log.newest()
-
-
-def step(painter, name):
-    if name not in painter:
-        pytest.fail(f"the GUI session stopped before '{name}': {painter.get('error')}")
-    return painter[name]
 
 
 def settings_of(painter, number) -> str:

@@ -5,7 +5,6 @@ fingerprint) into the dialog: the layer is restyled there. Then the same with a 
 shows the plug-in's message and the image stays as it was. Screenshots in artifacts/gui-sandboxed/.
 """
 
-import json
 import shutil
 import sys
 import time
@@ -15,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session  # noqa: E402
-from gui_session import GimpWindow  # noqa: E402
-from test_gimp_gui import DIALOG, MAIN_WINDOW, choose_style_file, press_ok, set_iterations, wait_for  # noqa: E402
+from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
+from test_gimp_gui import DIALOG, choose_style_file, press_ok, set_iterations, wait_for  # noqa: E402
 from test_gimp_sandboxed import HostServer, install_server_only_plugin  # noqa: E402
 
 pytestmark = pytest.mark.gimp
@@ -60,37 +59,18 @@ def session(request, tmp_path_factory):
                HostServer(work / "state", "--listen", "127.0.0.1:0", "--idle-timeout", "600")]
     unix, tls = (server.address for server in servers)
     install_server_only_plugin(gimp.profile, unix)
-    shots = SHOTS / version
-    shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.iterdir():
-        old.unlink()
-    window = GimpWindow(gimp, [work], {"examples": str(images)}, CHECKOUT / "tests" / "gimp" / "gui_driver.py", shots)
+    window = GimpWindow(gimp, [work], {"examples": str(images)}, CHECKOUT / "tests" / "gimp" / "gui_driver.py",
+                        fresh_folder(SHOTS / version))
     seen = {"version": version}
     try:
-        seen["start"] = window.ask(timeout=300)
-        play(window, seen, images, tls)
-    except Exception as error:  # the tests report which step broke
-        seen["error"] = f"{type(error).__name__}: {error}"
-        window.screenshot("failure.png")
+        return window.play(seen, lambda: play(window, seen, images, tls))
     finally:
-        (shots / "gimp.log").write_text(window.log_path.read_text(errors="replace"))
-        (shots / "session.json").write_text(json.dumps(seen, indent=1))
-        window.close()
         for server in servers:
             server.stop()
-    return seen
 
 
 def play(window: GimpWindow, seen: dict, images: Path, tls: str) -> None:
-    try:
-        welcome = window.wait_window("^Welcome to GIMP", timeout=20)
-        window.focus(welcome)
-        window.keys("Escape")
-    except TimeoutError:
-        pass
-    main = window.wait_window(MAIN_WINDOW)
-    window.tool("xdotool", "windowsize", "--sync", main, "1280", "860")
-
+    main = window.main_window()
     dialog = open_the_filter(window, main)
     choose_style_file(window, dialog, images / "starry_night.jpg")
     set_iterations(window, dialog, 8)
@@ -117,12 +97,6 @@ def play(window: GimpWindow, seen: dict, images: Path, tls: str) -> None:
     window.screenshot("3-message-wrong-token.png")
     window.focus(message)
     window.keys("Return")
-
-
-def step(session, name):
-    if name not in session:
-        pytest.fail(f"the GUI session stopped before '{name}': {session.get('error')}")
-    return session[name]
 
 
 def test_a_server_address_typed_into_the_dialog_restyles_the_layer(session):

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from stylize_core import Settings
 from stylize_core.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,

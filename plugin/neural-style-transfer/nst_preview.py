@@ -75,10 +75,15 @@ class PreviewRunner:
                     return
             self._client.withdraw(connection)  # superseded while connecting
 
+        said = []
+
         def on_event(event: dict) -> None:
-            text = {"waiting": "waiting for the engine", "load": "starting the engine",
-                    "optimize": "painting"}.get(event.get("stage"))
-            if text:
+            stage = event.get("stage")
+            text = {"waiting": "waiting for the engine", "load": "starting the engine"}.get(stage)
+            if stage == "optimize":
+                text = f"painting, {int(event.get('fraction', 0) * 10) * 10} %"
+            if text and text not in said:  # each step once: the pane need not redraw per iteration
+                said.append(text)
                 self._deliver(generation, on_outcome, PreviewOutcome(message=text, final=False))
 
         try:

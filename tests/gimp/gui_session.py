@@ -17,10 +17,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
+import pytest
 from gimp_runner import GimpSession
 
 DISPLAY = ":77"
+MAIN_WINDOW = "^GNU Image Manipulation Program$"
 SCREEN = "1400x900x24"
 
 
@@ -137,6 +140,37 @@ class GimpWindow:
         destination.write_bytes((self.exchange / "shot.png").read_bytes())
         return destination
 
+    # --- a painter's session --------------------------------------------------------------------------
+
+    def main_window(self) -> str:
+        """GIMP's image window, once it is there: a fresh profile's welcome dialog closed as a person
+        would, the window sized so that the dialog and the image fit beside each other."""
+        try:
+            welcome = self.wait_window("^Welcome to GIMP", timeout=20)
+            self.focus(welcome)
+            self.keys("Escape")
+        except TimeoutError:
+            pass
+        main = self.wait_window(MAIN_WINDOW)
+        self.tool("xdotool", "windowsize", "--sync", main, "1280", "860")
+        return main
+
+    def play(self, seen: dict, steps: Callable[[], None]) -> dict:
+        """Runs `steps` once GIMP answers, then closes the window. What went wrong ends the session and
+        is kept in seen["error"] (with failure.png), so that each test can say which step broke; GIMP's
+        log and `seen` (session.json) go beside the screenshots."""
+        try:
+            seen["start"] = self.ask(timeout=300)
+            steps()
+        except Exception as error:
+            seen["error"] = f"{type(error).__name__}: {error}"
+            self.screenshot("failure.png")
+        finally:
+            (self.shots / "gimp.log").write_text(self.log_path.read_text(errors="replace"))
+            (self.shots / "session.json").write_text(json.dumps(seen, indent=1))
+            self.close()
+        return seen
+
     # --- the end --------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -149,3 +183,18 @@ class GimpWindow:
         self.session.stop()
         self.log.close()
         shutil.rmtree(self.exchange, ignore_errors=True)
+
+
+def fresh_folder(path: Path) -> Path:
+    """The screenshots' folder, emptied of an earlier session's."""
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.iterdir():
+        old.unlink()
+    return path
+
+
+def step(seen: dict, name: str):
+    """What the session saw at `name`; the test fails with the session's error if it never got there."""
+    if name not in seen:
+        pytest.fail(f"the GUI session stopped before '{name}': {seen.get('error')}")
+    return seen[name]
