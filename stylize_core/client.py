@@ -461,6 +461,12 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
         withdraw(connection)
 
 
+def engine_environment() -> dict:
+    """This process's environment for the engine's Python (a server or a child): without GIMP's
+    own Python paths, which would shadow the venv's packages."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def start_local_server(python: str, transport: str = "auto", idle_timeout: float | None = None,
                        project: str | None = None) -> Address:
     """Start this user's server on this computer (it outlives us), and wait until it answers.
@@ -473,7 +479,7 @@ def start_local_server(python: str, transport: str = "auto", idle_timeout: float
         command += ["--loopback"]
     if idle_timeout is not None:
         command += ["--idle-timeout", str(idle_timeout)]
-    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    environment = engine_environment()
     options = {"start_new_session": True}
     if sys.platform == "win32":
         options = {"creationflags": subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP

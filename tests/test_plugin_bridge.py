@@ -260,8 +260,9 @@ def test_child_dies_and_temp_folder_goes_when_the_plugin_is_killed(job):
                                        folder / "s.png", work / "out.png", work)
     # A stand-in for the plug-in process: runs the bridge, then GIMP kills it (SIGKILL, no cleanup).
     plugin = subprocess.Popen([sys.executable, "-c", (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); import nst_bridge;"
-        "nst_bridge.run_child(sys.executable, json.loads(sys.argv[2]), lambda e: print(e['stage'], flush=True))"),
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import nst_bridge; from stylize_core import client;"
+        "nst_bridge.run_child(sys.executable, json.loads(sys.argv[2]), lambda e: print(e['stage'], flush=True),"
+        " client.engine_environment())"),
         str(PLUGIN), json.dumps(argv)], stdout=subprocess.PIPE, text=True)
     for line in plugin.stdout:
         if line.strip() == "optimize":

@@ -117,16 +117,11 @@ def describe_progress(event: dict) -> tuple[float | None, str | None]:
 
 # --- running the engine ----------------------------------------------------------------------------
 
-def child_environment() -> dict:
-    # GIMP's own Python paths would shadow the venv's packages.
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-
-
-def run_child(python: str, argv: list[str], on_event: Callable[[dict], None],
+def run_child(python: str, argv: list[str], on_event: Callable[[dict], None], environment: dict,
               project: str | None = None) -> tuple[int, str]:
-    """Run the engine as a child; returns (exit status, its one-line error or ''). `project`: the
-    checkout to run, as its working folder (`-m` looks there first, whichever checkout the
-    environment was made by)."""
+    """Run the engine as a child; returns (exit status, its one-line error or ''). `environment`:
+    client.engine_environment(). `project`: the checkout to run, as its working folder (`-m` looks
+    there first, whichever checkout the environment was made by)."""
     command = [python, "-m", "stylize_core", *argv, "--stop-on-stdin-eof"]
     # The child stops when its stdin closes, which happens however we die (GIMP kills a
     # cancelled plug-in outright). A preexec_fn (PR_SET_PDEATHSIG) is not safe here: GIMP's
@@ -134,7 +129,7 @@ def run_child(python: str, argv: list[str], on_event: Callable[[dict], None],
     options = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
     try:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env=child_environment(), text=True,
+                                   env=environment, text=True,
                                    cwd=project if project and os.path.isdir(project) else None, **options)
     except OSError as error:
         raise BridgeError(f"cannot start the engine ({error.strerror or error}): run python3 install.py") from None
@@ -221,7 +216,7 @@ def run_engine(config: dict, options, values: dict, content: bytes, style: bytes
             if not child_fallback:
                 raise BridgeError("it needs this computer's engine server, which is turned off or could not "
                                   "start (OK still runs the engine without it)")
-            status, result, message = run_in_child(config, options, values, content, style, watch)
+            status, result, message = run_in_child(client, config, options, values, content, style, watch)
             if message and not errors:
                 errors.append(message)
     if status != 0 or result is None:
@@ -269,7 +264,7 @@ def run_on_local_server(client, config: dict, content: bytes, style: bytes | Pat
         return None, None
 
 
-def run_in_child(config: dict, options, values: dict, content: bytes, style: bytes | Path,
+def run_in_child(client, config: dict, options, values: dict, content: bytes, style: bytes | Path,
                  on_event: Callable[[dict], None]) -> tuple[int, bytes | None, str]:
     """The engine as a child process, on files in a private folder that is always removed (the
     child removes it too, with --cleanup-dir, should we be killed): (status, result, its error)."""
@@ -285,7 +280,7 @@ def run_in_child(config: dict, options, values: dict, content: bytes, style: byt
         output = work_dir / "result.npy"
         status, message = run_child(config["python"], engine_arguments(options, values, content_path, style_path,
                                                                        output, work_dir), on_event,
-                                    config.get("project"))
+                                    client.engine_environment(), config.get("project"))
         return status, output.read_bytes() if status == 0 else None, message
     finally:
         remove_work_dir(work_dir)
