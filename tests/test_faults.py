@@ -53,6 +53,20 @@ def wait_for_temporary_file(folder: Path, timeout: float = 60) -> None:
         time.sleep(0.005)
 
 
+def wait_until_started(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the CLI runs: it sets its SIGTERM handler (Linux's SigCgt mask) just before it takes
+    over Ctrl+C too. A signal before that, while Python itself starts, ends the process before
+    it has touched any file, without the CLI's message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        assert time.monotonic() < deadline, "the CLI never started"
+        time.sleep(0.002)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("moment", ["load", "optimize", "save"])
 def test_a_signal_leaves_the_old_output_whole_and_nothing_else(pictures, tmp_path, moment, signum):
@@ -61,7 +75,7 @@ def test_a_signal_leaves_the_old_output_whole_and_nothing_else(pictures, tmp_pat
     old = hashlib.sha256(out.read_bytes()).hexdigest()
     if moment == "load":
         process = start(pictures, out, "--iterations", "1", content="big-content.png")
-        time.sleep(0.5)  # started, reading the 4000 px picture
+        wait_until_started(process)  # then it reads the 4000 px picture
     elif moment == "optimize":
         process = start(pictures, out, "--iterations", "1000")
         wait_for_stage(process, "optimize")
