@@ -94,6 +94,8 @@ def load_picture_bytes(data: bytes, what: str = "image", memory_limit: int | Non
     """A Picture from a file's bytes, as a server gets them: a .npy array or a picture file in one of
     WIRE_IMAGE_FORMATS, with the same checks as a file (size before decoding, memory, shape)."""
     budget = memory_limit if memory_limit is not None else int(available_bytes() * DECODE_MEMORY_SHARE)
+    if not data:
+        raise InputError(f"{what} is an empty file")
     if data[:6] == b"\x93NUMPY":
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -115,7 +117,8 @@ def load_picture_bytes(data: bytes, what: str = "image", memory_limit: int | Non
         raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} megapixels)") \
             from None
     except UnidentifiedImageError:
-        raise InputError(f"{what} is neither a .npy array nor a picture in {', '.join(WIRE_IMAGE_FORMATS)}") from None
+        raise InputError(f"{what} is not an image: neither a .npy array nor a picture in "
+                         f"{', '.join(WIRE_IMAGE_FORMATS)}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{what} is corrupt or truncated ({error})") from None
 

@@ -265,7 +265,7 @@ def settings_from_request(values, n_styles: int):
 def decode_images(sizes, payload: bytes, memory_limit: int | None):
     from .imageio import load_picture_bytes
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
         raise InputError("images must list the byte counts of the content and at least one style image")
     if sum(sizes) != len(payload):
         raise InputError(f"the images' byte counts add up to {sum(sizes)}, but {len(payload)} bytes came")

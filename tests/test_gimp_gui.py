@@ -5,10 +5,10 @@ Neural Style Transfer from the menu, choose a style file in the dialog's file ch
 run; Ctrl+Z, Ctrl+Y; Filters > Re-Show Last, switch to a style layer picked in the
 layer chooser, run; start a long run and press the progress bar's Cancel button.
 The tests below check what each step left. The session runs in GIMP 3.0 and in 3.2;
-screenshots go to artifacts/gui/<version>/. The two differ in places: 3.2 shows the
-dialog's short choices (style source, quality) as radio buttons where 3.0 has combo
-boxes, titles the layer chooser differently and moves the status bar's Cancel button,
-so windows are found by what they are and buttons by keyboard or by what they show.
+screenshots go to artifacts/gui/<version>/. The two differ in places: 3.2 titles the
+layer chooser differently and moves the status bar's Cancel button, so windows are found
+by what they are and buttons by keyboard or by what they show. (The dialog asks for combo
+boxes for its choices in both: 3.2 would show short ones as radio buttons, without mnemonics.)
 """
 
 import json
@@ -206,8 +206,7 @@ def play(window: GimpWindow, seen: dict, config: Path) -> None:
     window.keys("shift+ctrl+f")
     dialog = window.wait_window(DIALOG)
     window.focus(dialog)
-    # Style source: Layer. 3.0: open the combo box, next item. 3.2: the "Image file" radio button
-    # (space keeps it), Down moves to "Layer" and selects it, Return presses it again.
+    # Style source: Layer: open the combo box, next item.
     window.keys("alt+u", "space", "Down", "Return")
     choose_style_layer(window, dialog)
     seen["thumbnail_colours_layer"], seen["layer_style"] = run_styled(

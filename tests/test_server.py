@@ -152,7 +152,8 @@ def test_alpha_comes_back_and_the_settings_reach_the_engine(served):
     ({**QUICK, "help": True}, None, "unknown option 'help'"),
     ({**QUICK, "weights": "/etc/passwd"}, None, "names a file on the server"),
     (QUICK, "corrupt_style", "style image is corrupt or truncated"),
-    (QUICK, "text_style", "style image is neither a .npy array nor a picture"),
+    (QUICK, "text_style", "style image is not an image: neither a .npy array nor a picture"),
+    (QUICK, "empty_style", "style image is an empty file"),
     (QUICK, "empty_array", r"content image has no pixels \(shape \(0, 0, 3\)\)"),
 ])
 def test_a_bad_request_is_refused_in_one_line(served, images, settings, images_override, expected):
@@ -161,6 +162,8 @@ def test_a_bad_request_is_refused_in_one_line(served, images, settings, images_o
         sent[1] = images[1][:200]
     elif images_override == "text_style":
         sent[1] = b"#!/bin/sh\nrm -rf /\n"
+    elif images_override == "empty_style":
+        sent[1] = b""
     elif images_override == "empty_array":
         array = io.BytesIO()
         np.save(array, np.zeros((0, 0, 3), np.float32))

@@ -127,6 +127,11 @@ def ask_settings(procedure, image, drawables, config, options, config_file) -> b
     """Show the dialog until the settings make sense or the user cancels; True to go on."""
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
+    # Every choice as a combo box, as GIMP 3.0 shows them: 3.2 would show the short ones as radio
+    # buttons, which get no Alt+letter mnemonic (GIMP says so in its log).
+    for name in ["style-source", *[option.plugin_name for option in options.DIALOG_OPTIONS if option.choices],
+                 "engine"]:
+        dialog.get_widget(name, Gtk.ComboBox.__gtype__)
     # What a painter needs first, then the rest folded away under "Advanced".
     dialog.fill_box("advanced-box", [*[option.plugin_name for option in options.DIALOG_OPTIONS
                                        if option.dialog.advanced], "engine", "server-address"])
