@@ -29,6 +29,12 @@ DIALOG = "^Neural Style Transfer$"
 RUN_TIMEOUT = 600
 
 
+def painted(facts: dict) -> bool:
+    """The run's layer is there and its pixels are in: a new layer is one flat colour until the
+    plug-in writes them, a moment after it inserts the layer."""
+    return bool(facts["added"]) and all(layer["distinct_values"] > 1 for layer in facts["added"])
+
+
 def wait_for(window: GimpWindow, condition, timeout: float, what: str) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -136,7 +142,7 @@ def run_styled(window: GimpWindow, dialog: str, dialog_shot: str, result_shot: s
     Returns the thumbnail's distinct colours and the image's facts after the run."""
     colours = thumbnail_colours(window, dialog, window.screenshot(dialog_shot))
     press_ok(window, dialog)
-    facts = wait_for(window, lambda f: f["added"] and not f["work_dirs"], RUN_TIMEOUT,
+    facts = wait_for(window, lambda f: painted(f) and not f["work_dirs"], RUN_TIMEOUT,
                      f"the {what} run did not add its layer")
     window.screenshot(result_shot)
     return colours, facts

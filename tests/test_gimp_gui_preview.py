@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, venv_paths  # noqa: E402
 from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
-from test_gimp_gui import choose_style_file, press_ok, screen_region, wait_for  # noqa: E402
+from test_gimp_gui import choose_style_file, painted, press_ok, screen_region, wait_for  # noqa: E402
 from test_gimp_gui_sandboxed import open_the_filter  # noqa: E402
 from test_gimp_sandboxed import HostServer  # noqa: E402
 
@@ -187,7 +187,7 @@ def play(window: GimpWindow, seen: dict, log: ServerLog) -> None:
 
     # OK: the full run, with the settings the last preview had.
     press_ok(window, dialog)
-    seen["result"] = wait_for(window, lambda f: f["added"], 600, "OK did not add the restyled layer")
+    seen["result"] = wait_for(window, painted, 600, "OK did not add the restyled layer")
     window.screenshot("6-result.png")
     seen["final"] = log.newest()
 

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session  # noqa: E402
 from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
-from test_gimp_gui import DIALOG, choose_style_file, press_ok, set_iterations, wait_for  # noqa: E402
+from test_gimp_gui import DIALOG, choose_style_file, painted, press_ok, set_iterations, wait_for  # noqa: E402
 from test_gimp_sandboxed import HostServer, install_server_only_plugin  # noqa: E402
 
 pytestmark = pytest.mark.gimp
@@ -77,7 +77,7 @@ def play(window: GimpWindow, seen: dict, images: Path, tls: str) -> None:
     use_server(window, dialog, tls)
     window.screenshot("1-dialog-engine-server.png")
     press_ok(window, dialog)
-    seen["server_run"] = wait_for(window, lambda f: f["added"], 600, "the run on the server did not add its layer")
+    seen["server_run"] = wait_for(window, painted, 600, "the run on the server did not add its layer")
     window.screenshot("2-result-from-the-server.png")
 
     # Filters > Re-Show Last: the dialog again, with the last values; now a token that is wrong.
