@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from sheets import side_by_side
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -100,13 +102,8 @@ def scores_at_512(evaluator, scorer, result: Path, content: Path, style: Path, f
 def crop_strip(paths: list[Path], labels: list[str], box: tuple[int, int], target: Path) -> None:
     """The same 100 % region of each picture, side by side, labelled."""
     left, top = box
-    tiles = [Image.open(p).convert("RGB").crop((left, top, left + CROP, top + CROP)) for p in paths]
-    strip = Image.new("RGB", (len(tiles) * (CROP + 8) - 8, CROP + 24), "white")
-    draw = ImageDraw.Draw(strip)
-    for index, (tile, label) in enumerate(zip(tiles, labels)):
-        strip.paste(tile, (index * (CROP + 8), 24))
-        draw.text((index * (CROP + 8) + 4, 6), label, fill="black")
-    strip.save(target)
+    side_by_side([Image.open(p).convert("RGB").crop((left, top, left + CROP, top + CROP)) for p in paths],
+                 labels, target)
 
 
 def main() -> int:

@@ -24,13 +24,15 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from stylize_core import Settings, plan, pyramid  # noqa: E402
 from stylize_core.engine import stylize_picture  # noqa: E402
 from stylize_core.imageio import load_picture, to_pil  # noqa: E402
+
+from sheets import side_by_side  # noqa: E402
 
 EVALUATOR = ROOT.parent / "shared" / "tools" / "evaluate.py"
 CONTENT = ROOT / "examples" / "tubingen.jpg"
@@ -110,24 +112,14 @@ def main() -> int:
                       f"vs {final_scores['style_gram']:.3f} ({differences['style_gram']:+.1%})  content "
                       f"{preview_scores['content']:.3f} vs {final_scores['content']:.3f} "
                       f"({differences['content']:+.1%})", flush=True)
-            contact_sheet(sheet, ["final, shrunk"] + [f"preview {s}" for s in schedules], args.out / f"{name}-sheet.png")
+            side_by_side([Image.open(path).convert("RGB") for path in sheet],
+                         ["final, shrunk"] + [f"preview {s}" for s in schedules], args.out / f"{name}-sheet.png")
             rows.append(row)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     for schedule, value in worst.items():
         seconds = sorted(r["previews"][",".join(map(str, schedule))]["seconds"] for r in rows)
         print(f"schedule {schedule}: worst difference {value:.1%} (bar 15 %), median preview {seconds[len(seconds) // 2]:.2f} s")
     return 0
-
-
-def contact_sheet(paths: list[Path], labels: list[str], target: Path) -> None:
-    tiles = [Image.open(path).convert("RGB") for path in paths]
-    width, height = tiles[0].size
-    sheet = Image.new("RGB", (len(tiles) * (width + 8) - 8, height + 20), "white")
-    draw = ImageDraw.Draw(sheet)
-    for index, (tile, label) in enumerate(zip(tiles, labels)):
-        sheet.paste(tile, (index * (width + 8), 20))
-        draw.text((index * (width + 8) + 4, 4), label, fill="black")
-    sheet.save(target)
 
 
 if __name__ == "__main__":

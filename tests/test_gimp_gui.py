@@ -293,12 +293,16 @@ def test_one_ctrl_z_removes_everything_and_ctrl_y_restores_it(afternoon):
     assert redo["layers"] == ["painting", "photo (starry_night)", "photo"] and redo["dirty"]
 
 
-def test_reshow_last_then_a_style_layer_chosen_in_the_dialog(afternoon):
-    facts = step(afternoon, "layer_style")
-    assert facts["layers"] == ["painting", "photo (painting)", "photo"]
+def assert_restyled(facts: dict, layers: list[str]) -> None:
+    """The image has these layers, the new one restyled (not a copy, not flat), its source untouched."""
+    assert facts["layers"] == layers
     added = facts["added"][0]
-    assert added["difference"] > 0.04 and added["distinct_values"] > 20
+    assert added["difference"] > 0.04 and added["distinct_values"] > 20, "the new layer is not restyled"
     assert facts["source_unchanged"]
+
+
+def test_reshow_last_then_a_style_layer_chosen_in_the_dialog(afternoon):
+    assert_restyled(step(afternoon, "layer_style"), ["painting", "photo (painting)", "photo"])
 
 
 def test_cancel_from_the_progress_bar_stops_the_engine_and_leaves_the_image(afternoon):
