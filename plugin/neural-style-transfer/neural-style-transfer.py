@@ -216,13 +216,15 @@ def add_live_preview(dialog, image, drawables, config, options, config_file):
     def start():
         pending["timer"] = 0
         problem = validate(image, drawables, config)
-        server = config.get_property("server-address").strip() if config.get_property("engine") == "server" else ""
-        if config.get_property("engine") == "server" and not server:
-            problem = "give the server's address in Advanced \u203a Engine."
         if problem:
             status.set_text(f"Preview: {problem}")
             return False
-        values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+        try:
+            server = chosen_server(config)
+        except nst_bridge.BridgeError as error:
+            status.set_text(f"Preview: {error}")
+            return False
+        values = option_values(config, options)
         if config.get_property("style-source") == "layer":
             style = read_small(config.get_property("style-layer"), nst_preview.STYLE_SIDE)
         else:
@@ -261,7 +263,7 @@ def add_time_estimate(dialog, config, options, project, layer_size):
     dialog.get_content_area().pack_end(label, False, False, 6)
 
     def refresh(*_):
-        values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+        values = option_values(config, options)
         label.set_text(nst_bridge.describe_time(project, values, layer_size, config.get_property("engine") == "server"))
 
     for name in [option.plugin_name for option in options.DIALOG_OPTIONS] + ["engine"]:
@@ -293,11 +295,8 @@ def stylize_layer(layer, config, config_file, options):
         style = nst_bridge.npy_bytes(read_pixels(style_layer), style_layer.get_height(), style_layer.get_width())
     else:
         style = Path(config.get_property("style-file").get_path())
-    values = {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
-    server = config.get_property("server-address") if config.get_property("engine") == "server" else ""
-    if config.get_property("engine") == "server" and not server.strip():
-        raise nst_bridge.BridgeError("Advanced \u203a Engine is set to a server, but no server address is given: paste "
-                                     "the address `stylize serve` printed, or choose This computer.")
+    values = option_values(config, options)
+    server = chosen_server(config)
     Gimp.progress_init("Neural Style Transfer")
 
     def on_event(event):
@@ -307,12 +306,29 @@ def stylize_layer(layer, config, config_file, options):
         if fraction is not None:
             Gimp.progress_update(fraction)
 
-    result = nst_bridge.run_engine(config_file, options, values, content, style, on_event, server=server.strip())
+    result = nst_bridge.run_engine(config_file, options, values, content, style, on_event, server=server)
     data, shape = nst_bridge.parse_npy(result)
     if shape != (height, width, 4):
         raise nst_bridge.BridgeError(f"the engine returned {shape}, expected {(height, width, 4)}")
     Gimp.progress_end()
     return data
+
+
+def option_values(config, options) -> dict:
+    """The dialog's engine options, keyed by plug-in argument name (options.py's dialog options)."""
+    return {option.plugin_name: config.get_property(option.plugin_name) for option in options.DIALOG_OPTIONS}
+
+
+def chosen_server(config) -> str:
+    """The server address Advanced › Engine names ("" for this computer); BridgeError when it is set
+    to a server but no address is given."""
+    if config.get_property("engine") != "server":
+        return ""
+    server = config.get_property("server-address").strip()
+    if not server:
+        raise nst_bridge.BridgeError("Advanced \u203a Engine is set to a server, but no server address is given: "
+                                     "paste the address `stylize serve` printed, or choose This computer.")
+    return server
 
 
 def insert_result(image, layer, data, name):
