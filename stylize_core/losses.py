@@ -24,7 +24,9 @@ class _Gram(torch.autograd.Function):
 
     Autograd's generic matmul backward would compute the gradient for F and for
     F^T separately, two matmuls as large as the forward; the Gram matrices are
-    the largest cost of an iteration after the convolutions themselves.
+    the largest cost of an iteration after the convolutions themselves. The
+    gradient comes back in F's own memory layout (channels-last activations are
+    F^T in memory), so the backward pass never converts a full-size tensor.
     """
 
     @staticmethod
@@ -35,13 +37,23 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (flat,) = ctx.saved_tensors
-        return (grad + grad.t()) @ flat / flat.shape[1]
+        symmetric = (grad + grad.t()) / flat.shape[1]  # C x C: dividing here, not the C x HW product
+        if flat.stride(0) == 1:  # F^T is the contiguous one: dF^T = F^T S (S symmetric)
+            return (flat.t() @ symmetric).t()
+        return symmetric @ flat
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(1, C, H, W) -> (C, C), averaged over positions, computed in float32."""
     _, channels, height, width = features.shape
-    return _Gram.apply(features.reshape(channels, height * width).float())
+    # F is taken as a view and converted to float32 in its own memory layout (a conversion that
+    # has to transpose is several times slower); in the backward pass nothing full-size is then
+    # transposed, zero-filled or added across layouts either.
+    if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+        flat = features.permute(0, 2, 3, 1).reshape(height * width, channels).float().t()
+    else:
+        flat = features.reshape(channels, height * width).float()
+    return _Gram.apply(flat)
 
 
 def style_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:

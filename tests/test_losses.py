@@ -50,12 +50,15 @@ def test_blended_targets_weigh_the_styles():
     assert torch.allclose(blended["relu1_1"], 0.75 * gram_matrix(a["relu1_1"]) + 0.25 * gram_matrix(b["relu1_1"]))
 
 
-def test_gram_gradient_matches_autograd():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_and_its_gradient_match_autograd_in_either_memory_layout(layout):
     torch.manual_seed(1)
-    features = torch.rand(1, 5, 4, 6, dtype=torch.float64, requires_grad=True)
+    features = torch.rand(1, 5, 4, 6, dtype=torch.float64).to(memory_format=layout).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda f: gram_matrix(f.float()).double(), (features,), eps=1e-3, atol=1e-2)
     weights = torch.rand(5, 5)
     (gram_matrix(features.float()) * weights).sum().backward()
-    expected = torch.autograd.grad((features.reshape(5, -1) @ features.reshape(5, -1).t() / 24 * weights).sum(),
-                                   features)[0]
+    flat = features.reshape(5, -1)
+    expected = torch.autograd.grad((flat @ flat.t() / 24 * weights).sum(), features)[0]
     assert torch.allclose(features.grad, expected, rtol=1e-4, atol=1e-6)
+    # The gradient keeps the activations' layout (a full-size conversion per layer otherwise).
+    assert features.grad.is_contiguous(memory_format=layout)
