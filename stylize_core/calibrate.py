@@ -10,7 +10,7 @@ import torch
 
 from .losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
 from .optimize import Objective, autocast_for, optimize
-from .timing import Calibration, read_calibrations, remember
+from .timing import Calibration, read_calibrations, remember, remember_precision, remembered_precision
 from .vgg import VGG19Features
 
 SIDES = (96, 192)
@@ -24,9 +24,10 @@ MIN_SECONDS_TO_LEARN = 5.0
 """Shorter runs say more about start-up noise than about the device's speed."""
 BF16_MIN_GAIN = 1.25
 """On a CPU, "auto" takes bf16 only where it is at least this much faster than fp32: CPUs with AMX or
-AVX-512 BF16 run it 2-3x faster (benchmarks/speed.py), the others emulate it, more slowly than fp32."""
-COMPARED_PIXELS = 512 * 512
-"""The size the two precisions' speeds are compared at: the default working size."""
+AVX-512 BF16 run it about 2x faster (benchmarks/speed.py), the others emulate it, more slowly than fp32."""
+CHOICE_SIDE = 256
+"""The size the two precisions are timed at for that choice: at the calibration's small sizes fixed
+costs hide most of the difference."""
 
 
 def precision_for(network: VGG19Features, device: torch.device, requested: str) -> str:
@@ -38,9 +39,22 @@ def precision_for(network: VGG19Features, device: torch.device, requested: str) 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type != "cpu":
         return "fp32"
-    full = calibration_for(network, device, "fp32").iteration_seconds(COMPARED_PIXELS)
-    mixed = calibration_for(network, device, "bf16").iteration_seconds(COMPARED_PIXELS)
-    return "bf16" if full >= BF16_MIN_GAIN * mixed else "fp32"
+    key = calibration_key(device, "auto")
+    chosen = remembered_precision(key)
+    if chosen is None:
+        chosen = faster_cpu_precision(network, device)
+        remember_precision(key, chosen)
+    return chosen
+
+
+def faster_cpu_precision(network: VGG19Features, device: torch.device) -> str:
+    """fp32 and bf16 timed side by side, alternately, the best of two each: a burst of other load on
+    the machine slows both alike instead of deciding the choice."""
+    seconds = {"fp32": [], "bf16": []}
+    for _ in range(2):
+        for precision, times in seconds.items():
+            times.append(seconds_per_iteration(network, device, precision, CHOICE_SIDE))
+    return "bf16" if min(seconds["fp32"]) >= BF16_MIN_GAIN * min(seconds["bf16"]) else "fp32"
 
 
 def calibration_for(network: VGG19Features, device: torch.device, precision: str) -> Calibration:

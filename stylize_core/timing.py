@@ -82,37 +82,69 @@ def describe_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def cache_file() -> Path:
+def cache_folder() -> Path:
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Caches"
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "stylize-core" / "calibration.json"
+    return base / "stylize-core"
+
+
+def cache_file() -> Path:
+    return cache_folder() / "calibration.json"
+
+
+def precision_file() -> Path:
+    return cache_folder() / "precision.json"
+
+
+def read_json(path: Path):
+    """The file's JSON, or None when it is missing or damaged."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data) -> None:
+    """Atomically (readers never see half a file); a read-only cache is measured again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=1)
+        os.replace(temp_name, path)
+    except OSError:
+        pass
 
 
 def read_calibrations(path: Path | None = None) -> list[Calibration]:
     """Every calibration on file, the most recent last; none when the file is missing or damaged."""
     try:
-        entries = json.loads((path or cache_file()).read_text(encoding="utf-8"))
-        return [Calibration(**entry) for entry in entries]
-    except (OSError, ValueError, TypeError):
+        return [Calibration(**entry) for entry in read_json(path or cache_file())]
+    except TypeError:
         return []
 
 
 def remember(calibration: Calibration, path: Path | None = None) -> None:
-    """Keep `calibration` as the latest for its key (atomically: readers never see half a file)."""
+    """Keep `calibration` as the latest for its key."""
     path = path or cache_file()
     entries = [c for c in read_calibrations(path) if c.key != calibration.key] + [calibration]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=".calibration-", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump([asdict(c) for c in entries], stream, indent=1)
-        os.replace(temp_name, path)
-    except OSError:
-        pass  # a read-only cache: the next run measures again, nothing worse
+    write_json(path, [asdict(c) for c in entries])
+
+
+def remembered_precision(key: str, path: Path | None = None) -> str | None:
+    """The precision chosen for this device (calibrate.precision_for), if it was measured."""
+    choices = read_json(path or precision_file())
+    return choices.get(key) if isinstance(choices, dict) else None
+
+
+def remember_precision(key: str, precision: str, path: Path | None = None) -> None:
+    path = path or precision_file()
+    choices = read_json(path)
+    write_json(path, {**(choices if isinstance(choices, dict) else {}), key: precision})
 
 
 def latest_for(device_choice: str, path: Path | None = None) -> Calibration | None:

@@ -198,21 +198,29 @@ def test_precision_bf16_runs_the_network_in_bf16(content, style, precisions_used
 
 
 @pytest.mark.parametrize("faster", ["fp32", "bf16"])
-def test_auto_precision_on_a_cpu_is_the_one_its_calibration_measured_faster(content, style, precisions_used,
-                                                                           monkeypatch, tmp_path, faster):
-    """auto on a CPU: bf16 only where this CPU was measured to run it BF16_MIN_GAIN faster than fp32 (AMX,
-    AVX-512 BF16), else fp32; the dialog's time estimate then reads the chosen one's calibration."""
-    from stylize_core.calibrate import BF16_MIN_GAIN, calibration_key, device_name
-    from stylize_core.timing import Calibration, latest_for, remember
+def test_auto_precision_on_a_cpu_is_the_one_measured_faster_once(content, style, precisions_used, monkeypatch,
+                                                                 tmp_path, faster):
+    """auto on a CPU: bf16 only where this CPU runs it BF16_MIN_GAIN faster than fp32 (AMX, AVX-512 BF16),
+    else fp32; measured once, then remembered; the dialog's estimate then reads the chosen one's calibration."""
+    from stylize_core import calibrate
+    from stylize_core.timing import latest_for
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    cpu = torch.device("cpu")
-    # bf16 three times faster, or faster by just short of the gain that makes it worth taking.
-    seconds = {"fp32": 3.0 if faster == "bf16" else 0.9 * BF16_MIN_GAIN, "bf16": 1.0}
-    for precision in sorted(seconds, key=lambda name: name != faster):  # the loser on file last
-        remember(Calibration(calibration_key(cpu, precision), "cpu", device_name(cpu), 0.0, seconds[precision]))
+    # This CPU's timings: bf16 three times faster, or faster by just short of the gain worth taking.
+    seconds = {"fp32": 3.0 if faster == "bf16" else 0.9 * calibrate.BF16_MIN_GAIN, "bf16": 1.0}
+    timed = []
+
+    def fake_timing(network, device, precision, side):
+        timed.append(precision)
+        return seconds[precision]
+    monkeypatch.setattr(calibrate, "seconds_per_iteration", fake_timing)
     run(content, style, iterations=1, max_size=64)
     assert precisions_used and set(precisions_used) == {faster}
-    assert latest_for("cpu").key == calibration_key(cpu, faster)
+    assert set(timed) == {"fp32", "bf16"}
+    assert latest_for("cpu").key == calibrate.calibration_key(torch.device("cpu"), faster)
+    timed.clear()
+    precisions_used.clear()
+    run(content, style, iterations=1, max_size=64)
+    assert timed == [] and set(precisions_used) == {faster}
 
 
 def test_device_is_honoured():
