@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from .lbfgs import LBFGS
-from .losses import CONTENT_LAYER, STYLE_LAYERS, content_loss, style_loss, total_variation
+from .losses import CONTENT_LAYER, content_loss, style_loss, total_variation
 from .vgg import VGG19Features
 
-WANTED_LAYERS = frozenset(STYLE_LAYERS + (CONTENT_LAYER,))
 STALL_WINDOW = 10
 LBFGS_HISTORY = 20
 ADAM_LEARNING_RATE = 0.02
@@ -55,9 +54,14 @@ class Objective:
     anchor: torch.Tensor | None = None
     """Detail scales: the working-size result, whose composition the image must keep."""
 
+    def __post_init__(self):
+        # The network runs only as deep as the losses look: a detail scale matches the fine layers
+        # alone, so its passes stop at the content layer (relu4_2) instead of relu5_1.
+        self.layers = frozenset(self.style_targets) | {CONTENT_LAYER}
+
     def __call__(self, image: torch.Tensor, content_target: torch.Tensor | None = None) -> torch.Tensor:
         with autocast_for(image, self.precision):
-            features = self.network(image, WANTED_LAYERS)
+            features = self.network(image, self.layers)
         target = self.content_target if content_target is None else content_target
         return (STYLE_WEIGHT * self.strength * style_loss(features, self.style_targets)
                 + self.content_weight * content_loss(features[CONTENT_LAYER], target)

@@ -62,3 +62,24 @@ def test_the_detail_stage_keeps_the_composition_and_adds_fine_texture(style):
     detail = lambda rgb: np.abs(np.diff(rgb, axis=1)).mean()  # neighbouring pixels' differences
     # Upscaled alone the ratio is 1; the detail stage gave 1.38 to 1.52 (fp32 or bf16, either memory layout).
     assert detail(full) > 1.25 * detail(working)
+
+
+def test_a_detail_scales_passes_stop_at_the_content_layer(style, monkeypatch):
+    """A detail scale matches only the fine layers: its passes need the network up to relu4_2 (the
+    content), not the 13 convolutions up to relu5_1 that the composition scales need."""
+    import torch.nn.functional as F
+    from stylize_core import vgg
+    passes = []  # (image width, convolutions run) per pass through the network
+    convolve = F.conv2d
+
+    def counting_conv2d(x, weight, *args, **kwargs):
+        if weight.shape[1] == 3:  # conv1_1: a new pass, on the replicate-padded image
+            passes.append([x.shape[-1] - 2, 0])
+        passes[-1][1] += 1
+        return convolve(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(vgg.F, "conv2d", counting_conv2d)
+    stylize(rgb_of(small(CONTENT, 200)), style, Settings(max_size=64, resolution="full", iterations=2,
+                                                         device="cpu"))
+    depth = lambda width: max(count for w, count in passes if w == width)
+    assert depth(64) == 13 and depth(200) == 10, passes
