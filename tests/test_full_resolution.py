@@ -60,8 +60,9 @@ def test_the_detail_stage_keeps_the_composition_and_adds_fine_texture(style):
     shrunk = resize_rgb(full, (64, 48))
     assert np.abs(shrunk - resize_rgb(working, (64, 48))).mean() < 0.02
     detail = lambda rgb: np.abs(np.diff(rgb, axis=1)).mean()  # neighbouring pixels' differences
-    # Upscaled alone the ratio is 1; the detail stage gave 1.38 to 1.52 (fp32 or bf16, either memory layout).
-    assert detail(full) > 1.25 * detail(working)
+    # Upscaled alone the ratio is 1; the detail stage at fast's (8, 4, 2) iterations gave 2.75 (fp32) and
+    # 2.89 (bf16); at the former (4, 2, 1), 1.38 to 1.52.
+    assert detail(full) > 1.5 * detail(working)
 
 
 def test_a_detail_scales_passes_stop_at_the_content_layer(style, monkeypatch):
