@@ -44,16 +44,24 @@ class _Gram(torch.autograd.Function):
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(1, C, H, W) -> (C, C), averaged over positions, computed in float32."""
+    """(1, C, H, W) -> (C, C) float32, averaged over positions.
+
+    The product runs in float32, except for bfloat16 features on a CPU: there it runs in bfloat16
+    (oneDNN accumulates in float32, only the C x C result is rounded, a relative 0.4 %), which
+    spares converting F to float32 and back and is twice as fast as a float32 product. Measured
+    on a 1427x892 detail iteration: 13 % less time, the gradient within 0.1 %. On a GPU the
+    float32 product is kept: cuBLAS may also reduce bfloat16 products in bfloat16."""
     _, channels, height, width = features.shape
-    # F is taken as a view and converted to float32 in its own memory layout (a conversion that
-    # has to transpose is several times slower); in the backward pass nothing full-size is then
+    in_bfloat16 = features.dtype == torch.bfloat16 and features.device.type == "cpu"
+    dtype = torch.bfloat16 if in_bfloat16 else torch.float32
+    # F is taken as a view and converted in its own memory layout (a conversion that has to
+    # transpose is several times slower); in the backward pass nothing full-size is then
     # transposed, zero-filled or added across layouts either.
     if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
-        flat = features.permute(0, 2, 3, 1).reshape(height * width, channels).float().t()
+        flat = features.permute(0, 2, 3, 1).reshape(height * width, channels).to(dtype).t()
     else:
-        flat = features.reshape(channels, height * width).float()
-    return _Gram.apply(flat)
+        flat = features.reshape(channels, height * width).to(dtype)
+    return _Gram.apply(flat).float()
 
 
 def style_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:

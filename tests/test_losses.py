@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from stylize_core.losses import _Gram, blend_grams, content_loss, gram_matrix, style_loss, total_variation
 
@@ -67,3 +68,37 @@ def test_gram_and_its_gradient_match_autograd_in_either_memory_layout(layout):
         flat = features.detach().float().reshape(5, 24).requires_grad_(True)
     gradient, = torch.autograd.grad((_Gram.apply(flat) * weights).sum(), flat)
     assert gradient.stride() == flat.stride()
+
+
+class RecordingMatmuls(TorchDispatchMode):
+    """Records the input dtype of every matrix product run while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.matmul.default):
+            self.dtypes.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_bfloat16_features_on_a_cpu_make_their_gram_in_bfloat16_and_close_to_float32(layout):
+    """A bfloat16 pass's Gram multiplies in bfloat16 (no float32 copy of F either way), returns
+    float32, and stays within bfloat16's rounding of the float32 Gram and its gradient."""
+    torch.manual_seed(2)
+    features = (torch.rand(1, 16, 40, 50) * 50).to(memory_format=layout)
+    low = features.bfloat16().requires_grad_(True)
+    weights = torch.rand(16, 16)
+    with RecordingMatmuls() as matmuls:
+        gram = gram_matrix(low)
+        (gram * weights).sum().backward()
+    assert gram.dtype == torch.float32
+    assert matmuls.dtypes == [torch.bfloat16, torch.bfloat16]  # the forward product and the backward one
+    exact = features.float().requires_grad_(True)
+    expected = gram_matrix(exact)
+    (expected * weights).sum().backward()
+    assert torch.allclose(gram, expected, rtol=1e-2)
+    assert low.grad.dtype == torch.bfloat16
+    assert float((low.grad.float() - exact.grad).norm() / exact.grad.norm()) < 1e-2
