@@ -5,7 +5,8 @@ benchmarks/big_layer.py print the measured peaks next to these estimates):
 
 * VGG19 up to relu5_1 keeps about ACTIVATION_BYTES_PER_PIXEL bytes per input
   pixel alive between a forward and its backward pass (float32; bf16/fp16
-  autocast keeps roughly MIXED_PRECISION_FACTOR of that);
+  autocast keeps roughly MIXED_PRECISION_FACTOR of that, or CPU_BF16_FACTOR on a
+  CPU, where the Gram matrices need no float32 copy of the features);
 * the optimiser keeps whole-image buffers: the image, its gradient, the content,
   and for L-BFGS 2 x history vectors, 12 bytes per pixel each;
 * a fixed part: the framework, the weights, the allocator's slack.
@@ -21,6 +22,11 @@ from .hostmemory import available_bytes
 
 ACTIVATION_BYTES_PER_PIXEL = 2600
 MIXED_PRECISION_FACTOR = 0.6
+"""bf16/fp16 activations plus the float32 copies of the style layers that float32 Grams keep."""
+CPU_BF16_FACTOR = 0.46
+"""bf16 on a CPU, whose Grams multiply in bf16 (losses.gram_matrix): no float32 copies, about 490 bytes
+a pixel less. Measured: 5.74-5.83 GB at 2560x1600 (benchmarks/full_resolution.py), 7.1 GB estimated
+with MIXED_PRECISION_FACTOR."""
 IMAGE_VECTOR_BYTES_PER_PIXEL = 12  # 3 channels x float32
 FIXED_BYTES = {"cpu": 750 * 2**20, "cuda": 600 * 2**20, "mps": 750 * 2**20}
 BUDGET_FRACTION = 0.85
@@ -33,8 +39,11 @@ TILE_MARGIN = 64
 MIN_LBFGS_HISTORY = 5
 
 
-def activation_bytes(pixels: int, precision: str) -> int:
-    factor = 1.0 if precision == "fp32" else MIXED_PRECISION_FACTOR
+def activation_bytes(pixels: int, precision: str, device_type: str) -> int:
+    if precision == "fp32":
+        factor = 1.0
+    else:
+        factor = CPU_BF16_FACTOR if precision == "bf16" and device_type == "cpu" else MIXED_PRECISION_FACTOR
     return int(pixels * ACTIVATION_BYTES_PER_PIXEL * factor)
 
 
@@ -49,7 +58,7 @@ def estimate_peak_bytes(width: int, height: int, device_type: str, optimizer: st
     pixels = width * height
     side = lambda n: min(n, tile + 2 * TILE_MARGIN) if tile else n
     return (FIXED_BYTES.get(device_type, FIXED_BYTES["cpu"])
-            + activation_bytes(side(width) * side(height), precision)
+            + activation_bytes(side(width) * side(height), precision, device_type)
             + image_buffer_bytes(pixels, optimizer, history))
 
 
