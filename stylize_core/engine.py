@@ -35,7 +35,7 @@ from .color import keep_content_chrominance, match_color_statistics
 from .errors import InputError, StylizeError
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
-from .optimize import Objective, autocast_for, optimize
+from .optimize import Curvature, Objective, autocast_for, optimize
 from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
@@ -161,10 +161,15 @@ def optimize_pyramid(run: Run) -> np.ndarray:
     torch.manual_seed(run.settings.seed)
     image = None
     composition = None
+    curvature = Curvature()
     cost_before = 0
     for number, scale in enumerate(run.plan.scales, start=1):
         if scale.detail and composition is None:
             composition = image.detach()
+        if not scale.detail:
+            # Only a detail scale's first step takes the scale before's curvature (measured there:
+            # benchmarks/full_resolution.py); the composition scales start as they were tuned.
+            curvature.per_pixel = None
         content = to_tensor(resize_rgb(run.content.rgb, (scale.width, scale.height)), device)
         if image is None:
             image = content if run.settings.init == "content" else (
@@ -175,7 +180,7 @@ def optimize_pyramid(run: Run) -> np.ndarray:
         on_iteration = run.on_iteration(number, scale, cost_before)
         while True:
             try:
-                image = optimize_scale(run, scale, image, content, on_iteration, composition)
+                image = optimize_scale(run, scale, image, content, on_iteration, composition, curvature)
                 break
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_out_of_memory(error):
@@ -195,7 +200,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.Tensor, on_iteration,
-                   composition: torch.Tensor | None = None):
+                   composition: torch.Tensor | None = None, curvature: Curvature | None = None):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
         style_targets = blend_grams([style_grams(run, rgb, scale, tile) for rgb in run.style_rgbs],
@@ -209,7 +214,7 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
     if tile is not None:
         objective = TiledObjective(objective, content, tile, run.generator)
     return optimize(image, objective, scale.iterations, run.settings.optimizer, run.settings.stall_tolerance,
-                    on_iteration, scale.memory.history)
+                    on_iteration, scale.memory.history, curvature)
 
 
 def style_grams(run: Run, rgb: np.ndarray, scale: Scale, tile: int | None) -> dict[str, torch.Tensor]:

@@ -31,7 +31,9 @@ CURVATURE_EPSILON = 1e-10
 class LBFGS:
     """Steps `image` (a leaf tensor) along the L-BFGS direction of the gradient in image.grad."""
 
-    def __init__(self, image: torch.Tensor, history: int):
+    def __init__(self, image: torch.Tensor, history: int, first_step_scale: torch.Tensor | None = None):
+        """first_step_scale: the inverse Hessian's scale gamma to take the first step with, known from
+        a similar problem (the previous scale of coarse to fine); without it the first step is short."""
         pixels = image.numel()
         self.image = image
         self.history = history
@@ -43,15 +45,22 @@ class LBFGS:
         """[i, j] = s_i . y_j, by slot."""
         self.change_dot_change = image.new_zeros(history, history)
         """[i, j] = y_i . y_j, by slot."""
-        self.hessian_scale = image.new_ones(())
+        self.hessian_scale = image.new_ones(()) if first_step_scale is None else first_step_scale.clone()
         """gamma = s.y / y.y of the newest used pair: the initial inverse Hessian is gamma I."""
+        self.first_step_scale = first_step_scale
         self.previous_gradient = image.new_zeros(pixels)
         self.taken = 0
+
+    def measured_scale(self) -> torch.Tensor | None:
+        """gamma, once a pair of steps has measured it (or it was given); None before."""
+        return self.hessian_scale if self.taken > 1 or self.first_step_scale is not None else None
 
     @torch.no_grad()
     def step(self) -> None:
         gradient = self.image.grad.reshape(-1)
-        if self.taken == 0:
+        if self.taken == 0 and self.first_step_scale is not None:
+            direction = gradient.neg().mul_(self.first_step_scale)
+        elif self.taken == 0:
             # Steepest descent, no longer than 1 / |g|_1 (as torch's first step), since
             # there is no curvature yet to say how far to go.
             direction = gradient.neg().mul_(gradient.abs().sum().reciprocal().clamp(max=1))

@@ -90,9 +90,18 @@ class Objective:
         return loss.detach()
 
 
+@dataclass
+class Curvature:
+    """L-BFGS's inverse Hessian scale (gamma = s.y / y.y) where one scale's optimisation ended, per
+    pixel: the losses are averages over pixels, so a scale with k times the pixels has about k times
+    the gamma. Started with it, the next scale's first step is a full one instead of a short
+    steepest-descent probe, which on a detail scale of two iterations was half of them."""
+    per_pixel: torch.Tensor | None = None
+
+
 def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimizer: str,
              stall_tolerance: float, on_iteration: Callable[[int, float], None],
-             history: int = LBFGS_HISTORY) -> torch.Tensor:
+             history: int = LBFGS_HISTORY, curvature: Curvature | None = None) -> torch.Tensor:
     """Minimise objective over the pixels of image (1, 3, H, W); returns the result clamped to 0..1.
 
     on_iteration(i, loss) is called for each iteration i = 1..iterations; on a GPU one
@@ -101,12 +110,18 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
     no queue: there it is read at once, and the first progress comes one iteration
     sooner). The run
     stops early when the loss improved by less than stall_tolerance (relative)
-    over the last STALL_WINDOW iterations.
+    over the last STALL_WINDOW iterations. With L-BFGS, `curvature` (when given) starts the
+    first step when it holds a value, and holds this run's at the end.
     """
     image = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     image.grad = torch.zeros_like(image)
+    lbfgs = None
     if optimizer == "lbfgs":
-        step = LBFGS(image, history).step
+        first_step_scale = None
+        if curvature is not None and curvature.per_pixel is not None:
+            first_step_scale = curvature.per_pixel * image[0, 0].numel()
+        lbfgs = LBFGS(image, history, first_step_scale)
+        step = lbfgs.step
     else:
         adam = torch.optim.Adam([image], lr=ADAM_LEARNING_RATE)
 
@@ -136,4 +151,7 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
             break
     for loss in unread:
         read_back(loss)
+    if lbfgs is not None and curvature is not None:
+        scale = lbfgs.measured_scale()
+        curvature.per_pixel = None if scale is None else scale / image[0, 0].numel()
     return image.detach().clamp(0, 1)

@@ -23,14 +23,17 @@ DETAIL_STEP = 2.0
 """Each detail scale is at most this much larger (per side) than the one before."""
 DETAIL_ITERATIONS: dict[str, tuple[int, ...]] = {
     "fast": (8, 4, 2),
-    "balanced": (16, 8, 2),
+    "balanced": (16, 8, 1),
     "best": (24, 12, 2),
 }
 """Iterations of the detail scales, the first (nearest the working size) first; further scales take
 the last number. Measured on ladybird x starry_night at 2560x1600 (benchmarks/full_resolution.py and
 its fine-texture distance, against the working size upscaled): (8, 4, 2) -10 % in 2.5x the working
 size's time, (16, 8, 2) -29 % in 3.3x, (24, 12, 2) -38 % in 4.3x. The intermediate scales paint the
-strokes, the last one sharpens them: (16, 8, 4) gave -30 % in 5.2x, (4, 2, 4) -6 %."""
+strokes, the last one sharpens them: (16, 8, 4) gave -30 % in 5.2x, (4, 2, 4) -6 %. Since each detail
+scale's first step takes the curvature of the scale before (optimize.Curvature), one iteration at the
+full size sharpens as two did: (16, 8, 1) -34 % and -37 % after starry_night (garden, ladybird) in
+14-20 % less time than (16, 8, 2) without it (-31 %, -36 %)."""
 
 
 PREVIEW_SIDE = 256

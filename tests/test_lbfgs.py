@@ -5,7 +5,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from stylize_core.lbfgs import LBFGS
-from stylize_core.optimize import optimize
+from stylize_core.optimize import Curvature, optimize
 from helpers import example_objective
 
 READ_BACK_OPS = {"_local_scalar_dense", "is_nonzero", "item", "nonzero", "equal"}
@@ -152,3 +152,37 @@ def test_the_loss_falls_and_a_stall_stops_the_run(objective_and_image):
     assert losses[-1] < 0.8 * losses[0]
     # A 50 % improvement per 10 iterations is soon out of reach: the run stops early.
     assert 11 <= len(losses) < 60
+
+
+class MeanSquares:
+    """The mean over pixels of stiffness * (pixel - 0.5)^2: a loss normalised per pixel, as ours are,
+    so its inverse curvature grows with the pixel count."""
+
+    def __init__(self, stiffness: float):
+        self.stiffness = stiffness
+
+    def evaluate(self, image: torch.Tensor) -> torch.Tensor:
+        loss = self.stiffness * (image - 0.5).pow(2).mean(dim=(0, 2, 3)).sum()
+        loss.backward()
+        return loss.detach()
+
+
+def test_the_next_scale_starts_with_the_curvature_of_the_scale_before():
+    """Solved at 16x16, the same loss at 32x32 takes a full first step, scaled by the pixel count,
+    where a fresh L-BFGS only probes; without a curvature measured (one iteration) none is handed on."""
+    torch.manual_seed(3)
+    loss = MeanSquares(stiffness=4.0)
+    curvature = Curvature()
+    optimize(torch.rand(1, 3, 16, 16), loss, 5, "lbfgs", 0.0, lambda i, value: None, curvature=curvature)
+    assert curvature.per_pixel is not None
+    start = torch.rand(1, 3, 32, 32)
+    first_losses = {}
+    for name, handed_on in (("carried", curvature), ("fresh", None)):
+        losses = []
+        optimize(start, loss, 2, "lbfgs", 0.0, lambda i, value: losses.append(value), curvature=handed_on)
+        first_losses[name] = losses  # the loss at the start, then after the first step
+    assert first_losses["carried"][1] < 0.01 * first_losses["carried"][0]
+    assert first_losses["fresh"][1] > 0.5 * first_losses["fresh"][0]
+    once = Curvature()
+    optimize(start, loss, 1, "lbfgs", 0.0, lambda i, value: None, curvature=once)
+    assert once.per_pixel is None
