@@ -104,7 +104,10 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     report.plan(plan.describe(), plan.predicted_seconds)
     run = Run(plan, settings, content, styles, report, network)
     result = optimize_pyramid(run)
-    learn_from_run(calibration, plan.predicted_seconds, time.perf_counter() - run.started)
+    if settings.resolution != "preview":
+        # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
+        # for: learning from them would pull the full runs' estimate towards theirs.
+        learn_from_run(calibration, plan.predicted_seconds, time.perf_counter() - run.started)
     rgb = resize_rgb(result, plan.output_size)
     if settings.preserve_colors == "luminance":
         rgb = keep_content_chrominance(rgb, resize_rgb(content.rgb, plan.output_size))

@@ -85,3 +85,19 @@ def test_a_run_moves_the_calibration_towards_the_speed_it_showed(tmp_path, monke
     assert 0.5 < learned.seconds_per_megapixel / CPU.seconds_per_megapixel < 0.53
     learn_from_run(learned, predicted=2.0, measured=1.0)  # too short to say anything
     assert read_calibrations()[-1] == learned
+
+
+def test_full_runs_teach_the_calibration_and_previews_do_not(tmp_path, monkeypatch):
+    """The dialog's previews come ten at a time at sizes whose per-pixel cost is not a full run's:
+    they must not pull the estimate shown for the full run towards theirs."""
+    from stylize_core import calibrate, stylize
+    from helpers import CONTENT, STYLE, rgb_of, small
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(calibrate, "MIN_SECONDS_TO_LEARN", 0.0)  # these runs are short
+    content, style = rgb_of(small(CONTENT, 160)), rgb_of(small(STYLE, 128))
+    stylize(content, style, Settings(resolution="preview", device="cpu"))
+    measured = read_calibrations()[-1]  # measured by the first run, before it
+    stylize(content, style, Settings(resolution="preview", device="cpu"))
+    assert read_calibrations()[-1] == measured
+    stylize(content, style, Settings(max_size=128, iterations=3, device="cpu"))
+    assert read_calibrations()[-1] != measured
