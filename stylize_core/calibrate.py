@@ -13,12 +13,14 @@ from .optimize import Objective, autocast_for, optimize
 from .timing import Calibration, read_calibrations, remember, remember_precision, remembered_precision
 from .vgg import VGG19Features
 
-SIDES = (256, 512)
-"""Two square sizes, far enough apart to fit a line, and as large as the working sizes the estimate is
-for: on a CPU an iteration costs more per pixel once the activations outgrow the caches. Measured here
-(bf16, s per megapixel): 5.1 at 96 px, 2.2 at 192, 1.8 at 256, 3.0 at 384, 3.2 at 512, 4.4 at 1024; a
-line through 96 and 192 px predicted 512x320 runs at about half their time."""
-ITERATIONS = 3
+SIDES = (96, 192)
+"""Two square sizes, small enough to take a second or two on a CPU, far enough apart to fit a line.
+A line is a rough model on a CPU: there an iteration's cost per pixel falls, then grows once the
+activations outgrow the caches (bf16 here, s per megapixel: 5.1 at 96 px, 2.2 at 192, 1.8 at 256, 3.0
+at 384, 3.2 at 512, 4.4 at 1024). Fresh, it predicts runs at about half their time on this machine;
+learn_from_run corrects that within two or three runs. A line through 256 and 512 px was no better:
+it priced the many small-scale iterations too low (first runs 0.51 and 0.61 of the time)."""
+ITERATIONS = 4
 """Timed iterations per size, after one that is not timed (kernel choice, caches)."""
 LEARNING_RATE = 0.5
 """After each run, the calibration moves this far (geometrically) towards the speed the run showed:
