@@ -33,7 +33,8 @@ class LBFGS:
 
     def __init__(self, image: torch.Tensor, history: int, first_step_scale: torch.Tensor | None = None):
         """first_step_scale: the inverse Hessian's scale gamma to take the first step with, known from
-        a similar problem (the previous scale of coarse to fine); without it the first step is short."""
+        a similar problem (the previous scale of coarse to fine; NaN where that measured none); without
+        it the first step is short."""
         pixels = image.numel()
         self.image = image
         self.history = history
@@ -45,25 +46,33 @@ class LBFGS:
         """[i, j] = s_i . y_j, by slot."""
         self.change_dot_change = image.new_zeros(history, history)
         """[i, j] = y_i . y_j, by slot."""
-        self.hessian_scale = image.new_ones(()) if first_step_scale is None else first_step_scale.clone()
+        self.scale_known = (image.new_zeros((), dtype=torch.bool) if first_step_scale is None
+                            else torch.isfinite(first_step_scale))
+        """Whether gamma was given or measured by a used pair: on the device, so nothing is read back."""
+        self.hessian_scale = (image.new_ones(()) if first_step_scale is None
+                              else torch.where(self.scale_known, first_step_scale, 1.0))
         """gamma = s.y / y.y of the newest used pair: the initial inverse Hessian is gamma I."""
         self.first_step_scale = first_step_scale
         self.previous_gradient = image.new_zeros(pixels)
         self.taken = 0
 
     def measured_scale(self) -> torch.Tensor | None:
-        """gamma, once a pair of steps has measured it (or it was given); None before."""
-        return self.hessian_scale if self.taken > 1 or self.first_step_scale is not None else None
+        """gamma where a used pair measured it (or it was given), NaN where every pair was left out;
+        None when no pair can have been (fewer than two steps and none given)."""
+        if self.taken <= 1 and self.first_step_scale is None:
+            return None
+        return torch.where(self.scale_known, self.hessian_scale, torch.nan)
 
     @torch.no_grad()
     def step(self) -> None:
         gradient = self.image.grad.reshape(-1)
-        if self.taken == 0 and self.first_step_scale is not None:
-            direction = gradient.neg().mul_(self.first_step_scale)
-        elif self.taken == 0:
-            # Steepest descent, no longer than 1 / |g|_1 (as torch's first step), since
-            # there is no curvature yet to say how far to go.
-            direction = gradient.neg().mul_(gradient.abs().sum().reciprocal().clamp(max=1))
+        if self.taken == 0:
+            # Steepest descent, no longer than 1 / |g|_1 (as torch's first step) where there is no
+            # curvature yet to say how far to go; with a known gamma, as far as that says.
+            length = gradient.abs().sum().reciprocal().clamp(max=1)
+            if self.first_step_scale is not None:
+                length = torch.where(self.scale_known, self.hessian_scale, length)
+            direction = gradient.neg().mul_(length)
         else:
             self._remember_pair(gradient)
             direction = self._compact_direction(gradient)
@@ -79,6 +88,7 @@ class LBFGS:
         curvature = torch.dot(step, change)
         used = curvature > CURVATURE_EPSILON
         self.hessian_scale = torch.where(used, curvature / torch.dot(change, change), self.hessian_scale)
+        self.scale_known = self.scale_known | used
         change.mul_(used.to(change.dtype))
         with_change = self.pairs @ change
         self.step_dot_change[:, slot] = with_change[:self.history]

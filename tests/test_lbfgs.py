@@ -186,3 +186,27 @@ def test_the_next_scale_starts_with_the_curvature_of_the_scale_before():
     once = Curvature()
     optimize(start, loss, 1, "lbfgs", 0.0, lambda i, value: None, curvature=once)
     assert once.per_pixel is None
+
+
+class Slope:
+    """A linear loss: its gradient never changes, so no pair of steps has curvature to measure."""
+
+    def evaluate(self, image: torch.Tensor) -> torch.Tensor:
+        loss = image.sum() / image.numel()
+        loss.backward()
+        return loss.detach()
+
+
+def test_a_scale_whose_pairs_all_went_unused_hands_on_no_curvature():
+    """Its gamma is still the default 1, not a measurement: the next scale takes the short first step."""
+    torch.manual_seed(4)
+    curvature = Curvature()
+    optimize(torch.rand(1, 3, 16, 16), Slope(), 2, "lbfgs", 0.0, lambda i, value: None, curvature=curvature)
+    assert torch.isnan(curvature.per_pixel)
+    start, loss = torch.rand(1, 3, 32, 32), MeanSquares(stiffness=4.0)
+    first_steps = []
+    for handed_on in (curvature, None):
+        losses = []
+        optimize(start, loss, 2, "lbfgs", 0.0, lambda i, value: losses.append(value), curvature=handed_on)
+        first_steps.append(losses[1])
+    assert first_steps[0] == first_steps[1]
