@@ -1,27 +1,28 @@
-"""Measuring this device's speed once (timing.py predicts from it): a few real iterations at two sizes."""
+"""Measuring this device's speed once (timing.py predicts from it): a few real iterations at a few sizes."""
 
 from __future__ import annotations
 
 import platform
 import time
-from dataclasses import replace
 
 import torch
 
-from .losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
+from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, gram_matrix
 from .optimize import Objective, autocast_for, optimize
 from .timing import Calibration, read_calibrations, remember, remember_precision, remembered_precision
 from .vgg import VGG19Features
 
-SIDES = (96, 192)
-"""Two square sizes, small enough to take a second or two on a CPU, far enough apart to fit a line.
-A line is a rough model on a CPU: there an iteration's cost per pixel falls, then grows once the
-activations outgrow the caches (bf16 here, s per megapixel: 5.1 at 96 px, 2.2 at 192, 1.8 at 256, 3.0
-at 384, 3.2 at 512, 4.4 at 1024). Fresh, it predicts runs at about half their time on this machine;
-learn_from_run corrects that within two or three runs. A line through 256 and 512 px was no better:
-it priced the many small-scale iterations too low (first runs 0.51 and 0.61 of the time)."""
-ITERATIONS = 4
-"""Timed iterations per size, after one that is not timed (kernel choice, caches)."""
+COMPOSITION_SIDES = (96, 192, 384)
+"""Square sizes a composition iteration is timed at: the coarse scales' (128x80 to 512x320 at the
+default working size) and a bit beyond. A line through two small sizes priced a 2560x1600 run at about
+half its time on this CPU, whose cost per pixel is not constant (bf16, s per megapixel: 5.1 at 96 px,
+2.2 at 192, 1.8 at 256, 3.0 at 384, 3.2 at 512)."""
+DETAIL_SIDE = 512
+"""The size a detail iteration is timed at: detail scales start above the working size. From 512x512 to
+2560x1600 a detail iteration costs 3.0-3.4 s per megapixel here, so one size is enough (heap.py)."""
+ITERATIONS = 3
+"""Timed iterations per size, after one that is not timed (its buffers are new). In all about 6 s on
+this CPU, once."""
 LEARNING_RATE = 0.5
 """After each run, the calibration moves this far (geometrically) towards the speed the run showed:
 a calibration measured while the machine was busy corrects itself within a few runs."""
@@ -90,20 +91,24 @@ def device_name(device: torch.device) -> str:
 
 
 def measure(network: VGG19Features, device: torch.device, precision: str, key: str) -> Calibration:
-    seconds = [seconds_per_iteration(network, device, precision, side) for side in SIDES]
-    megapixels = [side * side / 1e6 for side in SIDES]
-    per_megapixel = max(0.0, (seconds[1] - seconds[0]) / (megapixels[1] - megapixels[0]))
-    fixed = max(0.0, seconds[0] - per_megapixel * megapixels[0])
-    return Calibration(key, device.type, device_name(device), fixed, per_megapixel)
+    time_at = lambda side, detail=False: (side * side / 1e6, seconds_per_iteration(network, device, precision, side,
+                                                                                     detail))
+    return Calibration(key, device.type, device_name(device), tuple(time_at(side) for side in COMPOSITION_SIDES),
+                       (time_at(DETAIL_SIDE, detail=True),))
 
 
-def seconds_per_iteration(network: VGG19Features, device: torch.device, precision: str, side: int) -> float:
+def seconds_per_iteration(network: VGG19Features, device: torch.device, precision: str, side: int,
+                          detail: bool = False) -> float:
+    """One L-BFGS iteration's time at side x side: of a composition scale, or of a detail scale (its layers,
+    and the composition anchor of a third of its size)."""
     generator = torch.Generator().manual_seed(0)
     image = torch.rand((1, 3, side, side), generator=generator).to(device)
+    layers = FINE_LAYERS if detail else STYLE_LAYERS
     with torch.no_grad(), autocast_for(image, precision):
-        features = network(image.flip(-1), set(STYLE_LAYERS) | {CONTENT_LAYER})
-    objective = Objective(network, {layer: gram_matrix(features[layer]) for layer in STYLE_LAYERS},
-                          features[CONTENT_LAYER], 1.0, 1.0, 1.0, precision)
+        features = network(image.flip(-1), set(layers) | {CONTENT_LAYER})
+    anchor = image[:, :, ::3, ::3].flip(-2).contiguous() if detail else None
+    objective = Objective(network, {layer: gram_matrix(features[layer]) for layer in layers},
+                          features[CONTENT_LAYER], 1.0, 1.0, 1.0, precision, anchor=anchor)
     optimize(image, objective, 1, "lbfgs", 0.0, lambda iteration, loss: None)
     started = time.perf_counter()
     # optimize reads each loss back, so the device has finished when it returns.
@@ -115,6 +120,4 @@ def learn_from_run(calibration: Calibration, predicted: float, measured: float) 
     """Move this device's calibration towards the speed a finished run showed."""
     if max(predicted, measured) < MIN_SECONDS_TO_LEARN or predicted <= 0:
         return
-    factor = min(4.0, max(0.25, measured / predicted)) ** LEARNING_RATE
-    remember(replace(calibration, seconds_per_iteration=calibration.seconds_per_iteration * factor,
-                     seconds_per_megapixel=calibration.seconds_per_megapixel * factor))
+    remember(calibration.scaled(min(4.0, max(0.25, measured / predicted)) ** LEARNING_RATE))

@@ -34,10 +34,11 @@ from PIL import Image
 from .color import keep_content_chrominance, match_color_statistics
 from .errors import InputError, StylizeError
 from .imageio import Picture, load_picture, resize_rgb, to_pil
-from .losses import CONTENT_LAYER, STYLE_LAYERS, blend_grams, gram_matrix
+from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, blend_grams, gram_matrix
 from .optimize import Curvature, Objective, autocast_for, optimize
 from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
+from .heap import release_free_memory, reused_heap
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
 from .progress import ProgressCallback, Reporter
 from .pyramid import size_with_pixels
@@ -48,8 +49,6 @@ from .vgg import VGG19Features, load_vgg19
 STYLE_CACHE_ENTRIES = 16
 TRUST_ELAPSED_AFTER = 0.05
 """Once this share of the work is done, the time left is extrapolated from the time taken."""
-FINE_LAYERS = ("relu1_1", "relu2_1")
-"""The layers that see a few pixels (3-10): the painting's brushwork."""
 
 
 @functools.lru_cache(maxsize=2)
@@ -98,12 +97,13 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     report.load()
     device = pick_device(settings.device)
     network = prepared_network(settings, device)
-    precision = precision_for(network, device, settings.precision)
-    calibration = calibration_for(network, device, precision)
-    plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
-    report.plan(plan.describe(), plan.predicted_seconds)
-    run = Run(plan, settings, content, styles, report, network)
-    result = optimize_pyramid(run)
+    with reused_heap():  # the calibration too: it times iterations as the run will do them
+        precision = precision_for(network, device, settings.precision)
+        calibration = calibration_for(network, device, precision)
+        plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
+        report.plan(plan.describe(), plan.predicted_seconds)
+        run = Run(plan, settings, content, styles, report, network)
+        result = optimize_pyramid(run)
     if settings.resolution != "preview":
         # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
         # for: learning from them would pull the full runs' estimate towards theirs.
@@ -167,6 +167,7 @@ def optimize_pyramid(run: Run) -> np.ndarray:
     curvature = Curvature()
     cost_before = 0
     for number, scale in enumerate(run.plan.scales, start=1):
+        release_free_memory()  # the scale before's buffers: this one's have other sizes
         if scale.detail and composition is None:
             composition = image.detach()
         if not scale.detail:

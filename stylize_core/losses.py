@@ -17,6 +17,8 @@ import torch
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
+FINE_LAYERS = ("relu1_1", "relu2_1")
+"""The layers that see a few pixels (3-10): the painting's brushwork, all a detail scale matches."""
 
 
 class _Gram(torch.autograd.Function):

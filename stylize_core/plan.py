@@ -120,8 +120,8 @@ def preview_plan(content_size, settings: Settings, device: torch.device, precisi
 
 
 def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int) -> float:
-    return predict_seconds([ScaleWork(scale.computed_pixels, scale.iterations) for scale in scales], calibration,
-                           n_styles)
+    return predict_seconds([ScaleWork(scale.computed_pixels, scale.iterations, scale.detail) for scale in scales],
+                           calibration, n_styles)
 
 
 def memory_budget(device: torch.device, settings: Settings) -> int:

@@ -1,9 +1,11 @@
 """How long a run will take, before it starts (standard library only: the plug-in's dialog uses it).
 
-An iteration's time is close to linear in the pixels it sees: a fixed part (the
-optimiser, kernel launches) plus a part per megapixel (the VGG passes). Both are
-measured once per device by calibrate.py and kept in the user's cache folder,
-keyed by the device and the torch version, so a new GPU or a new torch measures again.
+One iteration's time is measured once per device by calibrate.py at a few sizes, for each of the two
+kinds of iteration a run has: a composition scale's (every style layer, relu1_1 to relu5_1) and a
+detail scale's (relu1_1 and relu2_1, the content at relu4_2), and kept in the user's cache folder,
+keyed by the device and the torch version, so a new GPU or a new torch measures again. Between the
+sizes measured the time is interpolated, not fitted with a line: on a CPU the cost per pixel first
+falls as fixed costs spread, then rises as the activations outgrow the caches.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ from pathlib import Path
 
 AUTO_FULL_SECONDS = 60.0
 """Resolution "auto" paints up to the full size when that is predicted to take at most this long."""
-FORWARD_SHARE = 0.35
-"""A forward pass alone (the style and content targets of a scale) costs about this share of an iteration."""
+TARGET_PASS_SHARE = 0.3
+"""A scale's targets, one forward pass for the content and one per style, each cost about this share of
+an iteration; measured on the detail scales of a 2560x1600 run (0.25-0.35 a pass)."""
+FIRST_ITERATION_EXTRA = 0.5
+"""A scale's first iteration costs about this much of an iteration more than the others: its buffers
+are new (measured 0.2-0.7 on the same run's detail scales)."""
+
+Points = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -27,13 +35,35 @@ class Calibration:
     """The device, its name, the precision and the torch version it was measured with."""
     device_type: str
     device_name: str
-    seconds_per_iteration: float
-    """The fixed part of one iteration."""
-    seconds_per_megapixel: float
-    """One iteration's time per megapixel of image (or of tile crops, when tiled)."""
+    composition: Points
+    """(megapixels, seconds) of one composition iteration at each size measured, smallest first."""
+    detail: Points
+    """The same for a detail iteration."""
 
-    def iteration_seconds(self, pixels: float) -> float:
-        return self.seconds_per_iteration + self.seconds_per_megapixel * pixels / 1e6
+    def __post_init__(self):
+        # Read back from JSON, the points are lists.
+        for name in ("composition", "detail"):
+            object.__setattr__(self, name, tuple((float(mp), float(s)) for mp, s in getattr(self, name)))
+        if not self.composition or not self.detail:
+            raise ValueError("a calibration needs at least one measured size of each kind")
+
+    def iteration_seconds(self, pixels: float, detail: bool = False) -> float:
+        return seconds_at(self.detail if detail else self.composition, pixels / 1e6)
+
+    def scaled(self, factor: float) -> "Calibration":
+        """This calibration for a device `factor` times as slow."""
+        times = lambda points: tuple((mp, s * factor) for mp, s in points)
+        return Calibration(self.key, self.device_type, self.device_name, times(self.composition), times(self.detail))
+
+
+def seconds_at(points: Points, megapixels: float) -> float:
+    """Linear between the sizes measured; below the smallest along the first segment (where fixed costs
+    dominate); beyond the largest at its cost per megapixel, which on a CPU does not fall with size."""
+    largest, seconds = points[-1]
+    if len(points) == 1 or megapixels >= largest:
+        return seconds * megapixels / largest
+    (x0, y0), (x1, y1) = next((a, b) for a, b in zip(points, points[1:]) if megapixels <= b[0])
+    return max(0.0, y0 + (y1 - y0) * (megapixels - x0) / (x1 - x0))
 
 
 @dataclass(frozen=True)
@@ -41,14 +71,15 @@ class ScaleWork:
     """What one scale computes: `iterations` passes over `pixels` (tile margins included)."""
     pixels: float
     iterations: int
+    detail: bool = False
 
 
 def predict_seconds(scales: list[ScaleWork], calibration: Calibration, n_styles: int = 1) -> float:
-    """Seconds of the optimisation: every scale's iterations, and the targets' forward passes."""
+    """Seconds of the optimisation: every scale's targets and iterations."""
     seconds = 0.0
     for scale in scales:
-        targets = (n_styles + 1) * FORWARD_SHARE * calibration.seconds_per_megapixel * scale.pixels / 1e6
-        seconds += scale.iterations * calibration.iteration_seconds(scale.pixels) + targets
+        overhead = (n_styles + 1) * TARGET_PASS_SHARE + FIRST_ITERATION_EXTRA
+        seconds += (scale.iterations + overhead) * calibration.iteration_seconds(scale.pixels, scale.detail)
     return seconds
 
 
@@ -67,7 +98,8 @@ def predict_by_resolution(content_size: tuple[int, int], settings, calibration: 
     details = detail_sizes(sizes[-1], content_size)
     if not details:
         return working, None
-    detail = [ScaleWork(w * h, n) for (w, h), n in zip(details, detail_iterations(len(details), iterations, quality))]
+    detail = [ScaleWork(w * h, n, detail=True)
+              for (w, h), n in zip(details, detail_iterations(len(details), iterations, quality))]
     return working, predict_seconds(work + detail, calibration, n_styles)
 
 
@@ -124,7 +156,7 @@ def read_calibrations(path: Path | None = None) -> list[Calibration]:
     """Every calibration on file, the most recent last; none when the file is missing or damaged."""
     try:
         return [Calibration(**entry) for entry in read_json(path or cache_file())]
-    except TypeError:
+    except (TypeError, ValueError):  # an older format, measured again
         return []
 
 

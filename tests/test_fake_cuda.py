@@ -256,7 +256,7 @@ def fake_cuda(monkeypatch):
     from stylize_core import engine
     from stylize_core.timing import Calibration
     monkeypatch.setattr(engine, "calibration_for", lambda network, device, precision: Calibration(
-        "fake", device.type, "fake GPU", 0.004, 0.02))
+        "fake", device.type, "fake GPU", ((0.01, 0.004), (0.15, 0.006)), ((0.25, 0.008),)))
     monkeypatch.setattr(engine, "learn_from_run", lambda calibration, predicted, measured: None)
 
     def run(content: Picture, settings: Settings, free_bytes: int = 64 * 2**30) -> Recorder:

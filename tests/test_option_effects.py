@@ -210,7 +210,7 @@ def test_auto_precision_on_a_cpu_is_the_one_measured_faster_once(content, style,
     seconds = {"fp32": 3.0 if faster == "bf16" else 0.9 * calibrate.BF16_MIN_GAIN, "bf16": 1.0}
     timed = []
 
-    def fake_timing(network, device, precision, side):
+    def fake_timing(network, device, precision, side, detail=False):
         timed.append(precision)
         return seconds[precision]
     monkeypatch.setattr(calibrate, "seconds_per_iteration", fake_timing)

@@ -7,11 +7,24 @@ from pathlib import Path
 
 from stylize_core import Settings
 from stylize_core.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
-                                 predict_seconds, read_calibrations, remember)
+                                 predict_seconds, read_calibrations, remember, seconds_at, write_json)
 
 ROOT = Path(__file__).resolve().parent.parent
-CPU = Calibration("cpu|x|fp32|torch 2", "cpu", "x86", 0.05, 5.0)
-GPU = Calibration("cuda|H100|bf16|torch 2", "cuda", "NVIDIA H100", 0.004, 0.02)
+CPU = Calibration("cpu|x|fp32|torch 2", "cpu", "x86", ((0.01, 0.05), (0.04, 0.16), (0.15, 0.6)), ((0.25, 0.8),))
+GPU = Calibration("cuda|H100|bf16|torch 2", "cuda", "NVIDIA H100", ((0.01, 0.004), (0.15, 0.006)), ((0.25, 0.008),))
+
+
+def test_an_iteration_is_priced_from_the_sizes_measured_for_its_kind():
+    points = ((0.01, 0.05), (0.04, 0.16), (0.15, 0.6))
+    assert seconds_at(points, 0.04) == 0.16
+    assert abs(seconds_at(points, 0.095) - 0.38) < 1e-9  # halfway between two sizes: halfway between their times
+    assert abs(seconds_at(points, 0.6) - 2.4) < 1e-9  # beyond the largest: its cost per megapixel
+    assert 0 < seconds_at(points, 0.005) < 0.05  # below the smallest: along the first segment
+    assert seconds_at(((0.01, 0.01), (0.02, 0.1)), 0.0) == 0.0  # a steep first segment: not below nothing
+    assert abs(seconds_at(((0.25, 0.8),), 1.0) - 3.2) < 1e-9  # one size measured: its cost per megapixel
+    composition, detail = (CPU.iteration_seconds(1e6, detail) for detail in (False, True))
+    assert abs(composition - 4.0) < 1e-9 and abs(detail - 3.2) < 1e-9
+    assert predict_seconds([ScaleWork(1e6, 10, detail=True)], CPU) < predict_seconds([ScaleWork(1e6, 10)], CPU)
 
 
 def test_time_grows_with_pixels_and_iterations():
@@ -32,11 +45,15 @@ def test_the_cache_keeps_the_latest_per_key_and_answers_by_device_choice(tmp_pat
     assert read_calibrations(path) == [] and latest_for("auto", path) is None
     remember(CPU, path)
     remember(GPU, path)
-    remember(Calibration(CPU.key, "cpu", "x86", 0.06, 6.0), path)
+    remember(CPU.scaled(1.2), path)
     assert len(read_calibrations(path)) == 2
-    assert latest_for("cpu", path).seconds_per_megapixel == 6.0
+    assert latest_for("cpu", path) == CPU.scaled(1.2)
     assert latest_for("auto", path) == GPU and latest_for("gpu", path) == GPU
     path.write_text("{damaged")
+    assert read_calibrations(path) == []
+    # The format before the sizes were measured one by one: measured again, not misread.
+    write_json(path, [{"key": CPU.key, "device_type": "cpu", "device_name": "x86", "seconds_per_iteration": 0.03,
+                       "seconds_per_megapixel": 2.0}])
     assert read_calibrations(path) == []
 
 
@@ -77,12 +94,13 @@ def test_a_run_moves_the_calibration_towards_the_speed_it_showed(tmp_path, monke
     from stylize_core.calibrate import learn_from_run
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     remember(CPU)
+    speed = lambda calibration: calibration.iteration_seconds(1e6, detail=True)
     for _ in range(5):  # the device is twice as fast as calibrated: a run predicted at 100 s takes 50 s
         current = read_calibrations()[-1]
-        learn_from_run(current, predicted=100.0 * current.seconds_per_megapixel / CPU.seconds_per_megapixel,
-                       measured=50.0)
+        learn_from_run(current, predicted=100.0 * speed(current) / speed(CPU), measured=50.0)
     learned = read_calibrations()[-1]
-    assert 0.5 < learned.seconds_per_megapixel / CPU.seconds_per_megapixel < 0.53
+    assert 0.5 < learned.iteration_seconds(1e6) / CPU.iteration_seconds(1e6) < 0.53
+    assert 0.5 < speed(learned) / speed(CPU) < 0.53
     learn_from_run(learned, predicted=2.0, measured=1.0)  # too short to say anything
     assert read_calibrations()[-1] == learned
 
