@@ -18,8 +18,10 @@ default working size) and a bit beyond. A line through two small sizes priced a 
 half its time on this CPU, whose cost per pixel is not constant (bf16, s per megapixel: 5.1 at 96 px,
 2.2 at 192, 1.8 at 256, 3.0 at 384, 3.2 at 512)."""
 DETAIL_SIDE = 512
-"""The size a detail iteration is timed at: detail scales start above the working size. From 512x512 to
-2560x1600 a detail iteration costs 3.0-3.4 s per megapixel here, so one size is enough (heap.py)."""
+"""The size a detail iteration is timed at: detail scales start above the working size. Beyond it the cost
+per megapixel is taken as constant; on this CPU it stayed at 3.0-3.4 s from 512x512 to 2560x1600 in some
+runs and rose to 5 s at the largest in others (a busy machine): measuring at a second, larger size would
+cost more than the calibration's few seconds, and 2560x1600 runs were predicted at 0.87-1.03 of their time."""
 ITERATIONS = 3
 """Timed iterations per size, after one that is not timed (its buffers are new). In all about 6 s on
 this CPU, once."""

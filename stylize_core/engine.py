@@ -38,7 +38,6 @@ from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, blend_grams, gram_
 from .optimize import Curvature, Objective, autocast_for, optimize
 from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
-from .heap import release_free_memory, reused_heap
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
 from .progress import ProgressCallback, Reporter
 from .pyramid import size_with_pixels
@@ -97,13 +96,12 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     report.load()
     device = pick_device(settings.device)
     network = prepared_network(settings, device)
-    with reused_heap():  # the calibration too: it times iterations as the run will do them
-        precision = precision_for(network, device, settings.precision)
-        calibration = calibration_for(network, device, precision)
-        plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
-        report.plan(plan.describe(), plan.predicted_seconds)
-        run = Run(plan, settings, content, styles, report, network)
-        result = optimize_pyramid(run)
+    precision = precision_for(network, device, settings.precision)
+    calibration = calibration_for(network, device, precision)
+    plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
+    report.plan(plan.describe(), plan.predicted_seconds)
+    run = Run(plan, settings, content, styles, report, network)
+    result = optimize_pyramid(run)
     if settings.resolution != "preview":
         # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
         # for: learning from them would pull the full runs' estimate towards theirs.
@@ -167,7 +165,6 @@ def optimize_pyramid(run: Run) -> np.ndarray:
     curvature = Curvature()
     cost_before = 0
     for number, scale in enumerate(run.plan.scales, start=1):
-        release_free_memory()  # the scale before's buffers: this one's have other sizes
         if scale.detail and composition is None:
             composition = image.detach()
         if not scale.detail:

@@ -6,9 +6,7 @@ benchmarks/big_layer.py print the measured peaks next to these estimates):
 * VGG19 up to relu5_1 keeps about ACTIVATION_BYTES_PER_PIXEL bytes per input
   pixel alive between a forward and its backward pass (float32; bf16/fp16
   autocast keeps roughly MIXED_PRECISION_FACTOR of that, or CPU_BF16_FACTOR on a
-  CPU, where the Gram matrices need no float32 copy of the features), and on a
-  CPU CPU_HEAP_SLACK more: there freed buffers stay in the heap for the next
-  iteration (heap.py), and the heap fragments;
+  CPU, where the Gram matrices need no float32 copy of the features);
 * the optimiser keeps whole-image buffers: the image, its gradient, the content,
   and for L-BFGS 2 x history vectors, 12 bytes per pixel each;
 * a fixed part: the framework, the weights, the allocator's slack.
@@ -29,9 +27,6 @@ CPU_BF16_FACTOR = 0.46
 """bf16 on a CPU, whose Grams multiply in bf16 (losses.gram_matrix): no float32 copies, about 490 bytes
 a pixel less. Measured: 5.74-5.83 GB at 2560x1600 (benchmarks/full_resolution.py), 7.1 GB estimated
 with MIXED_PRECISION_FACTOR."""
-CPU_HEAP_SLACK = 1.2
-"""Measured with the buffers kept in the heap: 6.09-6.49 GB at 2560x1600 in bf16, where the sum above said
-5.66 GB and the buffers mapped afresh each iteration peaked at 5.67; 13 % more in fp32 at 1600x1000."""
 IMAGE_VECTOR_BYTES_PER_PIXEL = 12  # 3 channels x float32
 FIXED_BYTES = {"cpu": 750 * 2**20, "cuda": 600 * 2**20, "mps": 750 * 2**20}
 BUDGET_FRACTION = 0.85
@@ -49,8 +44,6 @@ def activation_bytes(pixels: int, precision: str, device_type: str) -> int:
         factor = 1.0
     else:
         factor = CPU_BF16_FACTOR if precision == "bf16" and device_type == "cpu" else MIXED_PRECISION_FACTOR
-    if device_type == "cpu":
-        factor *= CPU_HEAP_SLACK
     return int(pixels * ACTIVATION_BYTES_PER_PIXEL * factor)
 
 

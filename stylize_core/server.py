@@ -35,7 +35,6 @@ from .client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK
                      PROTOCOL, Address, Channel, ProtocolError, default_socket_path, peer_uid, state_folder,
                      unix_sockets_work)
 from .errors import InputError, StylizeError
-from .heap import share_one_heap
 from .options import BY_NAME, OPTIONS
 from .progress import Progress, Reporter
 
@@ -744,8 +743,6 @@ def main(argv: list[str] | None = None) -> int:
     for listener in listeners:
         print(f"stylize serve: listening on {listener.address.describe()}; clients use: {listener.address}",
               file=sys.stderr, flush=True)
-    # Before any thread starts: the runner's large buffers must come from the reusable main heap (heap.py).
-    share_one_heap()
     server = Server(listeners, args.device, args.idle_timeout, args.max_queue, int(args.max_request_mb * 2**20))
     try:
         return server.serve_forever()
