@@ -21,7 +21,7 @@ DETAIL_SIDE = 512
 """The size a detail iteration is timed at: detail scales start above the working size. Beyond it the cost
 per megapixel is taken as constant; on this CPU it stayed at 3.0-3.4 s from 512x512 to 2560x1600 in some
 runs and rose to 5 s at the largest in others (a busy machine): measuring at a second, larger size would
-cost more than the calibration's few seconds, and 2560x1600 runs were predicted at 0.87-1.03 of their time."""
+cost more than the calibration's few seconds, and 2560x1600 runs were predicted at 0.96-1.02 of their time."""
 ITERATIONS = 3
 """Timed iterations per size, after one that is not timed (its buffers are new). In all about 6 s on
 this CPU, once."""
