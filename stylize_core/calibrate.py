@@ -93,10 +93,10 @@ def device_name(device: torch.device) -> str:
 
 
 def measure(network: VGG19Features, device: torch.device, precision: str, key: str) -> Calibration:
-    time_at = lambda side, detail=False: (side * side / 1e6, seconds_per_iteration(network, device, precision, side,
-                                                                                     detail))
-    return Calibration(key, device.type, device_name(device), tuple(time_at(side) for side in COMPOSITION_SIDES),
-                       (time_at(DETAIL_SIDE, detail=True),))
+    def point(side: int, detail: bool = False) -> tuple[float, float]:
+        return side * side / 1e6, seconds_per_iteration(network, device, precision, side, detail)
+    return Calibration(key, device.type, device_name(device), tuple(point(side) for side in COMPOSITION_SIDES),
+                       (point(DETAIL_SIDE, detail=True),))
 
 
 def seconds_per_iteration(network: VGG19Features, device: torch.device, precision: str, side: int,

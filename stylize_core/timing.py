@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 AUTO_FULL_SECONDS = 60.0
@@ -53,7 +53,7 @@ class Calibration:
     def scaled(self, factor: float) -> "Calibration":
         """This calibration for a device `factor` times as slow."""
         times = lambda points: tuple((mp, s * factor) for mp, s in points)
-        return Calibration(self.key, self.device_type, self.device_name, times(self.composition), times(self.detail))
+        return replace(self, composition=times(self.composition), detail=times(self.detail))
 
 
 def seconds_at(points: Points, megapixels: float) -> float:
@@ -76,9 +76,9 @@ class ScaleWork:
 
 def predict_seconds(scales: list[ScaleWork], calibration: Calibration, n_styles: int = 1) -> float:
     """Seconds of the optimisation: every scale's targets and iterations."""
+    overhead = (n_styles + 1) * TARGET_PASS_SHARE + FIRST_ITERATION_EXTRA
     seconds = 0.0
     for scale in scales:
-        overhead = (n_styles + 1) * TARGET_PASS_SHARE + FIRST_ITERATION_EXTRA
         seconds += (scale.iterations + overhead) * calibration.iteration_seconds(scale.pixels, scale.detail)
     return seconds
 
