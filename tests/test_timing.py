@@ -17,6 +17,7 @@ GPU = Calibration("cuda|H100|bf16|torch 2", "cuda", "NVIDIA H100", ((0.01, 0.004
 def test_an_iteration_is_priced_from_the_sizes_measured_for_its_kind():
     points = ((0.01, 0.05), (0.04, 0.16), (0.15, 0.6))
     assert seconds_at(points, 0.04) == 0.16
+    assert abs(seconds_at(points, 0.025) - 0.105) < 1e-9  # where a line through nothing would say 0.1
     assert abs(seconds_at(points, 0.095) - 0.38) < 1e-9  # halfway between two sizes: halfway between their times
     assert abs(seconds_at(points, 0.6) - 2.4) < 1e-9  # beyond the largest: its cost per megapixel
     assert 0 < seconds_at(points, 0.005) < 0.05  # below the smallest: along the first segment
