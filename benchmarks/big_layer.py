@@ -4,7 +4,8 @@
 Upscales examples/tubingen.jpg to SIZE x SIZE (a synthetic big layer), stylizes it
 with --size SIZE --max-size SIZE (coarse to fine, the top scales tiled when the
 memory model says so), and prints the plan, the wall time, the measured peak
-(the engine process's max RSS on the CPU) and the estimate's error. The result
+(the engine process's max RSS on the CPU) and the estimate's error, and the resident memory's
+peak in each phase (sampled every 0.1 s, where /proc is) to show which one exceeds it. The result
 and a full-resolution crop for looking at seams go to artifacts/big/.
 
     .venv/bin/python benchmarks/big_layer.py [--size 4096] [--iterations 3] [--memory-limit MB]
@@ -18,12 +19,35 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_SECONDS = 0.1
+
+
+class PhasePeaks:
+    """The child's resident memory, sampled from /proc, its peak kept per phase (setup up to the plan, each
+    scale, save)."""
+
+    def __init__(self, pid: int):
+        self.status = Path(f"/proc/{pid}/status")
+        self.phase = "setup"
+        self.peaks: dict[str, int] = {}
+        threading.Thread(target=self.sample, daemon=True).start()
+
+    def sample(self):
+        while True:
+            try:
+                rss_line = next(line for line in self.status.read_text().splitlines() if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                return  # exited (or no /proc here)
+            rss = int(rss_line.split()[1]) * 1024
+            self.peaks[self.phase] = max(rss, self.peaks.get(self.phase, 0))
+            time.sleep(SAMPLE_SECONDS)
 
 
 def main() -> int:
@@ -45,17 +69,24 @@ def main() -> int:
                *(["--memory-limit", str(args.memory_limit)] if args.memory_limit else [])]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    peaks = PhasePeaks(process.pid)
     plans, last_scale = [], 0
     for line in process.stdout:
         event = json.loads(line)
         if event["stage"] == "plan":
             plans.append(event["message"])
+            peaks.phase = "scale 1"
             print(event["message"], flush=True)
-        elif event["stage"] == "optimize" and event["scale"] != last_scale:
-            last_scale = event["scale"]
-            print(f"  scale {event['scale']}/{event['scales']}: {event['width']}x{event['height']} "
-                  f"at {time.perf_counter() - started:.0f} s", flush=True)
-        elif event["stage"] == "error":
+        elif event["stage"] == "optimize":
+            if event["scale"] != last_scale:
+                last_scale = event["scale"]
+                print(f"  scale {event['scale']}/{event['scales']}: {event['width']}x{event['height']} "
+                      f"at {time.perf_counter() - started:.0f} s", flush=True)
+            if event["iteration"] == event["total"]:
+                # A scale's first event comes after its first iteration (and its style statistics):
+                # its phase starts when the scale before reports its last.
+                peaks.phase = f"scale {last_scale + 1}" if last_scale < event["scales"] else "save"
+        if event["stage"] == "error":
             print("error:", event["message"])
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
@@ -66,6 +97,7 @@ def main() -> int:
     estimate = float(re.search(r"about ([\d.]+) GB", plans[0]).group(1)) * 2**30
     print(f"\n{args.size}x{args.size}: {seconds:.0f} s, peak RSS {peak / 2**30:.2f} GB, "
           f"estimate {estimate / 2**30:.2f} GB ({(estimate - peak) / peak * 100:+.0f} %)")
+    print("  resident peak by phase: " + ", ".join(f"{phase} {rss / 2**30:.2f} GB" for phase, rss in peaks.peaks.items()))
     crop = args.out / f"crop-{args.size}.png"
     Image.open(result).crop((args.size // 2 - 512, args.size // 2 - 512, args.size // 2 + 512,
                              args.size // 2 + 512)).save(crop)

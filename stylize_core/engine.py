@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import time
@@ -33,6 +34,7 @@ from PIL import Image
 
 from .color import keep_content_chrominance, match_color_statistics
 from .errors import InputError, StylizeError
+from .hostmemory import freed_memory_returned
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, blend_grams, gram_matrix
 from .optimize import Curvature, Objective, autocast_for, optimize
@@ -101,7 +103,9 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
     report.plan(plan.describe(), plan.predicted_seconds)
     run = Run(plan, settings, content, styles, report, network)
-    result = optimize_pyramid(run)
+    memory_is_tight = device.type == "cpu" and any(scale.memory.tile for scale in plan.scales)
+    with freed_memory_returned() if memory_is_tight else contextlib.nullcontext():
+        result = optimize_pyramid(run)
     if settings.resolution != "preview":
         # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
         # for: learning from them would pull the full runs' estimate towards theirs.

@@ -17,6 +17,7 @@ from .options import MIN_SIDE
 from .pyramid import (PREVIEW_ITERATIONS, PREVIEW_SIDE, composition_iterations, detail_iterations, detail_sizes,
                       output_size, preview_size, scale_sizes)
 from .settings import Settings
+from .tiling import axis_cuts
 from .timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
 
 SHRINK_FACTOR = 0.75
@@ -39,11 +40,12 @@ class Scale:
 
     @property
     def computed_pixels(self) -> int:
-        """Pixels one iteration passes through VGG: tiles see their margins too."""
+        """Pixels one iteration passes through VGG: tiles see their margins too (on the grid of a typical
+        iteration, whose random offset is up to half a tile: a quarter)."""
         tile = self.memory.tile
         if tile is None:
             return self.pixels
-        side = lambda length: length + 2 * TILE_MARGIN * max(0, -(-length // tile) - 1)
+        side = lambda length: length + 2 * TILE_MARGIN * (len(axis_cuts(length, tile, tile // 4)) - 2)
         return side(self.width) * side(self.height)
 
 

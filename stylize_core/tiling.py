@@ -24,10 +24,18 @@ LAYER_STRIDE = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8, "relu4_2
 
 
 def axis_cuts(length: int, tile: int, offset: int) -> list[int]:
-    """Boundaries 0 = c0 < c1 < ... = length, tile apart, shifted by offset, no piece under tile / 2."""
+    """Boundaries 0 = c0 < c1 < ... = length, tile apart, shifted by offset; every piece between tile / 2
+    and tile long. A remainder under tile / 2 is not left alone (too little context for a tile's Grams)
+    but shares its neighbour: the two are cut in half, so no piece is longer than the memory model's
+    tile (merged, they were up to 1.5 tiles: 2.2x the activations it planned for)."""
     inner = [cut for cut in range(tile - offset, length, tile)
              if cut >= tile // 2 and length - cut >= tile // 2]
-    return [0] + inner + [length]
+    cuts = [0]
+    for end in inner + [length]:
+        parts = -(-(end - cuts[-1]) // tile)
+        start = cuts[-1]
+        cuts += [start + (end - start) * part // parts for part in range(1, parts + 1)]
+    return cuts
 
 
 def tile_boxes(height: int, width: int, tile: int, offset_y: int = 0, offset_x: int = 0):

@@ -30,11 +30,14 @@ def test_plan_runs_whole_when_it_fits_and_tiles_when_not():
     assert plan_scale(4096, 4096, "cpu", "lbfgs", 20, "fp32", 1 * GB) is None  # image buffers alone exceed it
 
 
-@pytest.mark.parametrize("length,tile,offset", [(1000, 256, 0), (1000, 256, 100), (300, 256, 50), (257, 128, 63)])
+@pytest.mark.parametrize("length,tile,offset", [(1000, 256, 0), (1000, 256, 100), (300, 256, 50), (257, 128, 63),
+                                                (2048, 512, 100), (2048, 512, 255), (100, 256, 10)])
 def test_tile_cores_partition_the_image(length, tile, offset):
     cuts = axis_cuts(length, tile, offset)
     assert cuts[0] == 0 and cuts[-1] == length and cuts == sorted(set(cuts))
-    assert all(b - a >= tile // 2 for a, b in zip(cuts, cuts[1:]))
+    pieces = [b - a for a, b in zip(cuts, cuts[1:])]
+    assert all(piece >= min(tile // 2, length) for piece in pieces)
+    assert all(piece <= tile for piece in pieces)  # what the memory model plans for
     covered = np.zeros((length, length // 2), int)
     for (top, bottom, left, right), crop in tile_boxes(length, length // 2, tile, offset, offset // 2):
         covered[top:bottom, left:right] += 1
