@@ -66,7 +66,7 @@ def main() -> int:
                 done = threading.Event()
                 changed = time.perf_counter()
                 runner.cancel()
-                time.sleep(nst_preview.DELAY_MS / 1000)
+                time.sleep(runner.wait_ms() / 1000)
                 runner.request({**values, "strength": strength}, content, style, address,
                                lambda outcome: outcome.final and done.set())
                 done.wait(600)
@@ -79,7 +79,7 @@ def main() -> int:
                 seconds.append(preview(strength))
                 print(f"Strength {strength:g}: {seconds[-1]:.2f} s", flush=True)
             print(f"median from a change to the preview: {statistics.median(seconds):.2f} s "
-                  f"(the dialog's wait {nst_preview.DELAY_MS} ms included; bar: 3 s on a CPU, 0.5 s on a GPU)")
+                  f"(the dialog's wait, {runner.wait_ms()} ms, included; bar: 3 s on a CPU, 0.5 s on a GPU)")
         finally:
             server.terminate()
             server.wait()

@@ -68,6 +68,13 @@ def test_the_preview_schedule_two_small_scales_with_its_own_iterations():
         "the preview ignores Iterations: its own schedule"
 
 
+def test_the_wait_after_a_change_is_never_longer_than_a_preview_takes():
+    assert nst_preview.wait_before_preview_ms(None) == nst_preview.DELAY_MS  # nothing measured yet
+    assert nst_preview.wait_before_preview_ms(6.0) == nst_preview.DELAY_MS  # a CPU: keystrokes make one preview
+    assert nst_preview.wait_before_preview_ms(0.12) == 120  # a GPU: the wait would cost more than it spares
+    assert nst_preview.wait_before_preview_ms(0.0) == 1
+
+
 @pytest.fixture
 def served(tmp_path):
     server = Served("--socket", str(tmp_path / "run" / "server.sock"), "--idle-timeout", "300")
@@ -122,9 +129,12 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
     runner = nst_preview.PreviewRunner(config, options, deliver=lambda hand_over: hand_over())
     pane, samples, stop = Pane(), [], threading.Event()
     address = str(served.address)
+    assert runner.wait_ms() == nst_preview.DELAY_MS
+    asked = time.monotonic()
     runner.request(VALUES, content, style.getvalue(), address, pane.show_for("warm-up"))
     first = pane.wait_final("warm-up")
     assert first.rgba is not None, first.message
+    assert 0 < runner.last_seconds <= time.monotonic() - asked, "the preview's own time is what the wait follows"
     assert (first.width, first.height) == (256, 192) and len(first.rgba) == 256 * 192 * 4
     sampler = in_flight_sampler(served, samples, stop)
     try:
@@ -133,8 +143,10 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
         cancelled = time.monotonic()
         runner.cancel()  # a setting changed: the dialog withdraws at once and asks again after a pause
         time.sleep(0.4)
+        asked = time.monotonic()
         runner.request({**VALUES, "strength": 8.0}, content, style.getvalue(), address, pane.show_for("new"))
         newest = pane.wait_final("new")
+        assert runner.last_seconds <= time.monotonic() - asked, "timed from the newest request"
     finally:
         stop.set()
         sampler.join(5)

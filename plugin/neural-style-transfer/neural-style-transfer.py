@@ -240,7 +240,7 @@ def add_live_preview(dialog, image, drawables, config, options, config_file):
         pane.set_visible(config.get_property("preview"))
         if config.get_property("preview"):
             status.set_text("Preview: \u2026")
-            pending["timer"] = GLib.timeout_add(nst_preview.DELAY_MS, start)
+            pending["timer"] = GLib.timeout_add(runner.wait_ms(), start)
 
     def stop():
         if pending["timer"]:
