@@ -86,7 +86,7 @@ def main() -> int:
                 # A scale's first event comes after its first iteration (and its style statistics):
                 # its phase starts when the scale before reports its last.
                 peaks.phase = f"scale {last_scale + 1}" if last_scale < event["scales"] else "save"
-        if event["stage"] == "error":
+        elif event["stage"] == "error":
             print("error:", event["message"])
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started

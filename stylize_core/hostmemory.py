@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -37,12 +36,11 @@ GLIBC_SETTLED_THRESHOLD = 32 << 20
 
 
 def _glibc():
+    """The C library this process already runs on, where it is glibc: reached through the program's own
+    handle, with no search for its file (find_library runs ldconfig in a subprocess)."""
     if platform.libc_ver()[0] != "glibc":
         return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c"))
-    except OSError:
-        return None
+    return ctypes.CDLL(None)
 
 
 @contextlib.contextmanager

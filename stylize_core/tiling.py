@@ -32,8 +32,8 @@ def axis_cuts(length: int, tile: int, offset: int) -> list[int]:
              if cut >= tile // 2 and length - cut >= tile // 2]
     cuts = [0]
     for end in inner + [length]:
-        parts = -(-(end - cuts[-1]) // tile)
         start = cuts[-1]
+        parts = -(-(end - start) // tile)
         cuts += [start + (end - start) * part // parts for part in range(1, parts + 1)]
     return cuts
 
