@@ -1,7 +1,9 @@
 """Reading and writing images: any Pillow format or a float .npy, alpha kept aside.
 
-Inside the engine an image is a float32 array (H, W, 3) of R'G'B' in 0..1 plus an
-optional alpha (H, W) that is copied to the output untouched.
+Inside the engine an image is a float32 array (H, W, 3) of sRGB R'G'B' in 0..1 plus an
+optional alpha (H, W) that is copied to the output untouched. A file is read as a viewer
+shows it: turned as its EXIF orientation says, its ICC profile (or CIE L*a*b*) converted
+to sRGB, float data taken as 0..1.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, StylizeError
 from .hostmemory import available_bytes
@@ -74,7 +76,7 @@ def load_picture(source, what: str = "image", memory_limit: int | None = None) -
             with Image.open(path) as image:
                 _check_decode_memory(image.size, budget, what, path)
                 image.load()
-                return _from_pil(image, f"{what} {path}")
+                return _from_file(image, f"{what} {path}")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} "
                          f"megapixels): {path}") from None
@@ -112,7 +114,7 @@ def load_picture_bytes(data: bytes, what: str = "image", memory_limit: int | Non
             with Image.open(io.BytesIO(data), formats=WIRE_IMAGE_FORMATS) as image:
                 _check_decode_memory(image.size, budget, what, "(sent)")
                 image.load()
-                return _from_pil(image, what)
+                return _from_file(image, what)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} megapixels)") \
             from None
@@ -150,17 +152,30 @@ def _check_decode_memory(size: tuple[int, int], budget: int, what: str, path) ->
                          f"scale it down first: {path}")
 
 
+def _from_file(image: Image.Image, what: str) -> Picture:
+    """A decoded file's picture, the way up its EXIF orientation says (a camera's portrait shot is
+    stored sideways): turned in place, so that no second copy of the pixels is made."""
+    ImageOps.exif_transpose(image, in_place=True)
+    return _from_pil(image, what)
+
+
 def _from_pil(image: Image.Image, what: str) -> Picture:
     if image.width * image.height > MAX_INPUT_PIXELS:
         raise InputError(f"{what} is too large ({image.width}x{image.height})")
     image = _to_srgb(image)
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16/32-bit grayscale: scale by the type's range rather than clipping to 8 bits.
+    if mode == "F":
+        # 32-bit float (a float TIFF): 0..1 like float .npy, what lies outside clipped, as GIMP and
+        # most tools take float data; scaling by the maximum would let one hot pixel blacken the rest.
+        values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise InputError(f"{what} contains NaN or infinite values")
+        gray = np.clip(values, 0, 1)
+        return Picture(np.repeat(gray[..., None], 3, axis=2))
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit integer grayscale: scale by the type's range rather than clipping to 8 bits.
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        if mode == "F":
-            top = max(1.0, float(values.max(initial=1.0)))
         gray = np.clip(values / top, 0, 1).astype(np.float32)
         return Picture(np.repeat(gray[..., None], 3, axis=2))
     has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info)
@@ -171,8 +186,14 @@ def _from_pil(image: Image.Image, what: str) -> Picture:
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:
-    """CMYK and images with an ICC profile become sRGB, so colours mean the same everywhere."""
+    """CMYK and images with an ICC profile become sRGB, so colours mean the same everywhere; so does
+    CIE L*a*b* (a TIFF's photometric CIELab), in _from_pil's convert: Pillow (9.4 and later) converts
+    LAB to RGB with LittleCMS's D50 Lab profile, the ICC's own Lab."""
     profile = image.info.get("icc_profile")
+    if profile and image.mode in ("P", "PA"):
+        # A palette's colours are in the profile's space too: expand them, then convert.
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
     if profile and image.mode in ("RGB", "RGBA", "CMYK"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))

@@ -2,13 +2,15 @@
 
 import io
 import os
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from stylize_core.errors import InputError, StylizeError
-from stylize_core.imageio import Picture, load_picture, save_picture
+from stylize_core.imageio import Picture, load_picture, load_picture_bytes, save_picture
 from helpers import CONTENT
 
 
@@ -152,3 +154,86 @@ def test_a_failure_during_the_write_leaves_the_old_file_whole(tmp_path, monkeypa
         save_picture(Picture(np.zeros((4, 4, 3), np.float32)), tmp_path / f"out{suffix}")
     assert (tmp_path / f"out{suffix}").read_bytes() == old
     assert os.listdir(tmp_path) == [f"out{suffix}"]
+
+
+# --- what a picture file says about its own pixels: float range, colour space, orientation -----------
+
+def float_tiff(path, values) -> Path:
+    """A 32-bit float grayscale TIFF (Pillow's mode F), as scientific and HDR tools write them."""
+    Image.fromarray(np.asarray(values, np.float32), "F").save(path)
+    assert Image.open(path).mode == "F"
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_a_float_tiff_with_nan_or_infinity_is_refused(tmp_path, bad):
+    values = np.full((16, 16), 0.5, np.float32)
+    values[3, 4] = bad
+    path = float_tiff(tmp_path / "f.tif", values)
+    with pytest.raises(InputError, match="content image .* contains NaN or infinite values"):
+        load_picture(path, "content image")
+    with pytest.raises(InputError, match="content image contains NaN or infinite values"):
+        load_picture_bytes(path.read_bytes(), "content image")  # what a server gets
+
+
+def test_a_float_tiff_is_taken_as_zero_to_one_not_scaled_by_its_maximum(tmp_path):
+    """One hot pixel must not turn the picture black: float data is 0..1, what lies outside clipped."""
+    values = np.full((16, 16), 0.25, np.float32)
+    values[0, 0], values[0, 1] = 40.0, -3.0
+    picture = load_picture(float_tiff(tmp_path / "f.tif", values))
+    assert np.allclose(picture.rgb[1:], 0.25)
+    assert np.allclose(picture.rgb[0, 0], 1.0) and np.allclose(picture.rgb[0, 1], 0.0)
+
+
+# CIE L*a*b* (D50, the ICC's connection space) of sRGB colours, from the sRGB and CIE formulas
+# (Bradford-adapted to D50, as in Lindbloom's tables), not from the code under test.
+LAB_OF_SRGB = [((54.29, 80.80, 69.89), (1.0, 0.0, 0.0)),  # sRGB red
+               ((50.0, 0.0, 0.0), (0.466, 0.466, 0.466))]  # middle grey: Y = 0.184
+
+
+@pytest.mark.parametrize("lab,srgb", LAB_OF_SRGB, ids=["red", "grey"])
+def test_a_lab_tiff_decodes_to_its_srgb_colours(tmp_path, lab, srgb):
+    lightness, a, b = lab
+    path = tmp_path / "lab.tif"
+    Image.new("LAB", (8, 8), (round(lightness * 2.55), round(a) + 128, round(b) + 128)).save(path)
+    assert Image.open(path).tag_v2[262] == 8  # TIFF photometric CIELab, a* and b* stored signed
+    for picture in (load_picture(path), load_picture_bytes(path.read_bytes())):
+        assert np.allclose(picture.rgb, srgb, atol=0.03), picture.rgb[0, 0]
+
+
+def swapped_srgb_profile() -> bytes:
+    """sRGB's ICC profile with its red and blue primaries exchanged (two tag names swapped in its tag
+    table): a pixel stored as pure red in a picture tagged with it is sRGB's pure blue."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = struct.unpack(">I", profile[128:132])[0]
+    entries = {bytes(profile[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    profile[red:red + 4], profile[blue:blue + 4] = b"bXYZ", b"rXYZ"
+    profile[84:100] = bytes(16)  # the profile ID (an MD5 of the rest): zero means "not computed"
+    return bytes(profile)
+
+
+@pytest.mark.parametrize("mode,name", [("RGB", "p.png"), ("RGB", "p.jpg"), ("RGB", "p.tif"), ("RGBA", "p.png"),
+                                       ("P", "p.png")])
+def test_an_embedded_icc_profile_is_applied(tmp_path, mode, name):
+    image = Image.new("RGBA", (8, 8), (255, 0, 0, 100)) if mode == "RGBA" else Image.new("RGB", (8, 8), (255, 0, 0))
+    if mode == "P":
+        image = image.convert("P")
+    image.save(tmp_path / name, icc_profile=swapped_srgb_profile())
+    assert Image.open(tmp_path / name).mode == mode and Image.open(tmp_path / name).info["icc_profile"]
+    for picture in (load_picture(tmp_path / name), load_picture_bytes((tmp_path / name).read_bytes())):
+        assert np.allclose(picture.rgb, (0, 0, 1), atol=0.02), picture.rgb[0, 0]
+        if mode == "RGBA":
+            assert np.allclose(picture.alpha, 100 / 255)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))  # left half red, right half blue, as the sensor saw it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation 6: "rotate 90 degrees clockwise to display": the left edge goes on top
+    path = tmp_path / "camera.jpg"
+    stored.save(path, exif=exif, quality=95)
+    for picture in (load_picture(path), load_picture_bytes(path.read_bytes())):
+        assert picture.size == (20, 40)
+        assert np.allclose(picture.rgb[:16], (1, 0, 0), atol=0.05) and np.allclose(picture.rgb[24:], (0, 0, 1), atol=0.05)
