@@ -15,7 +15,9 @@ import importlib
 import importlib.util
 import json
 import os
+import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -788,3 +790,129 @@ def test_plugin_only_against_the_real_venv(tmp_path):
     assert subprocess.run([config["python"], "-c", "import stylize_core"]).returncode == 0
     assert os.access(folder / "neural-style-transfer.py", os.X_OK)
     assert "stylize_core is not installed" not in result.stdout
+
+
+# ---------------------------------------------------------------------------- an install cut short
+
+CUT_SHORT_AT = 1 << 20
+"""RLIMIT_FSIZE of an install cut short: the plug-in's files are smaller, but for the one a test
+adds where the install is to stop."""
+
+
+def run_cut_short(checkout: Path, *args: str, home: Path, how: str, limit: int = CUT_SHORT_AT
+                  ) -> subprocess.CompletedProcess:
+    """install.py, stopped by the kernel when it writes a file larger than `limit` bytes.
+    "killed": SIGXFSZ at its default action ends the process there and then, as kill -9 or a
+    power cut would, so no clean-up of the installer runs. "disk full": SIGXFSZ ignored (as Python
+    has it), the write fails with EFBIG, as it would with ENOSPC on a full disk."""
+    script = "\n".join([
+        "import resource, runpy, signal, sys",
+        "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)" if how == "killed" else "",
+        "resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))",
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))",
+        "sys.argv = sys.argv[1:]",
+        "runpy.run_path(sys.argv[0], run_name='__main__')", ""])
+    env = clean_env(home)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the limit is for the plug-in's files, not Python's caches
+    return subprocess.run([sys.executable, "-c", script, str(checkout / "install.py"), *args], cwd=checkout,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in installed_names(folder)}
+
+
+@pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("how", ["killed", "disk full"])
+@pytest.mark.parametrize("scenario", ["first install", "upgrade", "first install, in its manifest"])
+@pytest.mark.parametrize("then", ["install", "uninstall"])
+def test_an_install_cut_short_is_finished_or_undone_by_running_again(tmp_path, how, scenario, then):
+    """Stopped after some plug-in files are written (or while the first of its files is): running
+    install.py again finishes the install, --uninstall removes all of it, and the user's files
+    stay as they were."""
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    home, profile = tmp_path / "home", tmp_path / "gimp"
+    folder = profile / "plug-ins" / "neural-style-transfer"
+    install = ("--plugin-only", "--venv", str(venv), "--gimp-dir", str(profile))
+    users = {profile / "gimprc": b"the user's", profile / "plug-ins" / "other" / "other.py": b"another plug-in",
+             folder / "my-notes.txt": b"the user's notes"}
+    for path, data in users.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    source = checkout / "plugin" / "neural-style-transfer"
+    first_written = "neural-style-transfer.py"
+    if scenario == "upgrade":
+        assert run_cli(checkout, *install, home=home).returncode == 0
+        first_written = "nst_new.py"  # the new version's module, before the place where it stops
+        (source / first_written).write_text("NEW = 1\n")
+    # Sorted after the plug-in's other files and before the engine's: the install stops there.
+    (source / "zz_large.py").write_bytes(b"# padding\n" * (2 * CUT_SHORT_AT // 10))
+
+    limit = 100 if scenario.endswith("manifest") else CUT_SHORT_AT  # smaller than any manifest
+    cut = run_cut_short(checkout, *install, home=home, how=how, limit=limit)
+    if how == "killed":
+        assert cut.returncode == -signal.SIGXFSZ, cut.stdout + cut.stderr
+    else:
+        assert_clean_failure(cut)
+        assert "File too large" in cut.stderr and "install.py again" in cut.stderr
+    if scenario.endswith("manifest"):
+        assert not (folder / "install-manifest.json").exists() and not (folder / first_written).exists()
+    else:
+        assert (folder / first_written).is_file() and not (folder / "zz_large.py").exists()
+
+    if then == "install":
+        result = run_cli(checkout, *install, home=home)
+        reference = run_cli(checkout, "--plugin-only", "--venv", str(venv), "--gimp-dir", str(tmp_path / "clean"),
+                            home=home)
+        assert (result.returncode, reference.returncode) == (0, 0), result.stderr + reference.stderr
+        expected = snapshot(tmp_path / "clean" / "plug-ins" / "neural-style-transfer")
+        assert snapshot(folder) == {**expected, "my-notes.txt": b"the user's notes"}
+    else:
+        result = run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home)
+        assert result.returncode == 0, result.stderr
+        assert snapshot(folder) == {"my-notes.txt": b"the user's notes"}
+        assert os.listdir(folder) == ["my-notes.txt"]
+    assert {path: path.read_bytes() for path in users} == users
+
+
+# ---------------------------------------------------------------------------- a damaged manifest
+
+@pytest.mark.parametrize("then", ["uninstall", "install"])
+def test_a_manifest_naming_a_folder_a_link_or_a_path_outside_is_skipped(tmp_path, then):
+    """install.py writes only regular files: a manifest entry that names a folder, a link or
+    something outside the plug-in folder (edited by hand, or damaged) is skipped, with its name,
+    and nothing in the folder or behind the link is deleted."""
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    home, profile = tmp_path / "home", tmp_path / "gimp"
+    folder = profile / "plug-ins" / "neural-style-transfer"
+    install = ("--plugin-only", "--venv", str(venv), "--gimp-dir", str(profile))
+    assert run_cli(checkout, *install, home=home).returncode == 0
+    (folder / "presets").mkdir()
+    (folder / "presets" / "mine.json").write_text("the user's")
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("not the plug-in's")
+    (folder / "elsewhere").symlink_to(elsewhere)
+    outside = profile / "precious.txt"
+    outside.write_text("do not delete")
+    manifest = json.loads((folder / "install-manifest.json").read_text())
+    manifest["files"] += ["presets", "elsewhere", "../../precious.txt"]
+    (folder / "install-manifest.json").write_text(json.dumps(manifest))
+
+    if then == "uninstall":
+        result = run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stdout.splitlines() if str(folder) in line]
+        assert len(lines) == 1, result.stdout
+        for skipped in ("presets (a folder)", "elsewhere (a link)", "../../precious.txt (outside the plug-in folder)"):
+            assert skipped in lines[0]
+    else:
+        result = run_cli(checkout, *install, home=home)
+        assert result.returncode == 0, result.stderr
+        assert "presets" not in json.loads((folder / "install-manifest.json").read_text())["files"]
+        assert run_cli(checkout, "--uninstall", "--gimp-dir", str(profile), home=home).returncode == 0
+    assert (folder / "presets" / "mine.json").read_text() == "the user's"
+    assert (folder / "elsewhere").is_symlink() and elsewhere.read_text() == "not the plug-in's"
+    assert outside.read_text() == "do not delete"
+    assert sorted(os.listdir(folder)) == ["elsewhere", "presets"]

@@ -3,14 +3,21 @@ manifest of what was written, so that a re-install replaces exactly those and --
 removes exactly those. What install.py did not put there is never overwritten or removed,
 nor is anything that a link in the plug-in folder leads to elsewhere.
 
+The manifest is written first, listing every file the install is about to write, and each file
+goes in through a partial copy beside it (.NAME.install-partial) that is renamed over it: an
+install cut short anywhere (a full disk, Ctrl+C, a power cut) has made no file that the
+manifest does not account for, so running install.py again finishes it, and --uninstall
+removes it.
+
 The config's file name and keys are defined once, in the plug-in's own nst_bridge.py (GIMP runs
 the plug-in where only its folder exists); plugin_bridge loads that file for the installer."""
 
+import errno
 import importlib.util
 import json
 import os
+import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from .console import InstallError
@@ -19,6 +26,9 @@ from .paths import is_inside
 PLUGIN_NAME = "neural-style-transfer"
 PLUGIN_ENTRY = PLUGIN_NAME + ".py"
 MANIFEST_NAME = "install-manifest.json"
+PARTIAL_SUFFIX = ".install-partial"
+"""A file being written is `.NAME.install-partial` beside NAME until it is complete; it is ours
+when NAME is (and always for the manifest, which is ours by its name)."""
 BRIDGE_NAME = "nst_bridge.py"
 ENGINE_MODULES = ("client.py", "errors.py", "options.py", "pyramid.py", "timing.py")
 """The engine's standard-library modules the plug-in loads (the server's client, the options, the
@@ -88,22 +98,55 @@ def plugin_folder(profile: Path) -> Path:
     return Path(profile) / "plug-ins" / PLUGIN_NAME
 
 
-def read_manifest(folder: Path) -> list[str] | None:
-    """The files a previous install wrote there, or None when there is no usable manifest."""
+def read_manifest_entries(folder: Path) -> list | None:
+    """The manifest's list of files as written, whatever it holds, or None when there is no usable manifest."""
     try:
         data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
         files = data["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(files, list):
+    return files if isinstance(files, list) else None
+
+
+def read_manifest(folder: Path) -> list[str] | None:
+    """The files a previous install wrote there, or None when there is no usable manifest."""
+    entries = read_manifest_entries(folder)
+    if entries is None:
         return None
     # Never follow a manifest out of its own folder, whatever was written into it.
-    return [name for name in files if isinstance(name, str) and is_plain_relative(name)]
+    return [name for name in entries if is_plain_relative(name)]
 
 
-def is_plain_relative(name: str) -> bool:
+def is_plain_relative(name) -> bool:
+    if not isinstance(name, str) or "\0" in name:
+        return False
     parts = Path(name).parts
     return bool(parts) and not Path(name).is_absolute() and ".." not in parts and ":" not in name
+
+
+def partial_path(path: Path) -> Path:
+    """Where the file `path` is written until it is complete."""
+    return path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+
+
+def partial_name(name: str) -> str:
+    return partial_path(Path(name)).as_posix()
+
+
+def kind_of(path: Path) -> str | None:
+    """None for a regular file or nothing at all; otherwise what is there, in words. install.py
+    writes only regular files, so anything else in a place it writes to is not its own."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a name too long, a folder on the way that cannot be read
+        return f"cannot be read: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a link"
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
 
 
 def leads_out(folder: Path, sub: Path) -> bool:
@@ -121,8 +164,9 @@ def leads_out(folder: Path, sub: Path) -> bool:
 
 def check_only_ours(folder: Path, names: list[str]) -> None:
     """Refuse, before anything is written, to replace what install.py did not put into the
-    plug-in folder: a file its manifest does not list (any file, when there is no manifest),
-    or one reached through a link out of the folder."""
+    plug-in folder: a file its manifest does not list (any file, when there is no manifest) or
+    the partial copy of one, anything but a regular file where a file is to go, or a file
+    reached through a link out of the folder."""
     through_links = [name for name in names if leads_out(folder, Path(name).parent)]
     if through_links:
         raise InstallError(
@@ -131,32 +175,70 @@ def check_only_ours(folder: Path, names: list[str]) -> None:
             "replace that link by a real folder (or remove it), then run install.py again")
     listed = read_manifest(folder)
     ours = set() if listed is None else {*listed, MANIFEST_NAME}
-    foreign = [folder / name for name in [*names, MANIFEST_NAME]
-               if name not in ours and os.path.lexists(folder / name)]
+    foreign = []
+    for name in [*names, MANIFEST_NAME]:
+        # The manifest's partial copy is ours even where there is no manifest: an install cut
+        # short while it wrote its first manifest leaves just that.
+        for path, own in ((folder / name, name in ours),
+                          (folder / partial_name(name), name in ours or name == MANIFEST_NAME)):
+            if not os.path.lexists(path):
+                continue
+            if not own:
+                foreign.append(f"  {path}")
+            elif kind_of(path):
+                foreign.append(f"  {path} ({kind_of(path)}; install.py writes only files)")
     if foreign:
         why = f"there is no {MANIFEST_NAME}" if listed is None else f"the folder's {MANIFEST_NAME} does not list them"
         raise InstallError(
             f"installing would overwrite files that install.py did not put there ({why}), so nothing was "
-            "changed:\n" + "\n".join(f"  {path}" for path in foreign),
+            "changed:\n" + "\n".join(foreign),
             "to keep them, move them out of that folder; if they are a copy of this plug-in that you put "
             "there by hand, delete the folder instead. Then run install.py again")
 
 
 def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write next to the target and rename: GIMP never sees a half-written plug-in file."""
+    """Write the partial copy beside `path`, flush it to the disk and rename it over `path`, then
+    flush the folder: GIMP never sees a half-written plug-in file, and once this returns the file
+    stays written, whatever happens next. A partial copy left by an install cut short is
+    replaced (check_only_ours has made sure it is ours)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    partial = partial_path(path)
+    remove_file(partial)
+    # O_EXCL and O_NOFOLLOW: never write through whatever appeared there meanwhile.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    handle = os.open(partial, flags, 0o600)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(partial, mode)
+        os.replace(partial, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        remove_file(partial)
         raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to the disk, where the system can: the manifest
+    must be on the disk before the files it lists."""
+    if os.name != "posix":
+        return  # Windows cannot open a folder to flush it
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems that cannot flush a folder
+            raise
+    finally:
+        os.close(handle)
+
+
+def write_manifest(folder: Path, version: str, files: list[str], complete: bool) -> None:
+    manifest = {"installed_by": "install.py of stylize-core", "version": version, "complete": complete,
+                "files": files}
+    write_file_atomically(folder / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"), 0o644)
 
 
 def install_plugin(profile: Path, python: Path | None, checkout: Path, version: str, source: Path,
@@ -172,6 +254,9 @@ def install_plugin(profile: Path, python: Path | None, checkout: Path, version: 
     previous = read_manifest(folder) or []
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        # First the manifest of all that is there or about to be: should this install be cut
+        # short, every file it has made is listed as ours, to be replaced or removed by the next run.
+        write_manifest(folder, version, installed + [name for name in previous if name not in installed], False)
         for path, name in files:
             data = path.read_bytes()
             if path.suffix == ".py":
@@ -187,13 +272,12 @@ def install_plugin(profile: Path, python: Path | None, checkout: Path, version: 
         write_file_atomically(folder / bridge.CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"),
                               0o600 if server else 0o644)
         remove_installed(folder, sorted(set(previous) - set(installed)))
-        manifest = {"installed_by": "install.py of stylize-core", "version": version, "files": installed}
-        write_file_atomically(folder / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"),
-                              0o644)
+        write_manifest(folder, version, installed, True)
     except OSError as exc:
         raise InstallError(f"cannot write the plug-in into {folder}: {exc}",
-                           "check that the folder belongs to you and the disk is not full, or choose "
-                           "the profile with --gimp-dir DIR") from exc
+                           "check that the folder belongs to you and the disk is not full (or choose the "
+                           "profile with --gimp-dir DIR), then run install.py again: it finishes what this run "
+                           "began (or python3 install.py --uninstall removes it)") from exc
     return folder
 
 
@@ -204,23 +288,40 @@ def remove_file(path: Path) -> None:
         pass
 
 
-def remove_installed(folder: Path, names: list[str]) -> list[str]:
-    """Remove these files of ours (and the bytecode GIMP's Python made of them), then the
-    sub-folders they leave empty; anything else in `folder` stays, and so does everything a
-    link leads to outside it. Returns the names left for such a link."""
+def remove_installed(folder: Path, names: list) -> list[str]:
+    """Remove these files of ours, each with the partial copy an install cut short may have left
+    and the bytecode GIMP's Python made of it, then the sub-folders they leave empty. Only regular
+    files inside `folder` go: a name that is not a plain path inside it, that a link on the way
+    leads out of it, or that is a folder or a link is skipped. install.py makes neither, so the
+    manifest that names one was edited or damaged, and what it names is not ours to delete.
+    Returns the skipped names, each with why: "presets (a folder)"."""
     emptied = set()
-    behind_links = []
+    skipped = []
     for name in names:
+        if not isinstance(name, str):
+            skipped.append(f"{shown(name)} (not a file name)")
+            continue
+        if not is_plain_relative(name):
+            skipped.append(f"{shown(name)} (outside the plug-in folder)")
+            continue
         if leads_out(folder, Path(name).parent):
-            behind_links.append(name)
+            skipped.append(f"{shown(name)} (a link on the way leads out of the plug-in folder)")
             continue
         path = folder / name
+        kind = kind_of(path)
+        if kind:
+            skipped.append(f"{shown(name)} ({kind})")
+            continue
         remove_file(path)
+        partial = folder / partial_name(name)
+        if not kind_of(partial):
+            remove_file(partial)
         emptied.add(path.parent)
         if path.suffix == ".py" and not leads_out(folder, Path(name).parent / "__pycache__"):
             cache = path.parent / "__pycache__"
             for compiled in cache.glob(f"{path.stem}.*.pyc"):
-                remove_file(compiled)
+                if not kind_of(compiled):
+                    remove_file(compiled)
             emptied.add(cache)
     # Deepest first, so that a folder emptied by its sub-folder's removal goes too.
     for sub in sorted(emptied, key=lambda path: len(path.parts), reverse=True):
@@ -228,7 +329,12 @@ def remove_installed(folder: Path, names: list[str]) -> list[str]:
             if not remove_folder_if_empty(sub):
                 break
             sub = sub.parent
-    return behind_links
+    return skipped
+
+
+def shown(name) -> str:
+    """A manifest entry for a one-line message: as it is, or quoted when it would not print as one line."""
+    return name if isinstance(name, str) and name.isprintable() else repr(name)
 
 
 def remove_folder_if_empty(folder: Path) -> bool:
@@ -240,28 +346,37 @@ def remove_folder_if_empty(folder: Path) -> bool:
 
 
 def uninstall_plugin(profile: Path) -> str:
-    """Remove exactly the files the manifest lists, then the folder if nothing else is left.
-    Returns what happened, in words; a second run finds nothing of ours and says so."""
+    """Remove exactly the regular files the manifest lists (with their partial copies), then the
+    folder if nothing else is left; what the manifest names that is no such file of ours is
+    skipped and named. Returns what happened, in one line; a second run finds nothing of ours
+    and says so."""
     folder = plugin_folder(profile)
     if not folder.is_dir():
         return "not installed"
-    listed = read_manifest(folder)
-    if listed is None:
-        # What an earlier uninstall left, or a copy made by hand: nothing here is known to be ours.
-        return (f"nothing to remove: install.py put none of these files there (there is no {MANIFEST_NAME}), "
-                f"so they were left as they are: {folder_contents(folder)}; delete the folder by hand if "
-                "you do not want them")
+    listed = read_manifest_entries(folder)
     try:
-        behind_links = remove_installed(folder, listed + [MANIFEST_NAME])
+        if listed is None:
+            # An install cut short while it wrote its first manifest leaves only that manifest's partial copy.
+            partial = folder / partial_name(MANIFEST_NAME)
+            if partial.exists() and not kind_of(partial):
+                remove_file(partial)
+                if remove_folder_if_empty(folder):
+                    return "removed (what an install cut short had begun)"
+            # What an earlier uninstall left, or a copy made by hand: nothing here is known to be ours.
+            return (f"nothing to remove: install.py put none of these files there (there is no {MANIFEST_NAME}), "
+                    f"so they were left as they are: {folder_contents(folder)}; delete the folder by hand if "
+                    "you do not want them")
+        skipped = remove_installed(folder, listed + [MANIFEST_NAME])
         remove_folder_if_empty(folder)
     except OSError as exc:
         raise InstallError(f"cannot remove the plug-in from {folder}: {exc}",
                            "close GIMP and check that the folder belongs to you") from exc
+    if skipped:
+        left = f"; left in {folder}: {folder_contents(folder)}" if folder.exists() else ""
+        return (f"removed its files; skipped, because install.py removes only the regular files it wrote inside "
+                f"the plug-in folder: {', '.join(skipped)}{left}")
     if not folder.exists():
         return "removed"
-    if behind_links:
-        return (f"removed its files but not {', '.join(behind_links)}: a link on the way leads out of the "
-                f"plug-in folder, to files that are not install.py's; left in {folder}: {folder_contents(folder)}")
     return (f"removed its files; other files were left in {folder}, because install.py did not put them "
             f"there: {folder_contents(folder)}")
 
