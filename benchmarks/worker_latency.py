@@ -84,7 +84,10 @@ def in_this_process(images: list[bytes]):
 def serve(*arguments: str) -> tuple[subprocess.Popen, client.Address]:
     process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
-    return process, client.parse_address(json.loads(process.stdout.readline())["addresses"][0])
+    ready = json.loads(process.stdout.readline())
+    address_file = ready["address_files"][0]  # a TCP server's address, token included, is never printed
+    return process, client.read_address_file(Path(address_file)) if address_file else client.parse_address(
+        ready["addresses"][0])
 
 
 def main() -> int:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shutil
 import signal
+import stat
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
 from .errors import InputError, Interrupted, StylizeError
@@ -21,6 +25,7 @@ from .progress import Reporter, json_lines, terminal_bar
 from .settings import Settings
 
 PROG = "stylize"
+SERVER_VARIABLE = "STYLIZE_SERVER"
 GROUP_ORDER = ("look", "quality and size", "engine")
 
 
@@ -49,13 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="progress display; json prints one object per line on stdout "
                         "(default: a bar on a terminal)")
     output.add_argument("--stop-on-stdin-eof", action="store_true",
-                        help="for programs that drive the engine: stop when stdin closes")
-    output.add_argument("--cleanup-dir", help="with --stop-on-stdin-eof: a folder of the caller's to "
-                        "remove when the caller goes away")
-    output.add_argument("--server", metavar="ADDRESS",
-                        help=f"run on a server ({PROG} serve) instead of in this process: the images are sent, "
-                        "the result comes back. ADDRESS as the server printed it: tls://TOKEN@HOST:PORT#sha256=..., "
-                        "tcp://TOKEN@127.0.0.1:PORT or unix:PATH; 'local' for your own server on this computer")
+                        help="for programs that drive the engine: stop when stdin closes (stdin must be a "
+                        "pipe from that program, kept open while the run lasts)")
+    output.add_argument("--cleanup-dir", metavar="DIR", help="with --stop-on-stdin-eof: a folder the caller "
+                        "made for the run in the temporary folder (mktemp -d), removed when the caller goes away")
+    where = output.add_mutually_exclusive_group()
+    where.add_argument("--server", metavar="WHERE",
+                       help=f"run on a server ({PROG} serve) instead of in this process: the images are sent, the "
+                       "result comes back. WHERE: 'local' for your own server on this computer, or unix:PATH. A "
+                       "server with a token is named by --server-file or the environment variable "
+                       f"{SERVER_VARIABLE}, never here (every local user can read a command line)")
+    where.add_argument("--server-file", metavar="FILE",
+                       help="run on the server whose address is in FILE (only you may read it): the file the "
+                       "server wrote its address to, copied here (tls://TOKEN@HOST:PORT#sha256=...)")
     return parser
 
 
@@ -69,22 +80,109 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**{option.name: getattr(args, option.name) for option in OPTIONS})
 
 
+STDIN_CLOSED = "stopped: stdin closed, so the program that started this run is gone"
+
+
 def watch_stdin(cleanup_dir: str | None) -> None:
-    """Exit at once when stdin reaches EOF: the program that started us is gone."""
+    """Exit at once (status 1, one line on stderr) when stdin reaches EOF: the program that started us
+    is gone. A save under way leaves no temporary file (imageio.abandon_saves); cleanup_dir (as
+    checked_cleanup_dir returned it) is removed."""
+    from .imageio import abandon_saves  # now: the watcher must not wait on an import the run holds
+
     def wait_for_eof() -> None:
         while sys.stdin.buffer.read(65536):
             pass
+        abandon_saves()
         if cleanup_dir:
             shutil.rmtree(cleanup_dir, ignore_errors=True)
+        try:  # not through sys.stderr, whose lock the run's own writes may hold
+            os.write(2, f"{PROG}: error: {STDIN_CLOSED}\n".encode())
+        except OSError:
+            pass
         os._exit(1)
     threading.Thread(target=wait_for_eof, name="stdin-eof-watch", daemon=True).start()
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM stops the run like Ctrl+C does: through the same cleanup, not in the middle of a write."""
+def check_stdin_from_a_caller() -> None:
+    """--stop-on-stdin-eof is for a program that runs the engine with a pipe (or socket) as its stdin
+    and keeps it open while it waits. Refuse any other stdin (a terminal, /dev/null, a file: what
+    cron, nohup, systemd and CI give), and a pipe already at its end: the run would stop at once."""
+    try:
+        descriptor = sys.stdin.fileno()
+        mode = os.fstat(descriptor).st_mode
+    except (AttributeError, ValueError, OSError):
+        raise InputError("--stop-on-stdin-eof needs stdin to be a pipe from the program that drives this run, "
+                         "and stdin is closed: leave the option out") from None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        kind = ("a terminal" if os.isatty(descriptor) else "a device (/dev/null?)" if stat.S_ISCHR(mode)
+                else "a file" if stat.S_ISREG(mode) else "not a pipe")
+        raise InputError(f"--stop-on-stdin-eof needs stdin to be a pipe from the program that drives this run, "
+                         f"and stdin is {kind}: leave the option out")
+    # Where select takes pipes (not Windows): a pipe that reads at once is at its end or holds data,
+    # which the watcher would read and drop anyway.
+    if os.name == "posix" and select.select([descriptor], [], [], 0)[0] and not os.read(descriptor, 65536):
+        raise InputError("--stop-on-stdin-eof: stdin is already at its end, so the run would stop at once: "
+                         "leave the option out, or keep the pipe open while the run lasts")
+
+
+def checked_cleanup_dir(text: str, pictures: list[str]) -> str:
+    """The folder --cleanup-dir names (its real path) if removing it whole when the caller goes away
+    can only be what the caller meant: a folder made for the run, as the GIMP plug-in makes its own
+    (mkdtemp). Else InputError, before anything is done. The folder must be
+    - a folder, not a link to one, and this user's own;
+    - inside the temporary folder (tempfile.gettempdir(): $TMPDIR, else /tmp), not that folder itself;
+    - private (no access for group or others, as mkdtemp makes them) when it holds the content or a
+      style picture: a folder of the user's pictures that happens to lie there is never removed;
+    - not the current folder, nor one that holds it."""
+    where = f"--cleanup-dir {text}"
+    path = os.path.abspath(text)
+    try:
+        info = os.lstat(path)
+    except OSError as error:
+        raise InputError(f"{where}: {error.strerror or error}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise InputError(f"{where} is a link: name the folder itself")
+    if not stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{where} is not a folder")
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise InputError(f"{where} belongs to another user: it is not removed")
+    real = os.path.realpath(path)
+    temporary = os.path.realpath(tempfile.gettempdir())
+    if real == temporary or not _inside(real, temporary):
+        raise InputError(f"{where}: only a folder made for the run inside the temporary folder {temporary} "
+                         "is removed (mktemp -d makes one)")
+    if _inside(os.getcwd(), real):
+        raise InputError(f"{where} holds the current folder: it is not removed")
+    held = [picture for picture in pictures if _inside(picture, real)]
+    if held and stat.S_IMODE(info.st_mode) & 0o077:
+        raise InputError(f"{where} holds the picture {held[0]} and others may read it (mode "
+                         f"{stat.S_IMODE(info.st_mode):o}): only a private folder made for the run "
+                         "(mktemp -d, mode 700) is removed with the pictures in it")
+    return real
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether path is folder or lies below it, links resolved."""
+    try:
+        return os.path.commonpath([os.path.realpath(path), folder]) == folder
+    except ValueError:  # on different drives (Windows)
+        return False
+
+
+STOP_SIGNALS = {"SIGTERM": "terminated", "SIGHUP": "hung up", "SIGQUIT": "quit"}
+"""The signals that stop a run like Ctrl+C does (those the platform has), and the words said for each."""
+
+
+def stop_on_signals() -> None:
+    """SIGTERM, SIGHUP (a closed terminal or session) and SIGQUIT (Ctrl+\\) stop the run like Ctrl+C
+    does: through the same cleanup, not in the middle of a write (a save under way removes its
+    temporary file). A signal that was ignored when we started stays ignored (nohup's SIGHUP)."""
     def stop(signum, frame):
-        raise Interrupted("terminated", 128 + signum)
-    signal.signal(signal.SIGTERM, stop)
+        raise Interrupted(STOP_SIGNALS[signal.Signals(signum).name], 128 + signum)
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         from .server import main as serve
         return serve(argv[1:])
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         code = execute(argv, sys.stdout, sys.stderr)
     except BrokenPipeError:
@@ -112,8 +210,13 @@ def execute(argv: list[str], out: TextIO, err: TextIO) -> int:
     mode = "json" if _wants_json(argv) else "none"
     try:
         args = build_parser().parse_args(argv)
+        if args.cleanup_dir is not None and not args.stop_on_stdin_eof:
+            raise InputError("--cleanup-dir works only with --stop-on-stdin-eof: it names the folder to remove "
+                             "when the program that started the run goes away")
         if args.stop_on_stdin_eof:
-            watch_stdin(args.cleanup_dir)
+            check_stdin_from_a_caller()
+            watch_stdin(checked_cleanup_dir(args.cleanup_dir, [args.content, *args.styles])
+                        if args.cleanup_dir is not None else None)
         mode = args.progress
         if mode == "auto":
             mode = "bar" if err.isatty() else "none"
@@ -136,16 +239,18 @@ def reporter(mode: str, out: TextIO, err: TextIO) -> Reporter:
 
 
 def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
-    from .imageio import check_output, load_picture, save_picture
+    from .imageio import check_output, check_output_size, load_picture, save_picture
 
     started = time.perf_counter()
     # Everything that can be checked is checked before the expensive part.
     check_output(args.output, [args.content, *args.styles])
     memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
     content = load_picture(args.content, "content image", memory_limit)
+    check_output_size(args.output, result_size(content.size, settings))
     styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
-    if args.server:
-        result = run_on_server(args.server, content, styles, settings, report)
+    address = server_address(args)
+    if address:
+        result = run_on_server(address, content, styles, settings, report)
     else:
         # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
         from .engine import stylize_picture
@@ -157,7 +262,33 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     return 0
 
 
-def run_on_server(text: str, content, styles, settings: Settings, report: Reporter):
+def server_address(args: argparse.Namespace):
+    """The server to run on, if any: --server, --server-file or $STYLIZE_SERVER (in that order).
+    An address with a token is refused on the command line, where every local user can read it."""
+    from . import client
+    try:
+        if args.server_file:
+            return client.read_address_file(Path(args.server_file))
+        if args.server == "local":
+            address = client.local_address()
+            if address is None:
+                raise StylizeError("no server runs on this computer for you: start one with: stylize serve")
+            return address
+        if args.server:
+            address = client.parse_address(args.server) if args.server.startswith(("unix:", "/")) else None
+            if address is None:
+                raise InputError(f"--server takes 'local' or unix:PATH; a server with a token is named by "
+                                 f"--server-file FILE or {SERVER_VARIABLE}: a token on the command line is "
+                                 "readable by every local user")
+            return address
+        if os.environ.get(SERVER_VARIABLE):
+            return client.parse_address(os.environ[SERVER_VARIABLE])
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return None
+
+
+def run_on_server(address, content, styles, settings: Settings, report: Reporter):
     """The run on a server: the pictures go as .npy bytes, progress comes back, then the result."""
     from . import client
     from .imageio import load_picture_bytes, npy_bytes
@@ -165,12 +296,6 @@ def run_on_server(text: str, content, styles, settings: Settings, report: Report
     for option in OPTIONS:
         if option.names_a_file and getattr(settings, option.name) is not None:
             raise InputError(f"{option.cli_flag} names a file on this computer; a server uses its own")
-    try:
-        address = client.local_address() if text == "local" else client.parse_address(text)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-    if address is None:
-        raise StylizeError("no server runs on this computer for you: start one with: stylize serve")
     values = {option.name: getattr(settings, option.name) for option in OPTIONS
               if getattr(settings, option.name) != option.default}
     errors = []
@@ -193,6 +318,15 @@ def run_on_server(text: str, content, styles, settings: Settings, report: Report
         error.exit_code = code or 1
         raise error
     return load_picture_bytes(data, "the server's result", None)
+
+
+def result_size(content_size: tuple[int, int], settings: Settings) -> tuple[int, int]:
+    """The (width, height) the result will have: the output size plan.make_plan gives the run, here
+    before the run (pyramid.py is plain arithmetic, no torch)."""
+    from .pyramid import output_size, preview_size
+    if settings.resolution == "preview":
+        return preview_size(content_size)
+    return output_size(content_size, settings.size)
 
 
 def fail(message: str, code: int, mode: str, out: TextIO, err: TextIO) -> int:

@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,15 @@ MAX_REQUEST_BYTES = 1 << 30
 MAX_RESULT_BYTES = (1 << 32) + 4096
 """The largest result a client takes: a 16384x16384 RGBA float32 array and its .npy header."""
 HEADER_TIMEOUT = 10.0
-"""A request's JSON line must arrive whole within this time after connecting."""
+"""A request's JSON line must arrive whole within this time after connecting (TLS handshake included)."""
+TRANSFER_WINDOW = 10.0
+"""A transfer's pace is judged per window of this many seconds, both ways: a steady slow peer keeps
+its transfer however long it takes; one that stalls or drips loses it within a window or two."""
 MIN_TRANSFER_RATE = 256 * 1024
-"""Bytes per second a request's images must at least arrive at (after HEADER_TIMEOUT's grace)."""
+"""Bytes per second a request's images must at least arrive at, in every window."""
+MIN_RESULT_RATE = 16 * 1024
+"""Bytes per second a result (and any other message to a client) must at least move at, in every
+window: a client behind a slow link or an SSH tunnel reads large results slowly but steadily."""
 READ_TIMEOUT = 60.0
 """No read waits longer than this for a byte; the server says something at least every HEARTBEAT_INTERVAL."""
 HEARTBEAT_INTERVAL = 10.0
@@ -86,39 +93,56 @@ class ServerLost(ServerError):
 # --- framing: a JSON line, then as many raw bytes as its "bytes" field says -------------------------
 
 class Channel:
-    """One connection's messages, each a JSON object on one line followed by `bytes` raw bytes."""
+    """One connection's messages, each a JSON object on one line followed by `bytes` raw bytes.
 
-    def __init__(self, connection: socket.socket):
+    Transfers are paced, not timed as a whole: every TRANSFER_WINDOW must move at least its rate's
+    worth of bytes (or the rest of the message). Memory for a payload is taken as it arrives, each
+    chunk first asked of `budget` (a PayloadBudget shared by the connections), never up front."""
+
+    def __init__(self, connection: socket.socket, send_rate: int = MIN_RESULT_RATE):
         self.connection = connection
         self.buffer = bytearray()
+        self.send_rate = send_rate
 
     def send(self, header: dict, parts: list[bytes] | tuple = ()) -> None:
         size = sum(len(part) for part in parts)
         if size:
             header = {**header, "bytes": size}
-        self.connection.sendall(json.dumps(header).encode("utf-8") + b"\n")
+        self._send_paced(json.dumps(header).encode("utf-8") + b"\n")
         for part in parts:
-            self.connection.sendall(part)
+            self._send_paced(part)
 
-    def read(self, deadline: float | None = None, max_payload: int = 0,
-             idle_limit: float = READ_TIMEOUT) -> tuple[dict, bytes]:
+    def _send_paced(self, data: bytes) -> None:
+        view, sent = memoryview(data), 0
+        pace = Pace(len(data), self.send_rate)
+        while sent < len(data):
+            self.connection.settimeout(pace.time_left(sent, "the message"))
+            try:
+                sent += self.connection.send(view[sent:sent + (1 << 20)])
+            except socket.timeout:
+                continue  # the window's end: Pace decides whether enough went
+        self.connection.settimeout(None)
+
+    def read(self, deadline: float | None = None, max_payload: int = 0, idle_limit: float = READ_TIMEOUT,
+             rate: int = MIN_TRANSFER_RATE) -> tuple[dict, bytes]:
         """The next message and its payload; ProtocolError when it is malformed, too big or too slow.
         `deadline` (time.monotonic()) bounds the JSON line; no single read waits longer than `idle_limit`."""
         header = self.read_header(deadline, idle_limit)
-        return header, self.read_payload(header, max_payload, idle_limit)
+        return header, self.read_payload(header, max_payload, rate=rate)
 
     def read_header(self, deadline: float | None, idle_limit: float = READ_TIMEOUT) -> dict:
         return parse_header(self._line(deadline, idle_limit))
 
-    def read_payload(self, header: dict, max_payload: int, idle_limit: float = READ_TIMEOUT) -> bytes:
-        """The `bytes` bytes after `header`: they get HEADER_TIMEOUT plus their size at MIN_TRANSFER_RATE."""
+    def read_payload(self, header: dict, max_payload: int, rate: int = MIN_TRANSFER_RATE,
+                     budget: "PayloadBudget | None" = None) -> bytearray:
+        """The `bytes` bytes after `header`, at `rate` bytes per second at least in every window."""
         size = header.get("bytes", 0)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ProtocolError("the message's byte count is not a whole number")
         if size > max_payload:
             raise ProtocolError(f"the message carries {size} bytes, more than the limit of {max_payload}",
                                 "too-large")
-        return self._exactly(size, time.monotonic() + HEADER_TIMEOUT + size / MIN_TRANSFER_RATE, idle_limit)
+        return self._exactly(size, rate, budget)
 
     def _line(self, deadline: float | None, idle_limit: float) -> bytes:
         while True:
@@ -137,41 +161,87 @@ class Channel:
                 raise EOFError("the connection closed")
             self.buffer += chunk
 
-    def _exactly(self, size: int, deadline: float, idle_limit: float) -> bytes:
-        if size <= len(self.buffer):
-            payload = bytes(self.buffer[:size])
-            del self.buffer[:size]
-            return payload
-        payload = bytearray(size)
-        view = memoryview(payload)
-        have = len(self.buffer)
-        view[:have] = self.buffer
-        self.buffer.clear()
-        while have < size:
-            self._set_timeout(deadline, idle_limit, f"{size} bytes")
-            try:
-                count = self.connection.recv_into(view[have:], min(size - have, 1 << 20))
-            except socket.timeout:
-                raise ProtocolError(f"{size} bytes did not arrive in time ({have} came)", "timeout") from None
-            if not count:
-                raise EOFError("the connection closed in the middle of a message")
-            have += count
-        return bytes(payload)
+    def _exactly(self, size: int, rate: int, budget: "PayloadBudget | None") -> bytearray:
+        payload = bytearray()
+        taken = 0
+        pace = Pace(size, rate)
+        try:
+            while len(payload) < size:
+                if self.buffer:
+                    chunk = bytes(self.buffer[:size - len(payload)])
+                    del self.buffer[:len(chunk)]
+                else:
+                    self.connection.settimeout(pace.time_left(len(payload), f"{size} bytes"))
+                    try:
+                        chunk = self.connection.recv(min(size - len(payload), 1 << 20))
+                    except socket.timeout:
+                        continue  # the window's end: Pace decides whether enough came
+                    if not chunk:
+                        raise EOFError("the connection closed in the middle of a message")
+                if budget is not None:
+                    budget.take(len(chunk))
+                    taken += len(chunk)
+                payload += chunk
+        except BaseException:
+            if budget is not None:
+                budget.give(taken)
+            raise
+        return payload
 
     def _receive(self, size: int, deadline: float | None, idle_limit: float, what: str) -> bytes:
-        self._set_timeout(deadline, idle_limit, what)
-        try:
-            return self.connection.recv(size)
-        except socket.timeout:
-            raise ProtocolError(f"{what} did not arrive in time", "timeout") from None
-
-    def _set_timeout(self, deadline: float | None, idle_limit: float, what: str) -> None:
         timeout = idle_limit
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
             if timeout <= 0:
                 raise ProtocolError(f"{what} did not arrive in time", "timeout")
         self.connection.settimeout(timeout)
+        try:
+            return self.connection.recv(size)
+        except socket.timeout:
+            raise ProtocolError(f"{what} did not arrive in time", "timeout") from None
+
+
+class Pace:
+    """The floor on one transfer's speed: each TRANSFER_WINDOW must move `rate` bytes a second, or
+    whatever was left of the transfer when the window began."""
+
+    def __init__(self, size: int, rate: int, window: float = TRANSFER_WINDOW):
+        self.size, self.rate, self.window = size, rate, window
+        self.window_end = time.monotonic() + window
+        self.done_at_window_start = 0
+
+    def time_left(self, done: int, what: str) -> float:
+        """Seconds the next read or write may wait; ProtocolError when the last window moved too little."""
+        now = time.monotonic()
+        if now >= self.window_end:
+            needed = min(int(self.rate * self.window), self.size - self.done_at_window_start)
+            moved = done - self.done_at_window_start
+            if moved < needed:
+                raise ProtocolError(f"{what} moved too slowly: {moved} bytes in {self.window:g} s, at least "
+                                    f"{needed} needed ({done} of {self.size} done)", "timeout")
+            self.window_end, self.done_at_window_start = now + self.window, done
+        return max(0.001, self.window_end - now)
+
+
+class PayloadBudget:
+    """The bytes of requests' payloads held at once, all connections together: each chunk is taken
+    from it as it arrives and given back when its request's pictures are decoded or it failed."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def take(self, count: int) -> None:
+        with self.lock:
+            if self.held + count > self.limit:
+                raise ProtocolError(f"the server holds {self.held} bytes of other requests' images and takes no "
+                                    "more now: try again later", "busy")
+            self.held += count
+
+    def give(self, count: int) -> None:
+        with self.lock:
+            self.held -= count
 
 
 def parse_header(line: bytes) -> dict:
@@ -205,6 +275,12 @@ class Address:
             return self.path
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    def public(self) -> str:
+        """The address as it may be shown or logged: without its token."""
+        if self.kind == "unix":
+            return "unix:" + self.path
+        return f"{self.kind}://{self.describe()}" + (f"#sha256={self.fingerprint}" if self.fingerprint else "")
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -274,6 +350,24 @@ def local_address(transport: str = "auto") -> Address | None:
     if transport == "unix" or (transport == "auto" and unix_sockets_work()):
         return Address("unix", path=str(default_socket_path()))
     return read_loopback_file(state_folder() / LOOPBACK_FILE)
+
+
+def read_address_file(path: Path) -> Address:
+    """The address in a file of this user's that others may not read: one line as the server wrote it
+    (tls://TOKEN@HOST:PORT#sha256=..., tcp://TOKEN@127.0.0.1:PORT), or a loopback record. A token
+    travels in such a file or in the environment, never on a command line, where every local user
+    could read it. ValueError says what is wrong, in one line."""
+    try:
+        check_private_file(path)
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the address file {path}: {error.strerror or error}") from None
+    if text.startswith("{"):
+        address = read_loopback_file(path)
+        if address is None:
+            raise ValueError(f"the address file {path} is gone")
+        return address
+    return parse_address(text)
 
 
 def read_loopback_file(path: Path) -> Address | None:
@@ -430,7 +524,7 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
         try:
             channel.send(request_header(address, "stylize", settings=settings,
                                         images=[len(image) for image in images]), images)
-        except OSError:
+        except (OSError, ProtocolError):
             pass  # a server that refuses early stops reading: its reply says why
         first, _ = channel.read(time.monotonic() + accept_timeout, idle_limit=accept_timeout)
     except ProtocolError:
@@ -446,7 +540,7 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
         result = None
         while True:
             try:
-                event, payload = channel.read(max_payload=max_result_bytes)
+                event, payload = channel.read(max_payload=max_result_bytes, rate=MIN_RESULT_RATE)
             except (OSError, EOFError, ProtocolError) as error:
                 raise ServerLost(f"the server at {address.describe()} stopped in the middle of the run "
                                  f"({error})") from None
@@ -454,7 +548,7 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
             if stage == "exit":
                 return int(event.get("code", 1)), result
             if stage == "result":
-                result = payload
+                result = bytes(payload)
             elif stage != "heartbeat":
                 on_event(event)
     finally:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import hmac
 import json
+import math
 import os
 import queue
-import secrets
 import select
 import socket
 import ssl
@@ -31,22 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .admission import Admission
 from .client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
-                     PROTOCOL, Address, Channel, ProtocolError, default_socket_path, peer_uid, state_folder,
-                     unix_sockets_work)
+                     MIN_TRANSFER_RATE, PROTOCOL, Channel, PayloadBudget, ProtocolError, default_socket_path, peer_uid,
+                     state_folder, unix_sockets_work)
 from .errors import InputError, StylizeError
+from .listeners import (Listener, StartError, activated_listeners, loopback_listener, network_listener,
+                        unix_listener)
 from .options import BY_NAME, OPTIONS
-from .progress import Progress, Reporter
+from .progress import Progress
 
 if TYPE_CHECKING:  # importing them would import numpy and PIL: `stylize serve --help` answers without
     from .imageio import Picture
     from .settings import Settings
 
 DEFAULT_MAX_QUEUE = 8
-MAX_CONNECTIONS = 32
-"""Connections served at once (queued clients included); more are told the server is busy."""
-SEND_TIMEOUT = 60.0
-"""A client that takes nothing from its connection for this long is given up (its run stopped)."""
 DEFAULT_PORT = 8787
 
 
@@ -82,9 +81,11 @@ class Busy(Exception):
         self.ahead = ahead
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """One client's run: what to stylize, and the messages waiting to go back to it."""
+    """One client's run: what to stylize, and the messages waiting to go back to it. Jobs are
+    compared by identity: two clients asking for the same run are still two runs (comparing
+    their fields would compare the pixels, which numpy refuses)."""
     settings: Settings
     content: Picture
     styles: list[Picture]
@@ -103,6 +104,10 @@ class Job:
         if self.withdrawn.is_set():
             raise ClientGone()
         self.send(event.fields())
+
+    def fail(self, message: str, exit_code: int) -> None:
+        """Report a failure: queued for the client if it is still there, never raising."""
+        self.send(Progress("error", message=" ".join(message.split()), exit_code=exit_code).fields())
 
     def finish(self, code: int) -> None:
         self.send({"stage": "exit", "code": code})
@@ -155,6 +160,11 @@ class Scheduler:
             self.changed.notify_all()
             return self.running
 
+    def touch(self) -> None:
+        """Something arrived: the idle timeout counts from now."""
+        with self.changed:
+            self.last_activity = time.monotonic()
+
     def count_run(self) -> None:
         with self.changed:
             self.runs += 1
@@ -199,6 +209,9 @@ class Runner:
                     job.started.set()
                     log(f"{job.name}: running")
                     run_job(job)
+            except BaseException as error:  # noqa: BLE001 - whatever one job raises, the next still runs
+                log(f"{job.name}: the runner caught {type(error).__name__}: {error}")
+                job.finish(1)
             finally:
                 job.finished.set()
                 self.scheduler.done()
@@ -217,39 +230,44 @@ class Runner:
 
 
 def run_job(job: Job) -> None:
+    """Run one job to its end: the result, or one error message, then the exit status. Nothing it
+    raises leaves it: a failure is reported to the client if the client is still there."""
     from .engine import stylize_picture
     from .imageio import npy_bytes
-    report = Reporter(job.progress)
     started = time.perf_counter()
     try:
-        result = stylize_picture(job.content, job.styles, job.settings, report.callback)
+        result = stylize_picture(job.content, job.styles, job.settings, job.progress)
         data = npy_bytes(result)
+        if job.withdrawn.is_set():
+            raise ClientGone()
         job.send({"stage": "result", "shape": [result.rgb.shape[0], result.rgb.shape[1],
                                                 3 if result.alpha is None else 4]}, data)
-        report.done(time.perf_counter() - started)
+        job.send(Progress("done", seconds=round(time.perf_counter() - started, 2)).fields())
         code = 0
     except ClientGone:
         log(f"{job.name}: stopped, its client left")
         code = 130
     except StylizeError as error:
-        report.error(" ".join(str(error).split()), error.exit_code)
+        job.fail(str(error), error.exit_code)
         code = error.exit_code
     except MemoryError:
-        report.error("out of memory: use a smaller --max-size", 3)
+        job.fail("out of memory: use a smaller --max-size", 3)
         code = 3
     except Exception as error:  # the server outlives any run's failure
         traceback.print_exc(file=sys.stderr)
-        job.send({"stage": "error", "message": f"the server failed: {type(error).__name__}: {error}",
-                  "exit_code": 1})
+        job.fail(f"the server failed: {type(error).__name__}: {error}", 1)
         code = 1
+    if code not in (0, 130) and job.withdrawn.is_set():
+        log(f"{job.name}: failed after its client left")
     log(f"{job.name}: finished, exit status {code}, {time.perf_counter() - started:.1f} s")
     job.finish(code)
 
 
 # --- requests -------------------------------------------------------------------------------------------
 
-def settings_from_request(values, n_styles: int):
-    """Settings from a request's {option name: value}: known options only, none that names a file."""
+def settings_from_request(values, n_styles: int, memory_limit_mb: int | None):
+    """Settings from a request's {option name: value}: known options only, none that names a file.
+    A request may ask for less memory than the server's budget (`memory_limit_mb`), never more."""
     from .settings import Settings
     if not isinstance(values, dict):
         raise InputError("settings must be a JSON object of option names and values")
@@ -259,93 +277,135 @@ def settings_from_request(values, n_styles: int):
         if BY_NAME[name].names_a_file:
             raise InputError(f"option {name!r} names a file on the server and cannot be sent: the server uses "
                              "its own")
-    return Settings(**values).validate(n_styles)
+    settings = Settings(**values).validate(n_styles)
+    asked = settings.memory_limit_mb
+    settings.memory_limit_mb = memory_limit_mb if asked is None else min(asked, memory_limit_mb)
+    return settings
 
 
-def decode_images(sizes, payload: bytes, memory_limit: int | None):
+def decode_images(sizes, payload: bytes, memory_limit: int):
     from .imageio import load_picture_bytes
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
         raise InputError("images must list the byte counts of the content and at least one style image")
     if sum(sizes) != len(payload):
         raise InputError(f"the images' byte counts add up to {sum(sizes)}, but {len(payload)} bytes came")
-    pictures, start = [], 0
+    pictures, start, view = [], 0, memoryview(payload)
     for number, size in enumerate(sizes):
         what = "content image" if number == 0 else "style image" if len(sizes) == 2 else f"style image {number}"
-        pictures.append(load_picture_bytes(payload[start:start + size], what, memory_limit))
+        pictures.append(load_picture_bytes(view[start:start + size], what, memory_limit))
         start += size
     return pictures[0], pictures[1:]
 
 
-class Connection:
-    """One client's connection: its request read within the limits, its job queued, its messages sent."""
+def protocol_problem(value) -> str | None:
+    """Why a request's protocol field is not this server's, in words; None when it is."""
+    if value == PROTOCOL and isinstance(value, int) and not isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (f"this server speaks protocol {PROTOCOL}, the client {value}: install the same version on both "
+                "sides")
+    if value is None:
+        return f"the request names no protocol (this server speaks {PROTOCOL}): the client is too old"
+    return f"the request's protocol must be the number {PROTOCOL}, not {json.dumps(value)[:40]}"
 
-    def __init__(self, server: "Server", sock: socket.socket, listener: "Listener"):
+
+class Connection:
+    """One client's connection: who it is proved, its request read within the limits, its job
+    queued, its messages sent at a pace the client may set (MIN_RESULT_RATE at least)."""
+
+    def __init__(self, server: "Server", sock: socket.socket, listener: Listener, ident: int):
         self.server = server
         self.sock = sock
         self.listener = listener
+        self.ident = ident
         self.channel = Channel(sock)
+        self.authenticated = False
+        try:
+            self.peer = f"uid {peer_uid(sock)}" if listener.kind == "unix" else "{}:{}".format(*sock.getpeername()[:2])
+        except OSError:
+            self.peer = "a peer already gone"
 
     def serve(self) -> None:
         try:
             self.serve_request()
-        except (OSError, EOFError):
-            pass  # the client vanished; nothing to tell it
+        except (OSError, EOFError, ProtocolError):
+            pass  # the client vanished, or stopped reading: nothing to tell it
         except Exception:  # the server outlives any connection's failure
             traceback.print_exc(file=sys.stderr)
         finally:
+            self.server.admission.leave(self.ident, self.authenticated)
             try:
                 self.sock.close()
             except OSError:
                 pass
 
     def serve_request(self) -> None:
-        deadline = time.monotonic() + HEADER_TIMEOUT
-        if self.listener.kind == "unix" and peer_uid(self.sock) not in (None, os.getuid()):
-            self.refuse("this server serves only its own user", "peer", drain=True)
-            return
-        if self.listener.tls:
-            if not self.handshake():
+        deadline = time.monotonic() + HEADER_TIMEOUT  # the handshake and the JSON line together
+        if self.listener.kind == "unix":
+            if peer_uid(self.sock) not in (None, os.getuid()):
+                self.refuse("this server serves only its own user", "peer", drain=True)
                 return
+            if not self.authenticate():
+                return
+        elif self.listener.tls and not self.handshake(deadline):
+            return
         try:
             header = self.channel.read_header(deadline, HEADER_TIMEOUT)
-            if header.get("protocol") != PROTOCOL:
-                self.refuse(f"this server speaks protocol {PROTOCOL}, the client {header.get('protocol', 1)}: "
-                            "install the same version on both sides", "version", drain=True)
-                return
-            if self.listener.token and not hmac.compare_digest(str(header.get("token", "")).encode(),
-                                                               self.listener.token.encode()):
-                self.refuse("wrong or missing token: copy the server's address again from its output", "token",
-                            drain=True)
+            if self.listener.kind == "tcp":
+                if not hmac.compare_digest(str(header.get("token", "")).encode(), self.listener.token.encode()):
+                    self.refuse("wrong or missing token: copy the server's address again from its address file",
+                                "token", drain=True)
+                    return
+                if not self.authenticate():
+                    return
+            problem = protocol_problem(header.get("protocol"))
+            if problem:
+                self.refuse(problem, "version", drain=True)
                 return
             op = header.get("op")
             if op == "ping":
                 self.channel.send({"stage": "pong", "protocol": PROTOCOL, "pid": os.getpid(),
-                                   "warm": self.server.runner.warm.is_set(), **self.server.scheduler.state()})
+                                   "warm": self.server.runner.warm.is_set(), **self.server.scheduler.state(),
+                                   **self.server.admission.state(), "threads": threading.active_count(),
+                                   "buffered_bytes": self.server.payloads.held})
                 return
             if op != "stylize":
                 self.refuse(f"unknown op {op!r} (ping or stylize)", "request", drain=True)
                 return
-            payload = self.channel.read_payload(header, self.server.max_request_bytes, HEADER_TIMEOUT)
+            payload = self.channel.read_payload(header, self.server.max_request_bytes, MIN_TRANSFER_RATE,
+                                                self.server.payloads)
         except ProtocolError as error:
-            self.refuse(f"bad request: {error}", error.reason, drain=True)
+            self.refuse(f"bad request: {error}" if error.reason in ("request", "too-large") else str(error),
+                        error.reason, drain=True)
             return
         try:
-            content, styles = decode_images(header.get("images"), payload, self.server.memory_limit)
-            settings = settings_from_request(header.get("settings", {}), len(styles))
+            memory_limit_mb = self.server.memory_limit_mb()
+            content, styles = decode_images(header.get("images"), payload, memory_limit_mb * 2**20)
+            settings = settings_from_request(header.get("settings", {}), len(styles), memory_limit_mb)
         except InputError as error:
             self.refuse(" ".join(str(error).split()), "input")
             return
-        del payload
-        self.run(Job(settings, content, styles, name=f"from {self.peer()}"))
+        finally:
+            self.server.payloads.give(len(payload))
+            del payload
+        self.run(Job(settings, content, styles, name=f"from {self.peer}"))
 
-    def handshake(self) -> bool:
+    def authenticate(self) -> bool:
+        outcome = self.server.admission.authenticate(self.ident)
+        if outcome == "busy":
+            self.refuse(f"the server serves {self.server.admission.max_authenticated} connections already: try "
+                        "again later", "busy", drain=True)
+        self.authenticated = outcome == "ok"
+        return self.authenticated
+
+    def handshake(self, deadline: float) -> bool:
         self.sock = self.listener.tls.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
-        self.sock.settimeout(HEADER_TIMEOUT)
+        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
         try:
             self.sock.do_handshake()
         except (ssl.SSLError, OSError):
-            return False  # not TLS, or too slow: nothing can be said to it
+            return False  # not TLS, too slow, or pushed out for a newcomer: nothing can be said to it
         self.channel = Channel(self.sock)
         return True
 
@@ -360,7 +420,6 @@ class Connection:
             return
         log(f"{job.name}: accepted, {ahead} run{'s' if ahead != 1 else ''} ahead; {changed_settings(job.settings)}")
         try:
-            self.sock.settimeout(SEND_TIMEOUT)
             self.channel.send({"stage": "accepted", "protocol": PROTOCOL, "ahead": ahead})
             self.pump(job, ahead)
         finally:
@@ -388,7 +447,11 @@ class Connection:
                     message, payload = {"stage": "heartbeat"}, b""
                 else:
                     continue
-            self.channel.send(message, [payload] if payload else [])
+            try:
+                self.channel.send(message, [payload] if payload else [])
+            except ProtocolError as error:
+                log(f"{job.name}: its client stopped reading ({error}): given up")
+                return
             last_sent = time.monotonic()
             if message["stage"] == "exit":
                 return
@@ -401,7 +464,6 @@ class Connection:
         readable, _, _ = select.select([self.sock], [], [], 0)
         if not readable:
             return False
-        timeout = self.sock.gettimeout()
         self.sock.settimeout(0.05)
         try:
             self.sock.recv(1)
@@ -409,28 +471,16 @@ class Connection:
             return False  # part of a TLS record, not yet a message
         except OSError:
             return True
-        finally:
-            self.sock.settimeout(timeout)
         return True
-
-    def peer(self) -> str:
-        if self.listener.kind == "unix":
-            return f"uid {peer_uid(self.sock)}"
-        host, port = self.sock.getpeername()[:2]
-        return f"{host}:{port}"
 
     def refuse(self, message: str, reason: str, drain: bool = False, ahead: int | None = None) -> None:
         """Say why, in one error message, and close. `drain`: the client may still be sending; read
         what comes for a moment, so that closing does not reset the connection under our reply."""
-        try:
-            log(f"refused {self.peer()}: {reason}: {message}")
-        except OSError:
-            pass  # the peer is gone already
+        log(f"refused {self.peer}: {reason}: {message}")
         reply = {"stage": "error", "message": message, "exit_code": 2, "reason": reason}
         if ahead is not None:
             reply["ahead"] = ahead
         try:
-            self.sock.settimeout(HEADER_TIMEOUT)
             self.channel.send(reply)
             self.channel.send({"stage": "exit", "code": 2})
             if drain:
@@ -440,199 +490,55 @@ class Connection:
                 until = time.monotonic() + 2.0
                 while time.monotonic() < until and self.sock.recv(1 << 20):
                     pass
-        except OSError:
+        except (OSError, ProtocolError):
             pass
-
-
-# --- listeners ------------------------------------------------------------------------------------------
-
-@dataclass
-class Listener:
-    sock: socket.socket
-    kind: str
-    """"unix" (peers checked by user id) or "tcp" (a token required)."""
-    address: Address
-    token: str = ""
-    tls: ssl.SSLContext | None = None
-    owned_paths: list = field(default_factory=list)
-    """Files to remove at exit: our socket, our loopback file."""
-    lock: object = None
-
-
-def private_folder(folder: Path) -> Path:
-    """Create a folder only we can enter; refuse one that another user owns."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.stat()
-    if os.name == "posix":
-        if info.st_uid != os.getuid():
-            raise SystemExit(f"stylize serve: {folder} belongs to another user")
-        if info.st_mode & 0o077:
-            os.chmod(folder, 0o700)
-    return folder
-
-
-def hold_lock(path: Path):
-    """A lock held for the server's life; None when another server holds it. Whether a socket file
-    is stale is decided by this lock, not by connecting to it: a live server with a full accept
-    backlog answers no probe either, and must not be replaced."""
-    import fcntl
-    handle = open(path, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
-
-
-def unix_listener(path: Path) -> Listener | None:
-    private_folder(path.parent)
-    lock = hold_lock(path.with_name(path.name + ".lock"))
-    if lock is None:
-        return None
-    if os.path.lexists(path):
-        path.unlink()  # stale: its server died without cleaning up (it would hold the lock)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o600)
-    sock.listen(64)
-    return Listener(sock, "unix", Address("unix", path=str(path)), owned_paths=[path], lock=lock)
-
-
-def private_file(path: Path, make) -> str:
-    """The text of a file only we may read, made by make() the first time (by whichever of two
-    servers starting at once comes first: both then read the same)."""
-    private_folder(path.parent)
-    if not path.exists():
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        write_private(temporary, make())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink()
-    info = path.stat()
-    if os.name == "posix" and (info.st_uid != os.getuid() or info.st_mode & 0o077):
-        raise SystemExit(f"stylize serve: {path} belongs to another user or others may read it: remove it")
-    return path.read_text(encoding="utf-8").strip()
-
-
-def write_private(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write(text + "\n")
-    os.replace(temporary, path)
-
-
-def server_token() -> str:
-    """This user's server token: random, kept in a file only the user can read."""
-    return private_file(state_folder() / "token", lambda: secrets.token_urlsafe(32))
-
-
-def tcp_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    if os.name == "posix":
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(64)
-    return sock
-
-
-def loopback_listener(port: int) -> Listener:
-    """127.0.0.1 with a token; the port and token are written where this user's clients look."""
-    token = server_token()
-    sock = tcp_socket("127.0.0.1", port)
-    port = sock.getsockname()[1]
-    record = state_folder() / LOOPBACK_FILE
-    write_private(record, json.dumps({"port": port, "token": token, "pid": os.getpid(), "protocol": PROTOCOL}))
-    return Listener(sock, "tcp", Address("tcp", host="127.0.0.1", port=port, token=token), token=token,
-                    owned_paths=[record])
-
-
-def network_listener(host: str, port: int, tls: bool) -> Listener:
-    token = server_token()
-    sock = tcp_socket(host, port)
-    port = sock.getsockname()[1]
-    public = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
-    if not tls:
-        return Listener(sock, "tcp", Address("tcp", host=public, port=port, token=token), token=token)
-    context, fingerprint = tls_context(state_folder() / "tls")
-    return Listener(sock, "tcp", Address("tls", host=public, port=port, token=token, fingerprint=fingerprint),
-                    token=token, tls=context)
-
-
-def tls_context(folder: Path) -> tuple[ssl.SSLContext, str]:
-    """The server's TLS context and its certificate's SHA-256 fingerprint; a self-signed
-    certificate is made on first start (selfsigned.py) and kept, so that clients can pin it."""
-    import hashlib
-    from .selfsigned import make_self_signed
-    certificate, key = folder / "cert.pem", folder / "key.pem"
-    if not (certificate.exists() and key.exists()):
-        private_folder(folder)
-        pem_certificate, pem_key = make_self_signed("stylize-core server")
-        write_private(key, pem_key.strip())
-        write_private(certificate, pem_certificate.strip())
-    private_file(key, lambda: "")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certificate, key)
-    der = ssl.PEM_cert_to_DER_cert(certificate.read_text(encoding="ascii"))
-    return context, hashlib.sha256(der).hexdigest()
-
-
-def activated_listeners() -> list[Listener]:
-    """Sockets handed over by systemd (socket activation: LISTEN_PID, LISTEN_FDS, from fd 3)."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return []
-    listeners = []
-    for descriptor in range(3, 3 + int(os.environ.get("LISTEN_FDS", "0"))):
-        sock = socket.socket(fileno=descriptor)
-        if sock.family == getattr(socket, "AF_UNIX", None):
-            listeners.append(Listener(sock, "unix", Address("unix", path=sock.getsockname())))
-        else:
-            token = server_token()
-            host, port = sock.getsockname()[:2]
-            listeners.append(Listener(sock, "tcp", Address("tcp", host=host, port=port, token=token), token=token))
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)
-    return listeners
 
 
 # --- the server ----------------------------------------------------------------------------------------
 
 class Server:
     def __init__(self, listeners: list[Listener], device: str, idle_timeout: float, max_queue: int,
-                 max_request_bytes: int, memory_limit: int | None = None):
+                 max_request_bytes: int, max_buffered_bytes: int | None = None, memory_limit_mb: int | None = None):
         self.listeners = listeners
         self.scheduler = Scheduler(max_queue)
         self.runner = Runner(self.scheduler, device)
+        self.admission = Admission()
+        self.payloads = PayloadBudget(max_buffered_bytes or 2 * max_request_bytes)
         self.idle_timeout = idle_timeout
         self.max_request_bytes = max_request_bytes
-        self.memory_limit = memory_limit
-        self.connections = 0
-        self.connections_lock = threading.Lock()
+        self.fixed_memory_limit_mb = memory_limit_mb
+        self.stopping = threading.Event()
+
+    def memory_limit_mb(self) -> int:
+        """The memory a run may plan for: the server's --memory-limit-mb, else its share of what is
+        free now (plan.py). A request may ask for less, never for more."""
+        if self.fixed_memory_limit_mb:
+            return self.fixed_memory_limit_mb
+        from .device import pick_device
+        from .plan import memory_budget
+        from .settings import Settings
+        return max(1, memory_budget(pick_device(self.runner.device), Settings()) // 2**20)
 
     def serve_forever(self) -> int:
         self.runner.start()
-        print(json.dumps({"stage": "ready", "pid": os.getpid(), "addresses": [str(l.address) for l in self.listeners]}),
-              flush=True)
+        print(json.dumps({"stage": "ready", "pid": os.getpid(),
+                          "addresses": [listener.address.public() for listener in self.listeners],
+                          "address_files": [listener.address_file and str(listener.address_file)
+                                            for listener in self.listeners]}), flush=True)
         by_socket = {listener.sock: listener for listener in self.listeners}
         try:
-            while True:
-                readable, _, _ = select.select(list(by_socket), [], [], 1.0)
+            while not self.stopping.is_set():
+                readable, _, _ = select.select(list(by_socket), [], [], 0.5)
                 for sock in readable:
                     try:
                         connection, _ = sock.accept()
                     except OSError:
                         continue
                     self.start_connection(connection, by_socket[sock])
-                with self.connections_lock:
-                    quiet = self.connections == 0
+                quiet = self.admission.state()["connections"] == 0
                 if self.idle_timeout and quiet and self.scheduler.idle_for() > self.idle_timeout:
                     return 0
+            return 0
         finally:
             self.close()
 
@@ -640,35 +546,24 @@ class Server:
         sock.setblocking(True)
         if sock.family != getattr(socket, "AF_UNIX", None):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.connections_lock:
-            full = self.connections >= MAX_CONNECTIONS
-            if not full:
-                self.connections += 1
-        if full:
-            Connection(self, sock, listener).refuse(f"the server has {MAX_CONNECTIONS} connections already: try "
-                                                    "again later", "busy")
+            peer = sock.getpeername()[0]
+        else:
+            peer = "unix"
+        try:
+            ident = self.admission.admit(peer, sock)
+        except OSError:  # out of descriptors: this one cannot be served
             sock.close()
             return
-        self.scheduler.last_activity = time.monotonic()
+        self.scheduler.touch()
+        connection = Connection(self, sock, listener, ident)
+        threading.Thread(target=connection.serve, name="connection", daemon=True).start()
 
-        def serve() -> None:
-            try:
-                Connection(self, sock, listener).serve()
-            finally:
-                with self.connections_lock:
-                    self.connections -= 1
-        threading.Thread(target=serve, name="connection", daemon=True).start()
+    def stop(self) -> None:
+        self.stopping.set()
 
     def close(self) -> None:
         for listener in self.listeners:
-            listener.sock.close()
-            for path in listener.owned_paths:
-                try:
-                    Path(path).unlink()
-                except FileNotFoundError:
-                    pass
-            if listener.lock:
-                listener.lock.close()
+            listener.close()
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -679,22 +574,36 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def number_at_least(lowest: float, kind=float):
+    """An argparse type: a finite number of `kind`, at least `lowest`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < lowest:
+            raise argparse.ArgumentTypeError(f"expected a number of at least {lowest:g}, got {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stylize serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run the engine as a server, warm: clients (the GIMP plug-in, `stylize --server ADDRESS`) "
+        description="Run the engine as a server, warm: clients (the GIMP plug-in, `stylize --server-file FILE`) "
         "send pixels and get the result back; runs wait in one queue and run one at a time.",
         epilog="Without --socket, --loopback or --listen it listens where this user's clients look first: "
         "a Unix socket in $XDG_RUNTIME_DIR/stylize-core (Linux, macOS), or the loopback port (Windows).\n\n"
-        "For another computer, --listen HOST:PORT serves TLS with a self-signed certificate made on first start; "
-        "it prints the address to give the clients: tls://TOKEN@HOST:PORT#sha256=FINGERPRINT (the token lets "
-        "them in, the fingerprint pins the certificate). The token, certificate and key are kept in "
-        f"{state_folder()} (readable only by you). Or, without TLS, over an SSH tunnel:\n"
+        "For another computer, --listen HOST:PORT serves TLS with a self-signed certificate made on first start. "
+        "The address to give the clients, tls://TOKEN@HOST:PORT#sha256=FINGERPRINT (the token lets them in, the "
+        f"fingerprint pins the certificate), is written to {state_folder()}/address-PORT, readable only by you; "
+        "it is never printed. Copy that file to the client and use `stylize --server-file FILE`, or put its text "
+        "in the GIMP plug-in's Advanced › Engine server field. The token, certificate and key are kept in "
+        f"{state_folder()}. Or, without TLS, over an SSH tunnel:\n"
         f"  server:  stylize serve --listen 127.0.0.1:{DEFAULT_PORT} --no-tls\n"
-        f"  client:  ssh -N -L {DEFAULT_PORT}:127.0.0.1:{DEFAULT_PORT} gpu-host   and use "
-        f"tcp://TOKEN@127.0.0.1:{DEFAULT_PORT}\n\n"
-        "Limits: a request's JSON line 64 KiB, sent within 10 s; its images --max-request-mb together, at 256 "
-        "KiB/s at least; a client that reads nothing for 60 s is dropped (docs/protocol.md).")
+        f"  client:  ssh -N -L {DEFAULT_PORT}:127.0.0.1:{DEFAULT_PORT} gpu-host   and use the address file\n\n"
+        "Limits: a request's JSON line 64 KiB, sent within 10 s of connecting; its images --max-request-mb "
+        "together, at 256 KiB/s at least in every 10 s; results at 16 KiB/s at least (docs/protocol.md).")
     where = parser.add_mutually_exclusive_group()
     own_socket = default_socket_path() if unix_sockets_work() else "none: this system has no Unix sockets"
     where.add_argument("--socket", type=Path, metavar="PATH", help=f"listen on this Unix socket (default {own_socket})")
@@ -703,28 +612,39 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{state_folder() / LOOPBACK_FILE})")
     where.add_argument("--listen", type=parse_listen, metavar="HOST:PORT",
                        help="listen for other computers: TLS and a token (PORT 0: any free one)")
-    parser.add_argument("--port", type=int, default=0, metavar="N", help="with --loopback: the port (default: any free one)")
+    parser.add_argument("--port", type=number_at_least(0, int), default=0, metavar="N",
+                        help="with --loopback: the port (default: any free one)")
     parser.add_argument("--no-tls", action="store_true",
                         help="with --listen on a loopback address: plain TCP, for an SSH tunnel")
-    parser.add_argument("--idle-timeout", type=float, default=0, metavar="S",
+    parser.add_argument("--idle-timeout", type=number_at_least(0), default=0, metavar="S",
                         help="exit after this many seconds without a request (default 0: never)")
     device = BY_NAME["device"]
     parser.add_argument(device.cli_flag, choices=device.choices, default=device.default,
                         help="the device to initialise at start (default %(default)s)")
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N",
+    parser.add_argument("--max-queue", type=number_at_least(1, int), default=DEFAULT_MAX_QUEUE, metavar="N",
                         help="runs that may wait; more are refused as busy (default %(default)s)")
-    parser.add_argument("--max-request-mb", type=float, default=MAX_REQUEST_BYTES / 2**20, metavar="MB",
-                        help="the most a request's images may take together, in MiB (default %(default)g)")
+    parser.add_argument("--max-request-mb", type=number_at_least(0.001), default=MAX_REQUEST_BYTES / 2**20,
+                        metavar="MB", help="the most a request's images may take together, in MiB (default %(default)g)")
+    parser.add_argument("--max-buffered-mb", type=number_at_least(0.001), default=None, metavar="MB",
+                        help="the most all requests' images being received may take at once, in MiB "
+                        "(default: twice --max-request-mb)")
+    parser.add_argument("--memory-limit-mb", type=number_at_least(1, int), default=None, metavar="MB",
+                        help="the memory a run may plan for; a request may ask for less, never more (default: a "
+                        "share of what is free when the run is asked for)")
     return parser
 
 
 def chosen_listeners(args: argparse.Namespace) -> list[Listener]:
-    """The listener the options ask for; none when another server already has this user's socket."""
+    """The listener the options ask for; none when another server already has this user's socket
+    (or loopback record)."""
     if args.listen:
         return [network_listener(*args.listen, tls=not args.no_tls)]
     if args.loopback or not (args.socket or unix_sockets_work()):
-        return [loopback_listener(args.port)]
-    listener = unix_listener(args.socket or default_socket_path())
+        listener = loopback_listener(args.port)
+    else:
+        path = args.socket or default_socket_path()
+        default_folder = Path(os.path.abspath(path)).parent == default_socket_path().parent
+        listener = unix_listener(path, private_folder=default_folder)
     return [listener] if listener else []
 
 
@@ -736,14 +656,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import signal
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    listeners = activated_listeners() or chosen_listeners(args)
+    try:
+        listeners = activated_listeners() or chosen_listeners(args)
+    except StartError as error:
+        print(f"stylize serve: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the state folder cannot be written, say
+        print(f"stylize serve: error: {error.strerror or error}"
+              + (f": {error.filename}" if error.filename else ""), file=sys.stderr)
+        return 2
     if not listeners:
-        print(f"stylize serve: a server already listens on {args.socket or default_socket_path()}", file=sys.stderr)
+        where = "the loopback port" if args.loopback else args.socket or default_socket_path()
+        print(f"stylize serve: a server of yours already listens on {where}", file=sys.stderr)
         return 0
     for listener in listeners:
-        print(f"stylize serve: listening on {listener.address.describe()}; clients use: {listener.address}",
-              file=sys.stderr, flush=True)
-    server = Server(listeners, args.device, args.idle_timeout, args.max_queue, int(args.max_request_mb * 2**20))
+        told = f"; the address with its token is in {listener.address_file}" if listener.address_file else ""
+        print(f"stylize serve: listening on {listener.address.public()}{told}", file=sys.stderr, flush=True)
+    max_buffered = int(args.max_buffered_mb * 2**20) if args.max_buffered_mb else None
+    server = Server(listeners, args.device, args.idle_timeout, args.max_queue, int(args.max_request_mb * 2**20),
+                    max_buffered, args.memory_limit_mb)
     try:
         return server.serve_forever()
     except KeyboardInterrupt:

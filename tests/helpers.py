@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,17 +69,24 @@ def example_objective(size, device, precision="fp32"):
 
 
 class Served:
-    """A server process of the test's own and the address it printed."""
+    """A server process of the test's own, the address it wrote (token included) and its log."""
 
     def __init__(self, *arguments: str, environment: dict | None = None):
+        self.log_file = tempfile.NamedTemporaryFile(prefix="stylize-serve-", suffix=".log")
         self.process = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", *arguments],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log_file,
                                         text=True, env={**os.environ, **(environment or {})})
         line = self.process.stdout.readline()
-        assert line, "the server did not start: " + self.process.stderr.read()[-2000:]
-        ready = json.loads(line)
-        assert ready["stage"] == "ready"
-        self.address = client.parse_address(ready["addresses"][0])
+        assert line, "the server did not start: " + self.log()[-2000:]
+        self.ready = json.loads(line)
+        assert self.ready["stage"] == "ready"
+        self.address = address_from_ready(self.ready)
+
+    def log(self) -> str:
+        """What the server wrote on stderr so far: its one line per request's step."""
+        if self.log_file.closed:
+            return self.final_log
+        return Path(self.log_file.name).read_text(errors="replace")
 
     def ping(self) -> dict:
         return client.ping(self.address)
@@ -88,3 +96,15 @@ class Served:
             self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
         self.process.wait(30)
+        if not self.log_file.closed:
+            self.final_log = self.log()
+            self.log_file.close()
+
+
+def address_from_ready(ready: dict) -> client.Address:
+    """The full address of a server from its "ready" line: the printed one has no token; a TCP
+    listener's, token included, is in the private file the line names."""
+    address_file = (ready.get("address_files") or [None])[0]
+    if address_file:
+        return client.read_address_file(Path(address_file))
+    return client.parse_address(ready["addresses"][0])

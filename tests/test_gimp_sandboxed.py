@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session, results, run_batch  # noqa: E402
 
 from stylize_core.installer import plugin_files  # noqa: E402
+from helpers import address_from_ready  # noqa: E402
 
 pytestmark = pytest.mark.gimp
 ARTIFACTS = CHECKOUT / "artifacts" / "gimp-sandboxed"
@@ -37,7 +38,8 @@ class HostServer:
                                         cwd=CHECKOUT, stdout=subprocess.PIPE, text=True,
                                         stderr=open(log, "w") if log else subprocess.DEVNULL,
                                         env={**os.environ, "XDG_STATE_HOME": str(state)})
-        self.address = json.loads(self.process.stdout.readline())["addresses"][0]
+        # The full address, token included, as the user copies it from the server's address file.
+        self.address = str(address_from_ready(json.loads(self.process.stdout.readline())))
 
     def stop(self) -> None:
         self.process.kill()

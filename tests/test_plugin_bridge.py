@@ -20,7 +20,7 @@ import nst_bridge  # noqa: E402
 
 from stylize_core import Settings, client, options  # noqa: E402
 
-from helpers import CONTENT, STYLE, small  # noqa: E402
+from helpers import CONTENT, STYLE, address_from_ready, small  # noqa: E402
 
 OPTIONS = {"strength": 1.5, "quality": "fast", "resolution": "working", "iterations": 0, "max-size": 256, "preserve-colors": "luminance",
            "style-scale": 2.0, "seed": 7, "device": "cpu"}
@@ -233,7 +233,7 @@ def test_a_chosen_server_that_fails_is_said_not_hidden(job, tmp_path, monkeypatc
     served = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", "--listen", "127.0.0.1:0"],
                               stdout=subprocess.PIPE, text=True)
     try:
-        address = client.parse_address(json.loads(served.stdout.readline())["addresses"][0])
+        address = address_from_ready(json.loads(served.stdout.readline()))
         wrong = client.Address("tls", host=address.host, port=address.port, token="guess",
                                fingerprint=address.fingerprint)
         with pytest.raises(nst_bridge.BridgeError, match="refused the token"):

@@ -1,0 +1,333 @@
+"""Where the engine server listens, made so that it fails closed and touches only what it made.
+
+- A Unix socket lives in a folder the server made itself, or in an existing folder that is really
+  a folder (not a link), is this user's, and that no other user may write to. No folder's mode is
+  ever changed; only a socket of this user's is ever removed from the socket's path.
+- A TCP listener always has a token: at least TOKEN_MIN_LENGTH random characters, kept in a file
+  only this user may read, written whole (fsync) before it is used. A token file that is empty,
+  short or unreadable stops the server at start; it never serves without one.
+- Secrets are never printed: the full address (with its token) goes to a private file, and what
+  is printed names that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import ssl
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import LOOPBACK_FILE, PROTOCOL, Address, state_folder
+
+TOKEN_MIN_LENGTH = 32
+TOKEN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+UNIX_PATH_MAX = 107
+"""Bytes of a Unix socket's path the kernel takes (sun_path is 108 with its terminating zero)."""
+
+
+class StartError(Exception):
+    """The server cannot start as asked; the message says why and what to do, in one line."""
+
+
+@dataclass
+class Listener:
+    sock: socket.socket
+    kind: str
+    """"unix" (peers checked by user id) or "tcp" (a token required)."""
+    address: Address
+    token: str = ""
+    tls: ssl.SSLContext | None = None
+    address_file: Path | None = None
+    """Where the full address, token included, is written for this user (tcp only)."""
+    owned_paths: list = field(default_factory=list)
+    """Files to remove at exit: our socket, our address files."""
+    lock: "Lock | None" = None
+
+    def __post_init__(self):
+        if self.kind == "tcp" and not valid_token(self.token):
+            raise StartError("a TCP listener needs a token of at least "
+                             f"{TOKEN_MIN_LENGTH} characters: refusing to serve without one")
+
+    def close(self) -> None:
+        self.sock.close()
+        for path in self.owned_paths:
+            try:
+                Path(path).unlink()
+            except FileNotFoundError:
+                pass
+        if self.lock:
+            self.lock.release()
+
+
+# --- folders and files of our own -----------------------------------------------------------------------
+
+def own_folder(folder: Path, private: bool = True) -> Path:
+    """A folder for the server's files: made (mode 0700) when missing; an existing one must be a
+    real folder of this user's that no other user may write to (`private`: nor read). Its mode is
+    never changed: a folder the server did not make is the user's to set."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise StartError(f"cannot make the folder {folder}: {error.strerror or error}") from None
+    info = os.lstat(folder)
+    if stat.S_ISLNK(info.st_mode):
+        raise StartError(f"{folder} is a link: not following it (another user may have put it there); "
+                         "remove it or choose another place")
+    if not stat.S_ISDIR(info.st_mode):
+        raise StartError(f"{folder} is not a folder")
+    if os.name == "posix":
+        if info.st_uid != os.getuid():
+            raise StartError(f"{folder} belongs to another user (uid {info.st_uid}): choose a folder of your own")
+        loose = info.st_mode & (0o077 if private else 0o022)
+        if loose:
+            who = "read or enter" if private else "write to"
+            raise StartError(f"other users may {who} {folder} (mode {stat.S_IMODE(info.st_mode):o}): "
+                             f"{'chmod 700 it, or remove it' if private else 'choose a folder of your own'}")
+    return folder
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only this user may read, whole or not at all: through a temporary file that is
+    flushed to disk before it takes the name, and the folder flushed after, so that a crash leaves
+    the old file or the new one, never an empty one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read_private(path: Path) -> str | None:
+    """The text of a file of ours that others may not read; None when there is none."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StartError(f"cannot read {path}: {error.strerror or error} (a link is not followed)") from None
+    with os.fdopen(descriptor, encoding="utf-8", errors="replace") as stream:
+        info = os.fstat(stream.fileno())
+        if os.name == "posix" and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+            raise StartError(f"{path} belongs to another user or others may read it: remove it")
+        return stream.read()
+
+
+# --- the token ------------------------------------------------------------------------------------------
+
+def valid_token(token: str) -> bool:
+    return len(token) >= TOKEN_MIN_LENGTH and set(token) <= TOKEN_CHARACTERS
+
+
+def server_token() -> str:
+    """This user's server token, made on first start (random, written whole) and kept in a file only
+    the user can read. A token file that holds no valid token stops the server: it never serves
+    with an empty or guessable one."""
+    folder = own_folder(state_folder())
+    path = folder / "token"
+    text = read_private(path)
+    if text is None:
+        made = secrets.token_urlsafe(32)
+        temporary = path.with_name(f".token.{os.getpid()}.new")
+        write_private(temporary, made)
+        try:
+            os.link(temporary, path)  # two servers starting at once: the first one's token wins
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+        text = read_private(path) or ""
+    token = text.strip()
+    if not valid_token(token):
+        raise StartError(f"the token file {path} holds no valid token ({len(token)} characters; at least "
+                         f"{TOKEN_MIN_LENGTH} letters, digits, - or _): remove it, and a new one is made at the "
+                         "next start (clients then need the new address)")
+    return token
+
+
+# --- locks ----------------------------------------------------------------------------------------------
+
+class Lock:
+    """An exclusive lock on a file, held for the server's life and removed with it. After taking
+    the lock it checks that the file is still the one at the path (a server ending removes it),
+    so that two servers never both hold one."""
+
+    def __init__(self, path: Path, handle: int):
+        self.path = path
+        self.handle = handle
+
+    @staticmethod
+    def take(path: Path) -> "Lock | None":
+        """The lock, or None when another server holds it."""
+        import fcntl
+        while True:
+            try:
+                handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            except OSError as error:
+                raise StartError(f"cannot make the lock file {path}: {error.strerror or error}") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                return None
+            try:
+                same = os.stat(handle).st_ino == os.lstat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return Lock(path, handle)
+            os.close(handle)  # its server removed it as we opened it: take the new one
+
+    def release(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self.handle)
+
+
+# --- the listeners --------------------------------------------------------------------------------------
+
+def unix_listener(path: Path, private_folder: bool) -> Listener | None:
+    """A Unix socket at `path`, only for this user; None when another server already holds it.
+    `private_folder`: the folder is the server's own (the default place), not the user's choice."""
+    path = Path(os.path.abspath(path))
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise StartError(f"the socket path {path} is {len(os.fsencode(path))} bytes; a Unix socket's path may "
+                         f"have at most {UNIX_PATH_MAX}: choose a shorter one")
+    own_folder(path.parent, private=private_folder)
+    lock = Lock.take(path.with_name(path.name + ".lock"))
+    if lock is None:
+        return None
+    try:
+        if os.path.lexists(path):
+            info = os.lstat(path)
+            if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+                raise StartError(f"{path} exists and is not a socket of yours: not replacing it; choose another "
+                                 "path or remove it yourself")
+            path.unlink()  # a socket whose server died without removing it (it would hold the lock)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(64)
+    except BaseException:
+        lock.release()
+        raise
+    return Listener(sock, "unix", Address("unix", path=str(path)), owned_paths=[path], lock=lock)
+
+
+def tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError as error:
+        sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        raise StartError(f"cannot listen on {shown}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def loopback_listener(port: int) -> Listener | None:
+    """127.0.0.1 with a token; the port and token are written where this user's clients look. None
+    when this user's loopback server already runs (there is one record for the clients to read)."""
+    token = server_token()
+    record = state_folder() / LOOPBACK_FILE
+    lock = Lock.take(record.with_name(record.name + ".lock"))
+    if lock is None:
+        return None
+    try:
+        sock = tcp_socket("127.0.0.1", port)
+        port = sock.getsockname()[1]
+        write_private(record, json.dumps({"port": port, "token": token, "pid": os.getpid(), "protocol": PROTOCOL}))
+    except BaseException:
+        lock.release()
+        raise
+    return Listener(sock, "tcp", Address("tcp", host="127.0.0.1", port=port, token=token), token=token,
+                    address_file=record, owned_paths=[record], lock=lock)
+
+
+def network_listener(host: str, port: int, tls: bool) -> Listener:
+    """HOST:PORT for other computers, TLS (or plain, for an SSH tunnel's end) and a token. The
+    address to give the clients is written to a private file named after the port."""
+    token = server_token()
+    context, fingerprint = tls_context(state_folder() / "tls") if tls else (None, "")
+    sock = tcp_socket(host, port)
+    port = sock.getsockname()[1]
+    public = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    address = Address("tls" if tls else "tcp", host=public, port=port, token=token, fingerprint=fingerprint)
+    address_file = state_folder() / f"address-{port}"
+    try:
+        write_private(address_file, str(address))
+    except BaseException:
+        sock.close()
+        raise
+    return Listener(sock, "tcp", address, token=token, tls=context, address_file=address_file,
+                    owned_paths=[address_file])
+
+
+def tls_context(folder: Path) -> tuple[ssl.SSLContext, str]:
+    """The server's TLS context and its certificate's SHA-256 fingerprint; a self-signed
+    certificate is made on first start (selfsigned.py) and kept, so that clients can pin it."""
+    import hashlib
+    from .selfsigned import make_self_signed
+    own_folder(folder)
+    certificate, key = folder / "cert.pem", folder / "key.pem"
+    if not (certificate.exists() and key.exists()):
+        pem_certificate, pem_key = make_self_signed("stylize-core server")
+        write_private(key, pem_key.strip())
+        write_private(certificate, pem_certificate.strip())
+    read_private(key)  # ours, and others may not read it
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certificate, key)
+        der = ssl.PEM_cert_to_DER_cert(certificate.read_text(encoding="ascii"))
+    except (ssl.SSLError, ValueError, OSError) as error:
+        raise StartError(f"the TLS certificate or key in {folder} is unusable ({error}): remove both files, and "
+                         "new ones are made at the next start (clients then need the new address)") from None
+    return context, hashlib.sha256(der).hexdigest()
+
+
+def activated_listeners() -> list[Listener]:
+    """Sockets handed over by systemd (socket activation: LISTEN_PID, LISTEN_FDS, from fd 3)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    listeners = []
+    for descriptor in range(3, 3 + int(os.environ.get("LISTEN_FDS", "0"))):
+        sock = socket.socket(fileno=descriptor)
+        if sock.family == getattr(socket, "AF_UNIX", None):
+            listeners.append(Listener(sock, "unix", Address("unix", path=sock.getsockname())))
+        else:
+            token = server_token()
+            host, port = sock.getsockname()[:2]
+            listeners.append(Listener(sock, "tcp", Address("tcp", host=host, port=port, token=token), token=token))
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return listeners
