@@ -422,8 +422,8 @@ def test_flatpak_units_listen_where_the_sandbox_connects_and_run_this_checkout(t
     units = flatpak_server.unit_texts(python, Path("/home/me/stylize"))
     socket_unit, service = units["stylize-core-flatpak.socket"], units["stylize-core-flatpak.service"]
     assert "ListenStream=%t/app/org.gimp.GIMP/stylize-core.sock" in socket_unit and "SocketMode=0600" in socket_unit
-    assert ('ExecStart="/home/me/my 100%% env/bin/python" "-m" "stylize_core" "serve" "--idle-timeout" "600"'
-            in service)
+    assert systemd_command(systemd_settings(service)["ExecStart"]) == (
+        str(python), [str(python), "-m", "stylize_core", "serve", "--idle-timeout", "600"])
     assert "WorkingDirectory=/home/me/stylize" in service
     assert flatpak_server.server_address({"XDG_RUNTIME_DIR": "/run/user/1000"}) == \
         "unix:/run/user/1000/app/org.gimp.GIMP/stylize-core.sock"
@@ -447,15 +447,17 @@ def test_the_flatpak_units_serve_the_address_the_plugin_gets(tmp_path):
     from stylize_core import client
     environment = {"XDG_RUNTIME_DIR": str(tmp_path / "runtime")}
     units = flatpak_server.unit_texts(Path(sys.executable), ROOT)
-    service = dict(line.split("=", 1) for line in units["stylize-core-flatpak.service"].splitlines() if "=" in line)
-    listen = dict(line.split("=", 1) for line in units["stylize-core-flatpak.socket"].splitlines()
-                  if "=" in line)["ListenStream"].replace("%t", environment["XDG_RUNTIME_DIR"])
-    command = [part.strip('"').replace("%%", "%") for part in service["ExecStart"].split(" ")]
+    service = systemd_settings(units["stylize-core-flatpak.service"])
+    listen = systemd_settings(units["stylize-core-flatpak.socket"])["ListenStream"].replace(
+        "%t", environment["XDG_RUNTIME_DIR"])
+    program, command = systemd_command(service["ExecStart"])
+    assert command[0] == program  # systemd-socket-activate runs argv[0]
     address = client.parse_address(flatpak_server.server_address(environment))
     assert address.path == listen
     Path(listen).parent.mkdir(parents=True, mode=0o700)
     activator = subprocess.Popen(["/usr/bin/systemd-socket-activate", "-l", listen, *command],
-                                 cwd=service["WorkingDirectory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 cwd=systemd_specifiers(service["WorkingDirectory"]), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL,
                                  start_new_session=True)
     try:
         deadline = time.monotonic() + 30
@@ -689,8 +691,8 @@ def test_plugin_only_installs_into_discovered_profiles_and_uninstalls(tmp_path):
     assert flatpak_config["server"] == "unix:/run/user/4242/app/org.gimp.GIMP/stylize-core.sock"
     units = home / ".config/systemd/user"
     assert sorted(os.listdir(units)) == ["stylize-core-flatpak.service", "stylize-core-flatpak.socket"]
-    assert f'ExecStart="{venv / "bin/python"}" "-m" "stylize_core" "serve"' in \
-        (units / "stylize-core-flatpak.service").read_text()
+    assert systemd_command(systemd_settings((units / "stylize-core-flatpak.service").read_text())["ExecStart"])[1][:4] \
+        == [str(venv / "bin/python"), "-m", "stylize_core", "serve"]
     assert "no `flatpak override` is needed" in result.stdout
     assert "systemctl --user daemon-reload && systemctl --user enable --now stylize-core-flatpak.socket" in \
         result.stdout  # no systemd user session where the tests run
@@ -916,3 +918,192 @@ def test_a_manifest_naming_a_folder_a_link_or_a_path_outside_is_skipped(tmp_path
     assert (folder / "elsewhere").is_symlink() and elsewhere.read_text() == "not the plug-in's"
     assert outside.read_text() == "do not delete"
     assert sorted(os.listdir(folder)) == ["elsewhere", "presets"]
+
+
+# ---------------------------------------------------------------------------- the engine server's systemd units
+
+def systemd_settings(text: str) -> dict[str, str]:
+    """A unit file's settings as systemd reads them (systemd.syntax(7)): comment lines skipped,
+    also within a continued line; a line that ends in an unescaped backslash continued by the
+    next, the backslash read as a space; key and value stripped of whitespace. The keys of our
+    units are unique across their sections, which are not kept."""
+    settings: dict[str, str] = {}
+    pending = None
+    for line in text.split("\n"):
+        if line.lstrip(" \t").startswith(("#", ";")):
+            continue
+        line = line if pending is None else pending + line
+        escaped = False
+        for char in line:
+            escaped = not escaped and char == "\\"
+        if escaped:
+            pending = line[:-1] + " "
+            continue
+        pending = None
+        line = line.strip(" \t\r")
+        if line and not line.startswith("["):
+            key, separator, value = line.partition("=")
+            assert separator, f"a line that is no setting: {line!r}"
+            settings[key.strip(" \t")] = value.strip(" \t")
+    assert pending is None, "the last line is continued"
+    return settings
+
+
+C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"',
+             "'": "'", "s": " ", ";": ";"}
+"""systemd.syntax(7)'s table, and the lone semicolon of a command line (systemd.service(5))."""
+
+
+def systemd_words(value: str) -> list[str]:
+    """A command line's words (systemd.syntax(7), "Quoting"): a word that opens with a double or
+    single quote runs to the matching one, which whitespace or the end must follow; C escapes are
+    read in and out of quotes. What install.py never writes (a quote within a word, an unknown
+    escape) fails."""
+    words, at = [], 0
+    while True:
+        while at < len(value) and value[at] in " \t":
+            at += 1
+        if at == len(value):
+            return words
+        quote = value[at] if value[at] in "\"'" else ""
+        at += len(quote)
+        word = ""
+        while True:
+            assert at < len(value) or not quote, f"unbalanced quoting: {value!r}"
+            if at == len(value) or (not quote and value[at] in " \t"):
+                break
+            char = value[at]
+            if char == quote:
+                at += 1
+                assert at == len(value) or value[at] in " \t", f"a closing quote within a word: {value!r}"
+                break
+            if char == "\\":
+                escape = value[at + 1:at + 2]
+                if escape == "x":
+                    word += chr(int(value[at + 2:at + 4], 16))
+                    at += 4
+                    continue
+                assert escape in C_ESCAPES, f"an escape systemd does not know: \\{escape} in {value!r}"
+                word += C_ESCAPES[escape]
+                at += 2
+                continue
+            assert quote or char not in "\"'", f"a quote within a word: {value!r}"
+            word += char
+            at += 1
+        words.append(word)
+
+
+def systemd_specifiers(value: str) -> str:
+    """%% read as % (systemd.unit(5), "Specifiers"); a specifier that systemd would replace fails."""
+    parts = value.split("%%")
+    assert not any("%" in part for part in parts), f"systemd would expand a specifier in {value!r}"
+    return "%".join(parts)
+
+
+def systemd_variables(word: str) -> str:
+    """$$ read as $ (systemd.service(5), "Command lines"); a $NAME word or a ${NAME} that systemd
+    would replace fails."""
+    result, at = "", 0
+    while at < len(word):
+        if word[at] == "$":
+            following = word[at + 1:at + 2]
+            if following == "$":
+                result += "$"
+                at += 2
+                continue
+            assert following != "{" and not (at == 0 and (following.isalnum() or following == "_")), \
+                f"systemd would expand a variable in {word!r}"
+        result += word[at]
+        at += 1
+    return result
+
+
+def systemd_command(value: str) -> tuple[str, list[str]]:
+    """ExecStart= as systemd runs it (systemd.service(5), "Command lines"): the program's path and
+    its argv. Specifiers are expanded in every word; with "@" before the program's path the next
+    word is argv[0], else the path is; $variables are expanded in argv but not in the program's
+    path, which may not hold control characters, quotes or backslashes (systemd-analyze verify:
+    "Executable name contains special characters")."""
+    words = systemd_words(value)
+    first = words[0]
+    assert first[:1] not in "-:+!|", f"a prefix install.py does not write: {first!r}"
+    program = systemd_specifiers(first.removeprefix("@"))
+    assert program.startswith("/") and not any(char in "\"'\\" or ord(char) < 32 or ord(char) == 127
+                                               for char in program), f"systemd refuses the program {program!r}"
+    argv = words[1:] if first.startswith("@") else [first] + words[1:]
+    return program, [systemd_variables(systemd_specifiers(word)) for word in argv]
+
+
+def test_the_unit_syntax_reader_reads_the_documented_examples():
+    """The reader above, against the examples of systemd.service(5) and systemd.syntax(7)."""
+    assert systemd_words("""echo / >/dev/null & \\; ls""") == ["echo", "/", ">/dev/null", "&", ";", "ls"]
+    assert systemd_words("""/bin/echo "two two" 'a "b"' \\s""") == ["/bin/echo", "two two", 'a "b"', " "]
+    assert systemd_settings("[Service]\nExecStart=/bin/a \\\n# a comment\n  b\n") == {"ExecStart": "/bin/a    b"}
+    assert systemd_command('"@/bin/a%%b" "x$$y" "100%%"') == ("/bin/a%b", ["x$y", "100%"])
+    with pytest.raises(AssertionError, match="variable"):
+        systemd_command("/bin/echo ${HOME}")
+    with pytest.raises(AssertionError, match="refuses the program"):
+        systemd_command('"/bin/a\\"b"')
+
+
+def flatpak_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    (home / ".var/app/org.gimp.GIMP/config/GIMP/3.0").mkdir(parents=True)
+    return home
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_the_flatpak_units_say_paths_with_spaces_quotes_backslashes_percent_and_dollar_exactly(tmp_path):
+    """The units name the Python and the checkout exactly as systemd reads them back: % and $
+    are neither specifiers nor variables, quotes and backslashes are the checkout's own. Where
+    systemd-analyze exists, it accepts the units and finds the Python they run."""
+    checkout = make_fake_checkout(tmp_path / 'the "project" \\ it\'s 50% of $HOME ${HOME} $$')
+    venv = make_fake_venv(tmp_path / "my env 100% $HOME ${HOME} $$x")
+    home = flatpak_home(tmp_path)
+    result = run_cli(checkout, "--plugin-only", "--venv", str(venv), home=home)
+    assert result.returncode == 0, result.stderr
+    units = home / ".config/systemd/user"
+    service = systemd_settings((units / "stylize-core-flatpak.service").read_text())
+    python = str(venv / "bin" / "python")
+    assert systemd_command(service["ExecStart"]) == (
+        python, [python, "-m", "stylize_core", "serve", "--idle-timeout", "600"])
+    assert systemd_specifiers(service["WorkingDirectory"]) == str(checkout)
+    if shutil.which("systemd-analyze"):
+        runtime = tmp_path / "runtime"
+        runtime.mkdir(mode=0o700)
+        verified = subprocess.run(["systemd-analyze", "verify", "--user", str(units / "stylize-core-flatpak.socket"),
+                                   str(units / "stylize-core-flatpak.service")],
+                                  env={**clean_env(home), "XDG_RUNTIME_DIR": str(runtime)},
+                                  capture_output=True, text=True, timeout=120)
+        assert verified.returncode == 0 and "stylize-core-flatpak" not in verified.stderr, verified.stderr
+
+
+@pytest.mark.parametrize("which, name", [("venv", "my\nvenv"), ("venv", 'my "venv"'), ("venv", "my\\venv"),
+                                         ("checkout", "my\ncheckout"), ("checkout", "checkout\\")])
+def test_the_flatpak_units_refuse_a_path_they_cannot_say(tmp_path, which, name):
+    """A path that a unit cannot name (systemd refuses control characters, quotes and backslashes
+    in a command's program; a newline or a backslash at the end breaks a line) is refused with
+    one message before anything is written, not written as a unit that never starts."""
+    checkout = make_fake_checkout(tmp_path / (name if which == "checkout" else "checkout"))
+    venv = make_fake_venv(tmp_path / (name if which == "venv" else "venv"))
+    home = flatpak_home(tmp_path)
+    before = tree(home)
+    result = run_cli(checkout, "--plugin-only", "--venv", str(venv), home=home)
+    assert_clean_failure(result)
+    error, fix = result.stderr.strip().splitlines()
+    assert error.startswith("error: ") and "systemd unit" in error and fix.startswith("  fix: ")
+    assert tree(home) == before
+
+
+def test_a_full_install_refuses_a_path_the_units_cannot_say_before_pip(tmp_path, monkeypatch, capsys):
+    venv, home, commands = fake_full_install(tmp_path, monkeypatch)
+    venv = make_fake_venv(tmp_path / "my\nvenv")
+    (home / ".var/app/org.gimp.GIMP/config/GIMP/3.0").mkdir(parents=True)
+    before = tree(home)
+    assert cli.main(["--venv", str(venv)]) == 1
+    err = capsys.readouterr().err
+    assert "systemd unit" in err and "a newline" in err and "--venv" in err
+    assert commands == [] and tree(home) == before

@@ -110,8 +110,10 @@ def run_install(args: argparse.Namespace) -> int:
         steps.start("Checking the environment")
         preflight.check_python_version()
         say(f"    Python {sys.version.split()[0]} ({sys.executable})")
-        if not args.no_plugin:
-            check_plugin_folders(gimp_profiles_for(args)[0])  # fail now, not after a long pip run
+        if not args.no_plugin:  # fail now, not after a long pip run
+            profiles = gimp_profiles_for(args)[0]
+            check_plugin_folders(profiles)
+            check_flatpak_server(args, profiles, python)
         reuse = venv_setup.python_works(python)
         if not reuse:
             preflight.check_venv_support()
@@ -209,6 +211,15 @@ def check_plugin_folders(profiles: list[Path]) -> None:
     names = plugin_files.installed_names(PLUGIN_SOURCE, ENGINE_PACKAGE)
     for profile in profiles:
         plugin_files.check_only_ours(plugin_files.plugin_folder(profile), names)
+
+
+def check_flatpak_server(args: argparse.Namespace, profiles: list[Path], python: Path | None) -> None:
+    """A Flatpak profile gets the engine server's systemd units (unless --server names a server):
+    check before anything is written that they can name this Python and this checkout."""
+    if args.server or python is None:
+        return
+    if any(gimp_profiles.is_flatpak_profile(profile, Path.home()) for profile in profiles):
+        flatpak_server.check_paths(python, CHECKOUT)
 
 
 def run_uninstall(args: argparse.Namespace) -> int:

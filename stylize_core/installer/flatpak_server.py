@@ -42,14 +42,72 @@ def server_address(env: dict) -> str:
 
 
 def quote(argument: str) -> str:
-    """One ExecStart= argument: systemd splits on spaces, expands %-specifiers and $VARIABLES."""
+    """One argument of ExecStart=, read back as it is: in double quotes, with backslashes and
+    double quotes escaped (systemd.syntax(7), "Quoting"), and % and $ doubled, because systemd
+    expands %-specifiers and $VARIABLES in a command line's arguments (systemd.service(5))."""
     escaped = argument.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
     return f'"{escaped}"'
 
 
+def command_line(program: Path, arguments: list[str]) -> str:
+    """ExecStart= that runs `program` with `arguments`, its argv[0] being the program's path too.
+
+    systemd expands $VARIABLES in argv[0] but not in the path of the program it runs, so one word
+    cannot say both when the path has a $; and the venv's Python finds its environment from
+    argv[0]. Hence the "@" form: the program, with only % doubled (check_paths refuses what it
+    cannot hold), then argv[0] quoted like any argument."""
+    path = str(program).replace("%", "%%")
+    return " ".join([f'"@{path}"', quote(str(program)), *(quote(argument) for argument in arguments)])
+
+
+def unit_path_problem(path: str, program: bool) -> str:
+    """What in `path` a unit cannot say, in words, or "" when it can. The program of a command
+    line may not contain control characters (systemd.service(5), "Command lines"), nor quotes or
+    backslashes (systemd refuses them: "Executable name contains special characters"); a path
+    setting such as WorkingDirectory= is the rest of its line, unquoted, so a newline ends it,
+    and whitespace or a backslash at its end is dropped or joins the next line (systemd.syntax(7))."""
+    if "\n" in path:
+        return "a newline"
+    if any(ord(char) < 32 or ord(char) == 127 for char in path):
+        return "a control character"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "bytes that are not UTF-8"
+    if program:
+        for char, words in (('"', "a double quote"), ("'", "a single quote"), ("\\", "a backslash")):
+            if char in path:
+                return words
+    elif path.endswith((" ", "\\")):
+        return f"{'a space' if path.endswith(' ') else 'a backslash'} at its end"
+    return ""
+
+
+def shown(path: str) -> str:
+    return path if path.isprintable() else repr(path)
+
+
+def check_paths(python: Path, checkout: Path) -> None:
+    """Refuse, before anything is written, a Python or a checkout whose path the units cannot say
+    exactly: the server would not start, while install.py reported success."""
+    problem = unit_path_problem(str(python), program=True)
+    if problem:
+        raise InstallError(
+            f"the engine server for Flatpak GIMP would run {shown(str(python))}, and a systemd unit cannot "
+            f"name a program whose path has {problem} in it; nothing was changed",
+            "put the virtual environment in a folder whose path has none (--venv DIR, e.g. "
+            "--venv ~/.venvs/stylize-core), or give an engine server that already runs with --server ADDRESS")
+    problem = unit_path_problem(str(checkout), program=False)
+    if problem:
+        raise InstallError(
+            f"the engine server for Flatpak GIMP runs in the project folder {shown(str(checkout))}, and a "
+            f"systemd unit cannot name a folder whose path has {problem}; nothing was changed",
+            "move the project to a folder whose path has none, and run install.py from there")
+
+
 def unit_texts(python: Path, checkout: Path) -> dict[str, str]:
-    command = " ".join(quote(part) for part in (str(python), "-m", "stylize_core", "serve", "--idle-timeout",
-                                                str(IDLE_TIMEOUT)))
+    check_paths(python, checkout)
+    command = command_line(python, ["-m", "stylize_core", "serve", "--idle-timeout", str(IDLE_TIMEOUT)])
     return {
         f"{UNIT_NAME}.socket": f"""{MARKER}
 [Unit]
