@@ -1107,3 +1107,36 @@ def test_a_full_install_refuses_a_path_the_units_cannot_say_before_pip(tmp_path,
     err = capsys.readouterr().err
     assert "systemd unit" in err and "a newline" in err and "--venv" in err
     assert commands == [] and tree(home) == before
+
+
+@pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("how", ["killed", "disk full"])
+@pytest.mark.parametrize("then", ["install", "uninstall"])
+def test_flatpak_units_cut_short_are_finished_or_undone_by_running_again(tmp_path, how, then):
+    """Stopped within the first unit it writes (before its marker line is complete): running
+    install.py again writes both units, --uninstall removes what it wrote; the user's unit stays."""
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    venv = make_fake_venv(tmp_path / "venv")
+    home = flatpak_home(tmp_path)
+    units = home / ".config/systemd/user"
+    units.mkdir(parents=True)
+    (units / "mine.service").write_text("[Service]\nExecStart=/bin/true\n")
+    install = ("--plugin-only", "--venv", str(venv))
+    cut = run_cut_short(checkout, *install, home=home, how=how, limit=len(flatpak_server.MARKER) // 2)
+    if how == "killed":
+        assert cut.returncode == -signal.SIGXFSZ, cut.stdout + cut.stderr
+    else:
+        assert_clean_failure(cut)
+        assert "File too large" in cut.stderr and "install.py again" in cut.stderr
+    assert not (home / ".var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins").exists()  # the units come first
+
+    if then == "install":
+        result = run_cli(checkout, *install, home=home)
+        reference = flatpak_home(tmp_path / "reference")
+        assert (result.returncode, run_cli(checkout, *install, home=reference).returncode) == (0, 0), result.stderr
+        assert snapshot(units) == {**snapshot(reference / ".config/systemd/user"),
+                                   "mine.service": b"[Service]\nExecStart=/bin/true\n"}
+    else:
+        result = run_cli(checkout, "--uninstall", home=home)
+        assert result.returncode == 0, result.stderr
+        assert snapshot(units) == {"mine.service": b"[Service]\nExecStart=/bin/true\n"}

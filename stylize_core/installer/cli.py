@@ -236,7 +236,7 @@ def run_uninstall(args: argparse.Namespace) -> int:
         if not found:
             say("    the plug-in was not found in any GIMP 3 profile; nothing to remove")
         units = flatpak_server.unit_folder(dict(os.environ), Path.home())
-        if any(flatpak_server.is_ours(units / name) for name in flatpak_server.unit_texts(Path(), Path())):
+        if flatpak_server.left_behind(units):
             flatpak_server.disable()
             for unit in flatpak_server.remove_units(units):
                 say(f"    removed {unit}")

@@ -17,10 +17,12 @@ import subprocess
 from pathlib import Path
 
 from .console import InstallError
+from .plugin_files import kind_of, partial_path, write_file_atomically
 
 FLATPAK_APP = "org.gimp.GIMP"
 UNIT_NAME = "stylize-core-flatpak"
 SOCKET_FILE = "stylize-core.sock"
+UNIT_FILES = (f"{UNIT_NAME}.socket", f"{UNIT_NAME}.service")
 MARKER = "# Written by install.py of stylize-core; python3 install.py --uninstall removes it."
 IDLE_TIMEOUT = 600
 """The service exits after this many seconds without a request; the socket unit stays and starts it again."""
@@ -141,6 +143,9 @@ def is_ours(path: Path) -> bool:
 
 
 def write_units(folder: Path, python: Path, checkout: Path) -> list[Path]:
+    """Write both units, each through its partial copy (.NAME.install-partial, which systemd does
+    not read) renamed over it: a unit cut short halfway would lack MARKER, and no later run
+    would then dare to replace or remove it."""
     texts = unit_texts(python, checkout)
     foreign = [folder / name for name in texts if os.path.lexists(folder / name) and not is_ours(folder / name)]
     if foreign:
@@ -150,21 +155,32 @@ def write_units(folder: Path, python: Path, checkout: Path) -> list[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in texts.items():
-            (folder / name).write_text(text, encoding="utf-8")
+            write_file_atomically(folder / name, text.encode("utf-8"), 0o644)
     except OSError as error:
         raise InstallError(f"cannot write the systemd user units into {folder}: {error}",
-                           "check that the folder belongs to you and the disk is not full") from error
+                           "check that the folder belongs to you and the disk is not full, then run install.py "
+                           "again (or python3 install.py --uninstall to remove what it wrote)") from error
     return [folder / name for name in texts]
 
 
-def remove_units(folder: Path) -> list[Path]:
-    """Remove our units (those with MARKER); returns what was removed."""
-    removed = []
-    for name in unit_texts(Path("python"), Path(".")):
+def left_behind(folder: Path) -> list[Path]:
+    """Our units (those with MARKER) in `folder`, and the partial copies an install cut short left."""
+    found = []
+    for name in UNIT_FILES:
         path = folder / name
-        if path.is_file() and is_ours(path):
-            path.unlink()
-            removed.append(path)
+        if path.is_file() and not path.is_symlink() and is_ours(path):
+            found.append(path)
+        # The partial copies' names are install.py's own: whatever they hold, it wrote them.
+        if os.path.lexists(partial_path(path)) and not kind_of(partial_path(path)):
+            found.append(partial_path(path))
+    return found
+
+
+def remove_units(folder: Path) -> list[Path]:
+    """Remove left_behind(folder); returns what was removed."""
+    removed = left_behind(folder)
+    for path in removed:
+        path.unlink()
     return removed
 
 
