@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from stylize_core.errors import InputError, StylizeError
-from stylize_core.imageio import Picture, load_picture, load_picture_bytes, save_picture
+from stylize_core.imageio import Picture, check_output_size, load_picture, load_picture_bytes, save_picture
 from helpers import CONTENT
 
 
@@ -237,3 +237,27 @@ def test_exif_orientation_is_applied(tmp_path):
     for picture in (load_picture(path), load_picture_bytes(path.read_bytes())):
         assert picture.size == (20, 40)
         assert np.allclose(picture.rgb[:16], (1, 0, 0), atol=0.05) and np.allclose(picture.rgb[24:], (0, 0, 1), atol=0.05)
+
+
+def test_rewriting_an_output_keeps_its_permissions(tmp_path):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"an older result")
+    os.chmod(out, 0o600)
+    mask = os.umask(0o022)
+    try:
+        save_picture(Picture(np.zeros((4, 4, 3), np.float32)), out)
+    finally:
+        os.umask(mask)
+    assert Image.open(out).size == (4, 4)
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("name,size,limit", [("o.webp", (16384, 100), "WebP holds at most 16383 px a side"),
+                                             ("o.webp", (100, 20000), "WebP holds at most 16383 px a side"),
+                                             ("o.jpg", (70000, 300), "JPEG holds at most 65535 px a side")])
+def test_an_output_type_too_small_for_the_result_is_refused(tmp_path, name, size, limit):
+    with pytest.raises(InputError, match=f"{limit}; the result will be {size[0]}x{size[1]}: choose .png or .tif"):
+        check_output_size(tmp_path / name, size)
+    check_output_size(tmp_path / "o.png", size)
+    check_output_size(tmp_path / name, (min(size[0], 16383), min(size[1], 16383)))
+    assert os.listdir(tmp_path) == []
