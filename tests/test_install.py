@@ -441,7 +441,6 @@ def test_flatpak_units_listen_where_the_sandbox_connects_and_run_this_checkout(t
 def test_the_flatpak_units_serve_the_address_the_plugin_gets(tmp_path):
     """The units install.py writes, run as systemd runs them (socket activation), answer the
     address written into the Flatpak plug-in's config."""
-    import signal
     import time
     sys.path.insert(0, str(ROOT))
     from stylize_core import client

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from .console import InstallError
-from .plugin_files import kind_of, partial_path, write_file_atomically
+from .plugin_files import kind_of, partial_path, shown, write_file_atomically
 
 FLATPAK_APP = "org.gimp.GIMP"
 UNIT_NAME = "stylize-core-flatpak"
@@ -83,10 +83,6 @@ def unit_path_problem(path: str, program: bool) -> str:
     elif path.endswith((" ", "\\")):
         return f"{'a space' if path.endswith(' ') else 'a backslash'} at its end"
     return ""
-
-
-def shown(path: str) -> str:
-    return path if path.isprintable() else repr(path)
 
 
 def check_paths(python: Path, checkout: Path) -> None:

@@ -333,7 +333,7 @@ def remove_installed(folder: Path, names: list) -> list[str]:
 
 
 def shown(name) -> str:
-    """A manifest entry for a one-line message: as it is, or quoted when it would not print as one line."""
+    """A manifest entry or a path for a one-line message: as it is, or quoted when it would not print as one line."""
     return name if isinstance(name, str) and name.isprintable() else repr(name)
 
 
