@@ -64,6 +64,8 @@ def inputs(tmp_path_factory):
     nan[3, 3, 1] = np.nan
     np.save(folder / "nan.npy", nan)
     np.save(folder / "inf.npy", np.full((64, 64, 3), np.inf))
+    Image.fromarray(nan[..., 1], "F").save(folder / "nan-float.tif")  # a 32-bit float TIFF
+    Image.fromarray(np.full((64, 64), np.inf, np.float32), "F").save(folder / "inf-float.tif")
     np.save(folder / "objects.npy", np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)
     np.save(folder / "zero-size.npy", np.zeros((0, 0, 3), np.float32))
     np.save(folder / "flat.npy", np.zeros(5, np.float32))
@@ -106,6 +108,8 @@ CASES = [
      "too large for the memory there is"),
     ("nan npy", ["{in}/nan.npy", "{in}/style.jpg"], 2, "NaN"),
     ("inf npy style", ["{in}/content.png", "{in}/inf.npy"], 2, "infinite"),
+    ("nan float tiff", ["{in}/nan-float.tif", "{in}/style.jpg"], 2, "nan-float.tif contains NaN or infinite values"),
+    ("inf float tiff style", ["{in}/content.png", "{in}/inf-float.tif"], 2, "NaN or infinite"),
     ("object npy", ["{in}/objects.npy", "{in}/style.jpg"], 2, "not a valid .npy"),
     ("zero-size npy", ["{in}/zero-size.npy", "{in}/style.jpg"], 2, "no pixels"),
     ("flat npy", ["{in}/flat.npy", "{in}/style.jpg"], 2, "array"),
@@ -226,3 +230,47 @@ def test_a_full_disk_at_save_leaves_the_old_output_whole_and_no_temporary_file(i
     listing = result.stdout.split()
     assert [name for name in listing if name.startswith(".stylize-")] == [], result.stdout
     assert hashlib.sha256(old).hexdigest() in result.stdout, "the old output was damaged"
+
+
+def test_a_read_only_output_is_refused_before_the_run(inputs, tmp_path):
+    """As cp would: the folder lets us replace the file, the file's own mode says it is not to be written."""
+    locked = tmp_path / "locked.png"
+    Image.new("RGB", (8, 8), "red").save(locked)
+    os.chmod(locked, 0o444)
+    result = run_case(["-o", str(locked)], inputs, tmp_path)  # which checks that nothing changed
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"stylize: error: the output {locked} exists and is read-only: make it writable (chmod u+w) "
+                     "or choose another output name"], result.stderr
+    assert '"stage": "load"' not in result.stdout
+
+
+def test_an_output_type_too_small_for_the_result_is_refused_before_the_run(inputs, tmp_path):
+    """--size 16384 makes a result larger than WebP holds: said before the run, not after it."""
+    width, height = Image.open(inputs / "content.png").size
+    result_height = round(height * 16384 / width)
+    process = subprocess.Popen(command(["--size", "16384", "-o", "{out}/out.webp"], inputs, tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # ended at the first sign of the run: it would take minutes
+            assert '"stage": "load"' not in line, "the run started"
+        stderr = process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [
+        f"stylize: error: WebP holds at most 16383 px a side; the result will be 16384x{result_height}: "
+        f"choose .png or .tif: {tmp_path / 'out.webp'}"], stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_camera_portrait_comes_out_upright(inputs, tmp_path):
+    """A JPEG stored sideways with EXIF Orientation 6, as phones write portraits: the result is upright."""
+    stored = Image.open(inputs / "content.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    stored.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    result = run_case([str(tmp_path / "portrait.jpg"), "{in}/style.jpg"], inputs, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out.png").size == stored.size[::-1]

@@ -2,14 +2,21 @@
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from stylize_core.cli import STDIN_CLOSED
 from helpers import CONTENT, STYLE, small
+
+QUICK = ["--iterations", "1", "--scales", "1", "--max-size", "64", "--device", "cpu", "--progress", "json"]
 
 
 def run(*args, **kwargs):
@@ -104,8 +111,7 @@ def test_json_mode_reports_the_error_on_stdout_too(images, tmp_path):
 
 
 def test_stops_and_cleans_up_when_stdin_closes(images, tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
+    work = Path(tempfile.mkdtemp(dir=tmp_path))  # as the plug-in makes its folder: private, in the temp folder
     (work / "content.png").write_bytes((images / "content.png").read_bytes())
     process = subprocess.Popen(
         [sys.executable, "-m", "stylize_core", work / "content.png", images / "style.png", "-o",
@@ -116,9 +122,167 @@ def test_stops_and_cleans_up_when_stdin_closes(images, tmp_path):
             break
     process.stdin.close()
     started = time.monotonic()
-    process.wait(timeout=10)
+    assert process.wait(timeout=10) == 1, process.stderr.read()
     assert time.monotonic() - started < 5
     assert not work.exists()
+    assert process.stderr.read().decode().strip().splitlines() == [f"stylize: error: {STDIN_CLOSED}"]
+
+
+def start(*args, **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stylize_core", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **options)
+
+
+def fingerprint(folder: Path) -> dict:
+    return {path.name: (path.stat().st_mode, path.read_bytes()) for path in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def user_pictures(images, tmp_path):
+    """A user's folder of pictures (mode 755), the content among them, and its fingerprint."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    (folder / "content.png").write_bytes((images / "content.png").read_bytes())
+    (folder / "holiday.jpg").write_bytes((images / "style.png").read_bytes())
+    return folder, fingerprint(folder)
+
+
+@pytest.mark.parametrize("stdin", ["/dev/null", "a file", "a closed pipe", "a terminal"])
+def test_stop_on_stdin_eof_refuses_a_stdin_that_is_no_callers_pipe(images, user_pictures, tmp_path, stdin):
+    """What cron, nohup, systemd and CI give as stdin: the run must not stop (and remove the folder) at once."""
+    folder, before = user_pictures
+    arguments = [folder / "content.png", images / "style.png", "-o", tmp_path / "out.png", *QUICK,
+                 "--stop-on-stdin-eof", "--cleanup-dir", folder]
+    if stdin == "/dev/null":
+        process = start(*arguments, stdin=subprocess.DEVNULL)
+    elif stdin == "a file":
+        (tmp_path / "input.txt").write_text("some text\n")
+        with open(tmp_path / "input.txt") as source:
+            process = start(*arguments, stdin=source)
+    elif stdin == "a closed pipe":
+        reading, writing = os.pipe()
+        os.close(writing)
+        process = start(*arguments, stdin=reading)
+        os.close(reading)
+    else:
+        terminal, side = os.openpty()
+        process = start(*arguments, stdin=side)
+        os.close(side)
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        if stdin == "a terminal":
+            os.close(terminal)
+    assert_one_line_error(subprocess.CompletedProcess([], process.returncode, out, err), 2, "--stop-on-stdin-eof")
+    assert '"stage": "load"' not in out
+    assert fingerprint(folder) == before
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_cleanup_dir_needs_stop_on_stdin_eof(images, user_pictures, tmp_path):
+    folder, before = user_pictures
+    result = run(folder / "content.png", images / "style.png", "-o", tmp_path / "out.png", *QUICK,
+                 "--cleanup-dir", folder)
+    assert_one_line_error(result, 2, "--cleanup-dir works only with --stop-on-stdin-eof")
+    assert '"stage": "load"' not in result.stdout
+    assert fingerprint(folder) == before
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("the pictures' folder", "holds the picture"),
+    ("outside the temporary folder", "only a folder made for the run inside the temporary folder"),
+    ("a link to a private folder", "is a link"),
+    ("the current folder", "holds the current folder"),
+])
+def test_cleanup_dir_refuses_what_the_caller_cannot_have_meant(images, user_pictures, tmp_path, case, fragment):
+    """Refused before the run, and nothing is removed even when the caller then goes away."""
+    folder, before = user_pictures
+    cleanup, environment, cwd = folder, dict(os.environ), None
+    if case == "outside the temporary folder":  # a private folder of the user's, outside $TMPDIR
+        os.chmod(folder, 0o700)
+        before = fingerprint(folder)
+        (tmp_path / "tmp").mkdir()
+        environment["TMPDIR"] = str(tmp_path / "tmp")
+    elif case == "a link to a private folder":
+        os.chmod(folder, 0o700)
+        before = fingerprint(folder)
+        cleanup = tmp_path / "link"
+        cleanup.symlink_to(folder)
+    elif case == "the current folder":
+        os.chmod(folder, 0o700)
+        before = fingerprint(folder)
+        cwd = folder
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    process = start(folder / "content.png", images / "style.png", "-o", tmp_path / "out.png", *QUICK,
+                    "--stop-on-stdin-eof", "--cleanup-dir", cleanup, stdin=subprocess.PIPE, env=environment, cwd=cwd)
+    try:  # stdin stays open, as a caller keeps it, until the engine has answered
+        out, err = process.stdout.read(), process.stderr.read()
+        process.wait(timeout=300)
+    finally:
+        process.kill()
+        process.stdin.close()
+    assert_one_line_error(subprocess.CompletedProcess([], process.returncode, out, err), 2, fragment)
+    assert '"stage": "load"' not in out
+    assert fingerprint(folder) == before
+
+
+def temporary_files(folder: Path) -> list[Path]:
+    return [path for path in folder.iterdir() if path.name.startswith(".stylize-")]
+
+
+def wait_for_the_save_to_write(process: subprocess.Popen, folder: Path, timeout: float = 300) -> None:
+    """Until the run's save has a temporary file with data in it: the encoder is writing the output
+    (check_output's probe, made and removed at once, is empty)."""
+    for line in process.stdout:
+        if json.loads(line)["stage"] == "save":
+            break
+    else:
+        raise AssertionError(f"the run ended before its save: {process.stderr.read()}")
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in temporary_files(folder):
+            try:
+                if path.stat().st_size > 0:
+                    return
+            except FileNotFoundError:
+                pass
+        assert process.poll() is None, f"the run ended before its save was seen writing: {process.stderr.read()}"
+        assert time.monotonic() < deadline, "the save never wrote its temporary file"
+        time.sleep(0.002)
+
+
+def no_core_dump() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop,status,message", [
+    ("SIGHUP", 128 + signal.SIGHUP, "hung up"),
+    ("SIGQUIT", 128 + signal.SIGQUIT, "quit"),
+    ("SIGTERM", 128 + signal.SIGTERM, "terminated"),
+    ("stdin EOF", 1, STDIN_CLOSED),
+])
+def test_whatever_stops_the_save_leaves_the_old_output_and_no_temporary_file(images, tmp_path, stop, status, message):
+    out = tmp_path / "out.png"
+    Image.new("RGB", (10, 10), "red").save(out)
+    old = out.read_bytes()
+    # 6000 px: a PNG that takes a good second to encode, in which the stop lands.
+    process = start(images / "content.png", images / "style.png", "-o", out, *QUICK, "--size", "6000",
+                    "--resolution", "working", *(["--stop-on-stdin-eof"] if stop == "stdin EOF" else []),
+                    stdin=subprocess.PIPE, preexec_fn=no_core_dump)
+    try:
+        wait_for_the_save_to_write(process, tmp_path)
+        if stop == "stdin EOF":
+            process.stdin.close()
+        else:
+            process.send_signal(getattr(signal, stop))
+        assert process.wait(timeout=60) == status, process.stderr.read()
+    finally:
+        process.kill()
+    assert process.stderr.read().strip().splitlines() == [f"stylize: error: {message}"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.png"], "a temporary file was left"
+    assert out.read_bytes() == old, "the old output was damaged"
 
 
 def test_help_is_fast_and_lists_the_options():
