@@ -151,7 +151,11 @@ def checked_cleanup_dir(text: str, pictures: list[str]) -> str:
     if real == temporary or not _inside(real, temporary):
         raise InputError(f"{where}: only a folder made for the run inside the temporary folder {temporary} "
                          "is removed (mktemp -d makes one)")
-    if _inside(os.getcwd(), real):
+    try:
+        current = os.getcwd()
+    except OSError:  # the current folder was removed: it lies in no folder
+        current = None
+    if current is not None and _inside(current, real):
         raise InputError(f"{where} holds the current folder: it is not removed")
     held = [picture for picture in pictures if _inside(picture, real)]
     if held and stat.S_IMODE(info.st_mode) & 0o077:

@@ -303,3 +303,25 @@ def test_a_driven_run_exits_cleanly_while_stdin_stays_open(images, tmp_path):
     assert process.wait(timeout=60) == 0, err
     assert b'"done"' in out and b"Fatal" not in err
     process.stdin.close()
+
+
+def ignore_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+def test_under_nohup_sighup_stays_ignored(images, tmp_path):
+    """nohup starts us with SIGHUP ignored, so that the run outlives the terminal: it must not stop on it."""
+    process = start(images / "content.png", images / "style.png", "-o", tmp_path / "out.png", *QUICK,
+                    "--iterations", "30", stdin=subprocess.DEVNULL, preexec_fn=ignore_sighup)
+    try:
+        for line in process.stdout:
+            if json.loads(line)["stage"] == "optimize":
+                process.send_signal(signal.SIGHUP)  # the terminal closed
+                break
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["stage"] == "done"
+    assert Image.open(tmp_path / "out.png").size == Image.open(images / "content.png").size
