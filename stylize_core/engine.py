@@ -42,7 +42,7 @@ from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
 from .progress import ProgressCallback, Reporter
-from .pyramid import size_with_pixels
+from .pyramid import style_size
 from .settings import Settings
 from .tiling import TiledObjective, tiled_style_grams
 from .vgg import VGG19Features, load_vgg19
@@ -100,7 +100,7 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     network = prepared_network(settings, device)
     precision = precision_for(network, device, settings.precision)
     calibration = calibration_for(network, device, precision)
-    plan = make_plan(content.size, settings, device, precision, calibration, len(styles))
+    plan = make_plan(content.size, settings, device, precision, calibration, [style.size for style in styles])
     report.plan(plan.describe(), plan.predicted_seconds)
     run = Run(plan, settings, content, styles, report, network)
     memory_is_tight = device.type == "cpu" and any(scale.memory.tile for scale in plan.scales)
@@ -224,12 +224,9 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
 
 def style_grams(run: Run, rgb: np.ndarray, scale: Scale, tile: int | None) -> dict[str, torch.Tensor]:
     """One style image's Gram targets at this scale (see step 2 of the module docstring)."""
-    native = (rgb.shape[1], rgb.shape[0])
-    scaled = size_with_pixels(native, scale.pixels * run.settings.style_scale**2)
-    if not scale.detail:
-        return style_grams_at(run, rgb, scaled, STYLE_LAYERS, tile)
-    smaller = scaled if scaled[0] * scaled[1] <= native[0] * native[1] else native
-    return style_grams_at(run, rgb, smaller, FINE_LAYERS, tile)
+    size = style_size((rgb.shape[1], rgb.shape[0]), (scale.width, scale.height), run.settings.style_scale,
+                      scale.detail)
+    return style_grams_at(run, rgb, size, FINE_LAYERS if scale.detail else STYLE_LAYERS, tile)
 
 
 _style_gram_cache: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()

@@ -1,11 +1,12 @@
 """The run plan, made once before any pixel is touched: device, precision, the output size, the
 scales (pyramid.py) with their iterations and how each runs (whole or tiled) within a memory
-budget (memory.py), the predicted time (timing.py), and what to do when the device runs out of
-memory anyway.
+budget (memory.py: the optimisation, and each style image's pass at its size at that scale), the
+predicted time (timing.py), and what to do when the device runs out of memory anyway.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -15,7 +16,7 @@ from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, TILE_MARGIN, S
 from .optimize import LBFGS_HISTORY
 from .options import MIN_SIDE
 from .pyramid import (PREVIEW_ITERATIONS, PREVIEW_SIDE, composition_iterations, detail_iterations, detail_sizes,
-                      output_size, preview_size, scale_sizes)
+                      output_size, preview_size, scale_sizes, style_size)
 from .settings import Settings
 from .tiling import axis_cuts
 from .timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
@@ -75,17 +76,19 @@ class RunPlan:
 
 
 def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.device, precision: str,
-              calibration: Calibration, n_styles: int = 1) -> RunPlan:
-    """The plan for restyling a picture of content_size; raises OutOfMemoryError when nothing fits."""
+              calibration: Calibration, style_sizes: Sequence[tuple[int, int]]) -> RunPlan:
+    """The plan for restyling a picture of content_size after style images of style_sizes (their own
+    (width, height)); raises OutOfMemoryError when nothing fits."""
     budget = memory_budget(device, settings)
+    n_styles = len(style_sizes)
     if settings.resolution == "preview":
-        return preview_plan(content_size, settings, device, precision, calibration, n_styles, budget)
+        return preview_plan(content_size, settings, device, precision, calibration, style_sizes, budget)
     out_size = output_size(content_size, settings.size)
     max_size = settings.max_size
     while True:
         sizes = scale_sizes(out_size, max_size, settings.scales)
         composition = plan_scales(sizes, composition_iterations(len(sizes), settings.iterations, settings.quality),
-                                  device, settings, precision, budget)
+                                  device, settings, precision, budget, style_sizes)
         if composition is not None:
             break
         if max(sizes[-1]) <= 2 * MIN_SIDE:
@@ -98,9 +101,8 @@ def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.d
     details = detail_sizes(sizes[-1], out_size)
     if settings.resolution == "working" or not details:
         return working
-    detail = tuple(replace(scale, detail=True) for scale in plan_scales(
-        details, detail_iterations(len(details), settings.iterations, settings.quality), device, settings, precision,
-        budget, stop_at_first_misfit=True))
+    detail = plan_scales(details, detail_iterations(len(details), settings.iterations, settings.quality), device,
+                         settings, precision, budget, style_sizes, detail=True, stop_at_first_misfit=True)
     full = replace(working, scales=composition + detail,
                    predicted_seconds=predicted(composition + detail, calibration, n_styles))
     if settings.resolution == "full" or full.predicted_seconds <= AUTO_FULL_SECONDS:
@@ -109,16 +111,17 @@ def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.d
 
 
 def preview_plan(content_size, settings: Settings, device: torch.device, precision: str, calibration: Calibration,
-                 n_styles: int, budget: int) -> RunPlan:
+                 style_sizes: Sequence[tuple[int, int]], budget: int) -> RunPlan:
     """The preview: at most PREVIEW_SIDE on the long side, its own few iterations at two scales."""
     out_size = preview_size(content_size)
     sizes = scale_sizes(out_size, PREVIEW_SIDE, len(PREVIEW_ITERATIONS))
     # A layer too small for two scales gets the coarse scale's iterations at its own size.
-    scales = plan_scales(sizes, PREVIEW_ITERATIONS[:len(sizes)], device, settings, precision, budget)
+    scales = plan_scales(sizes, PREVIEW_ITERATIONS[:len(sizes)], device, settings, precision, budget, style_sizes)
     if scales is None:
         raise OutOfMemoryError(f"not enough memory on {device.type} even for a preview "
                                f"({budget / 2**30:.1f} GB usable)")
-    return RunPlan(device, precision, out_size, scales, sizes[-1], budget, predicted(scales, calibration, n_styles))
+    return RunPlan(device, precision, out_size, scales, sizes[-1], budget,
+                   predicted(scales, calibration, len(style_sizes)))
 
 
 def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int) -> float:
@@ -133,6 +136,7 @@ def memory_budget(device: torch.device, settings: Settings) -> int:
 
 
 def plan_scales(sizes, schedule, device: torch.device, settings: Settings, precision: str, budget: int,
+                style_sizes: Sequence[tuple[int, int]], detail: bool = False,
                 stop_at_first_misfit: bool = False) -> tuple[Scale, ...] | None:
     """How each scale runs; None when one does not fit, or (stop_at_first_misfit) the scales before it."""
     scales = []
@@ -140,10 +144,12 @@ def plan_scales(sizes, schedule, device: torch.device, settings: Settings, preci
         forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
         # L-BFGS stores one pair of image-sized vectors per iteration, up to its history.
         history = max(1, min(LBFGS_HISTORY, iterations))
-        memory = plan_scale(width, height, device.type, settings.optimizer, history, precision, budget, forced)
+        styles = [style_size(native, (width, height), settings.style_scale, detail) for native in style_sizes]
+        memory = plan_scale(width, height, device.type, settings.optimizer, history, precision, budget, forced,
+                            styles)
         if memory is None:
             return tuple(scales) if stop_at_first_misfit else None
-        scales.append(Scale(width, height, iterations, memory))
+        scales.append(Scale(width, height, iterations, memory, detail))
     return tuple(scales)
 
 

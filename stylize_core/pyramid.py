@@ -103,6 +103,17 @@ def detail_iterations(n_scales: int, iterations: int, quality: str) -> list[int]
     return [per_scale[min(index, len(per_scale) - 1)] for index in range(n_scales)]
 
 
+def style_size(native: tuple[int, int], scale_size: tuple[int, int], style_scale: float,
+               detail: bool = False) -> tuple[int, int]:
+    """A style image's (width, height) at a scale: its own aspect ratio with style_scale^2 times the scale's
+    pixels (at least MIN_SIDE a side); at a detail scale never more pixels than its own, since enlarging a
+    painting only blurs it. The engine resizes the style to it, and the memory plan counts it."""
+    scaled = size_with_pixels(native, scale_size[0] * scale_size[1] * style_scale**2)
+    if detail and scaled[0] * scaled[1] > native[0] * native[1]:
+        return native
+    return scaled
+
+
 def size_with_pixels(size: tuple[int, int], pixels: float) -> tuple[int, int]:
     """size's aspect ratio scaled to about `pixels` pixels, at least MIN_SIDE on each side."""
     width, height = size
