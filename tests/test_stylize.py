@@ -1,7 +1,10 @@
 """Real, small stylizations on the CPU, judged by measurable outcomes."""
 
+import inspect
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from stylize_core import InputError, Settings, stylize
@@ -126,3 +129,33 @@ def test_mixed_precision_path_styles_as_well_as_fp32(content, style):
     mixed = style_distance(rgb_of(stylize(content, style, settings.replace(precision="bf16"))), sty)
     assert mixed < 0.6 * style_distance(con, sty)
     assert mixed < 1.2 * full
+
+
+def test_a_detail_scale_starts_with_the_curvature_the_scale_before_left(monkeypatch, style):
+    """The engine hands L-BFGS's curvature on from one scale to the next detail scale (optimize.Curvature), and
+    starts each composition scale afresh. Three scales (86x64, 171x128, then 256x192 of detail), each seen by
+    a spy that records the curvature a scale's optimisation is handed and the one it leaves, and runs the real
+    optimisation in between."""
+    from stylize_core import engine
+    real = engine.optimize
+    signature = inspect.signature(real)
+    scales = []
+
+    def recording(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        curvature = bound.arguments.get("curvature")
+        held = lambda: None if curvature is None or curvature.per_pixel is None else curvature.per_pixel.clone()
+        handed = held()
+        result = real(*args, **kwargs)
+        scales.append((tuple(bound.arguments["image"].shape[-2:]), handed, held()))
+        return result
+
+    monkeypatch.setattr(engine, "optimize", recording)
+    stylize(small(CONTENT, 256), style, Settings(max_size=171, iterations=3, resolution="full", device="cpu"))
+    assert [size for size, _, _ in scales] == [(64, 86), (128, 171), (192, 256)]
+    (_, first_handed, _), (_, second_handed, second_left), (_, detail_handed, _) = scales
+    assert first_handed is None and second_handed is None
+    # A gamma measured by a pair of the scale before (NaN would mean none was): the detail scale's first
+    # step is the full one it says.
+    assert second_left is not None and torch.isfinite(second_left) and second_left > 0
+    assert detail_handed is not None and torch.equal(detail_handed, second_left)
