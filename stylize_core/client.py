@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import select
 import socket
 import ssl
 import stat
@@ -47,6 +48,7 @@ MIN_TRANSFER_RATE = 256 * 1024
 MIN_RESULT_RATE = 16 * 1024
 """Bytes per second a result (and any other message to a client) must at least move at, in every
 window: a client behind a slow link or an SSH tunnel reads large results slowly but steadily."""
+SEND_CHUNK = 64 * 1024
 READ_TIMEOUT = 60.0
 """No read waits longer than this for a byte; the server says something at least every HEARTBEAT_INTERVAL."""
 HEARTBEAT_INTERVAL = 10.0
@@ -113,15 +115,22 @@ class Channel:
             self._send_paced(part)
 
     def _send_paced(self, data: bytes) -> None:
+        # Non-blocking sends, retried: the bytes the kernel takes track what the peer reads once the
+        # buffers are full, whereas a blocking send waits for a third of a (megabytes large) send
+        # buffer to drain, longer than a window at a slow reader's pace. Small chunks, so that a TLS
+        # record write completes within a window too.
         view, sent = memoryview(data), 0
         pace = Pace(len(data), self.send_rate)
-        while sent < len(data):
-            self.connection.settimeout(pace.time_left(sent, "the message"))
-            try:
-                sent += self.connection.send(view[sent:sent + (1 << 20)])
-            except socket.timeout:
-                continue  # the window's end: Pace decides whether enough went
-        self.connection.settimeout(None)
+        self.connection.setblocking(False)
+        try:
+            while sent < len(data):
+                wait = pace.time_left(sent, "the message")
+                try:
+                    sent += self.connection.send(view[sent:sent + SEND_CHUNK])
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    select.select([], [self.connection], [], min(wait, 0.1))
+        finally:
+            self.connection.setblocking(True)
 
     def read(self, deadline: float | None = None, max_payload: int = 0, idle_limit: float = READ_TIMEOUT,
              rate: int = MIN_TRANSFER_RATE) -> tuple[dict, bytes]:
