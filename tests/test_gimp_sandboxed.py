@@ -1,6 +1,6 @@
 """The plug-in in a GIMP that sees neither the checkout nor the virtual environment, as in
 Flatpak's sandbox: GIMP 3 in the Debian root with only a work folder mounted (its profile, the
-pictures, the folder of the host server's socket). install.py --plugin-only --server installs the
+pictures, the folder of the host server's socket). install.py --plugin-only --server-file installs the
 plug-in with its own copies of the engine's client.py and options.py; every run goes to a server
 on the host: its Unix socket, its loopback port with the token in the plug-in's config, or a TLS
 server chosen in the dialog. Failures (a wrong token, no server, the server killed mid-run) are
@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -112,8 +113,16 @@ def outcome(request, tmp_path_factory):
 
 
 def install_server_only_plugin(profile: Path, address: str) -> Path:
-    installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--server", address,
-                                "--gimp-dir", str(profile)], capture_output=True, text=True)
+    """install.py --plugin-only --server-file: the address goes in a file only the user may read, as
+    install.py takes a token from nowhere else (a command line is every local user's to read)."""
+    descriptor, address_file = tempfile.mkstemp(prefix="stylize-address-")  # mode 0600, the user's
+    try:
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(address + "\n")
+        installed = subprocess.run([sys.executable, str(CHECKOUT / "install.py"), "--plugin-only", "--server-file",
+                                    address_file, "--gimp-dir", str(profile)], capture_output=True, text=True)
+    finally:
+        os.unlink(address_file)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return profile / "plug-ins" / "neural-style-transfer" / "stylize-config.json"
 

@@ -714,10 +714,69 @@ def test_plugin_only_with_a_server_needs_no_environment(tmp_path):
     assert "Using the engine server at /run/engine/server.sock" in result.stdout
     config = json.loads((profile / "plug-ins/neural-style-transfer/stylize-config.json").read_text())
     assert config["server"] == "unix:/run/engine/server.sock" and config["python"] == ""
-    refused = run_cli(checkout, "--plugin-only", "--server", "tcp://token@192.0.2.1:8787", "--gimp-dir", str(profile),
-                      home=tmp_path / "home")
-    assert_clean_failure(refused)
-    assert "plain tcp:// is for this computer only" in refused.stderr
+
+
+def private_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+TLS_ADDRESS = "tls://Secret-Token-0123456789abcdefghijklmnopqrstuv@192.0.2.1:8787#sha256=" + "ab" * 32
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and /proc/PID/cmdline are POSIX's")
+def test_a_server_with_a_token_comes_from_a_private_file_never_the_command_line(tmp_path):
+    """Every local user can read a command line (/proc/PID/cmdline): --server refuses an address
+    with a token and names --server-file; the address in a file of the user's alone reaches the
+    plug-in's config, which only the user may read, and the token is never shown."""
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    profile, home = tmp_path / "profile", tmp_path / "home"
+    config = profile / "plug-ins/neural-style-transfer/stylize-config.json"
+    token = "Secret-Token-0123456789abcdefghijklmnopqrstuv"
+    for address in (TLS_ADDRESS, "tcp://" + token + "@127.0.0.1:8787", TLS_ADDRESS.replace(token + "@", "")):
+        refused = run_cli(checkout, "--plugin-only", "--server", address, "--gimp-dir", str(profile), home=home)
+        assert_clean_failure(refused)
+        assert "--server takes only unix:PATH" in refused.stderr and "--server-file FILE" in refused.stderr
+        assert token not in refused.stdout + refused.stderr and not profile.exists()
+
+    address_file = private_file(tmp_path / "address", TLS_ADDRESS + "\n")
+    result = run_cli(checkout, "--plugin-only", "--server-file", str(address_file), "--gimp-dir", str(profile),
+                     home=home)
+    assert result.returncode == 0, result.stderr
+    assert "Using the engine server at 192.0.2.1:8787" in result.stdout
+    assert token not in result.stdout + result.stderr
+    assert json.loads(config.read_text())["server"] == TLS_ADDRESS
+    assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+
+    # A loopback server's record (the file `stylize serve --loopback` writes) names it too.
+    loopback = private_file(tmp_path / "loopback.json", json.dumps({"port": 40123, "token": token}))
+    result = run_cli(checkout, "--plugin-only", "--server-file", str(loopback), "--gimp-dir", str(profile), home=home)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(config.read_text())["server"] == f"tcp://{token}@127.0.0.1:40123"
+    assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
+def test_an_address_file_others_may_read_or_a_wrong_one_is_refused_with_nothing_installed(tmp_path):
+    checkout = make_fake_checkout(tmp_path / "checkout")
+    profile, home = tmp_path / "profile", tmp_path / "home"
+    cases = [(private_file(tmp_path / "shared", TLS_ADDRESS, 0o644), "others may read it"),
+             (tmp_path / "missing", "cannot read the address file"),
+             (private_file(tmp_path / "far", "tcp://token@192.0.2.1:8787"), "plain tcp:// is for this computer only"),
+             (private_file(tmp_path / "broken.json", "{not json"), "is unusable")]
+    for path, words in cases:
+        refused = run_cli(checkout, "--plugin-only", "--server-file", str(path), "--gimp-dir", str(profile), home=home)
+        assert_clean_failure(refused)
+        assert words in refused.stderr and "Secret-Token" not in refused.stderr, refused.stderr
+        assert not profile.exists()
+    both = run_cli(checkout, "--plugin-only", "--server", "unix:/run/s.sock", "--server-file", str(tmp_path / "far"),
+                   "--gimp-dir", str(profile), home=home)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    for flag in ("--no-plugin", "--uninstall"):
+        refused = run_cli(checkout, flag, "--server-file", str(tmp_path / "far"), home=home)
+        assert_clean_failure(refused)
+        assert "--server-file is an address for the plug-in" in refused.stderr
 
 
 def test_plugin_only_never_overwrites_the_users_files(tmp_path):

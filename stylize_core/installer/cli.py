@@ -38,10 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also install what the test suite needs (pytest)")
     parser.add_argument("--skip-check", action="store_true",
                         help="skip the tiny test stylization after installing (torch and the device are still reported)")
-    parser.add_argument("--server", metavar="ADDRESS",
-                        help="the plug-in reaches the engine at this address instead of running it itself "
-                        "(a server that `stylize serve` printed: tls://TOKEN@HOST:PORT#sha256=..., "
-                        "tcp://TOKEN@127.0.0.1:PORT or unix:PATH); with --plugin-only no environment is needed")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--server", metavar="unix:PATH",
+                       help="the plug-in reaches the engine at this Unix socket instead of running it itself; "
+                       "with --plugin-only no environment is needed. A server with a token is named by "
+                       "--server-file, never here (every local user can read a command line)")
+    where.add_argument("--server-file", metavar="FILE", type=Path,
+                       help="the plug-in reaches the engine at the address in FILE (only you may read it): the "
+                       "file `stylize serve --listen` wrote its address to, copied here "
+                       "(tls://TOKEN@HOST:PORT#sha256=...); with --plugin-only no environment is needed")
     parser.add_argument("--uninstall", action="store_true",
                         help="remove the plug-in files this installer put into the GIMP profiles")
     parser.add_argument("--remove-venv", action="store_true",
@@ -56,16 +61,38 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.remove_venv and not args.uninstall:
         raise InstallError("--remove-venv only works together with --uninstall",
                            "run: python3 install.py --uninstall --remove-venv")
-    if args.server and (args.no_plugin or args.uninstall):
-        raise InstallError("--server is an address for the plug-in", "use it without --no-plugin and --uninstall")
-    if args.server:
-        try:
-            engine_client().parse_address(args.server)
-        except ValueError as error:
-            raise InstallError(str(error), "copy the address that `stylize serve` printed") from None
+    flag = "--server" if args.server else "--server-file" if args.server_file else ""
+    if flag and (args.no_plugin or args.uninstall):
+        raise InstallError(f"{flag} is an address for the plug-in", "use it without --no-plugin and --uninstall")
+    args.engine_server = engine_server(args)
     if args.uninstall and args.plugin_only:
         raise InstallError("--uninstall and --plugin-only contradict each other",
                            "--uninstall removes the plug-in; add --remove-venv to delete the environment too")
+
+
+def engine_server(args: argparse.Namespace):
+    """The server the plug-in is to reach (the engine client's Address), or None: --server takes
+    only unix:PATH, and an address with a token comes from --server-file, a file of the user's that
+    others may not read, because every local user can read a command line (/proc/PID/cmdline)."""
+    client = engine_client()
+    if args.server:
+        if not args.server.startswith(("unix:", "/")):
+            raise InstallError("--server takes only unix:PATH: a server with a token is named by --server-file "
+                               "FILE, as a token on the command line is readable by every local user",
+                               "put the address in a file only you may read (chmod 600) and run: "
+                               "python3 install.py --plugin-only --server-file FILE")
+        try:
+            return client.parse_address(args.server)
+        except ValueError as error:
+            raise InstallError(str(error), "give the path of the server's socket: --server unix:PATH") from None
+    if args.server_file:
+        path = Path(os.path.abspath(os.path.expanduser(args.server_file)))
+        try:
+            return client.read_address_file(path)
+        except (ValueError, client.ServerError) as error:
+            raise InstallError(str(error), "copy the address file that `stylize serve` wrote (its path is in "
+                               "the server's output) and make it yours alone: chmod 600 FILE") from None
+    return None
 
 
 def engine_client():
@@ -91,8 +118,8 @@ def run_install(args: argparse.Namespace) -> int:
     else:  # environment, venv, pip, engine check, [plug-in]
         steps = Steps(4 + (not args.no_plugin))
 
-    if args.plugin_only and args.server:
-        steps.start(f"Using the engine server at {engine_client().parse_address(args.server).describe()}")
+    if args.plugin_only and args.engine_server:
+        steps.start(f"Using the engine server at {args.engine_server.describe()}")
         python = None
     elif args.plugin_only:
         steps.start(f"Checking the virtual environment {venv}")
@@ -184,21 +211,24 @@ def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path
         return False
     check_plugin_folders(profiles)
     flatpak = [profile for profile in profiles if gimp_profiles.is_flatpak_profile(profile, home)]
-    if flatpak and not args.server:
+    if flatpak and not args.engine_server:
         if python is None:
-            raise InstallError("Flatpak GIMP needs the engine server on this computer, and --server was not given",
+            raise InstallError("Flatpak GIMP needs the engine server on this computer, and neither --server nor "
+                               "--server-file was given",
                                "install without --plugin-only (or with --venv DIR) so the server can run here")
         units = flatpak_server.write_units(flatpak_server.unit_folder(dict(os.environ), home), python, CHECKOUT)
         say(f"    the engine server for Flatpak GIMP: {', '.join(str(unit) for unit in units)}")
     for profile in profiles:
         if chosen and not profile.exists():
             note(f"{profile} does not exist yet; creating it (GIMP fills in the rest when it starts)")
-        server = args.server or (flatpak_server.server_address(dict(os.environ)) if profile in flatpak else "")
+        address = args.engine_server or \
+            (engine_client().parse_address(flatpak_server.server_address(dict(os.environ))) if profile in flatpak
+             else None)
         folder = plugin_files.install_plugin(profile, python, CHECKOUT, version, source=PLUGIN_SOURCE,
-                                             engine=ENGINE_PACKAGE, server=server)
-        engine = f" (the engine: the server at {engine_client().parse_address(server).describe()})" if server else ""
+                                             engine=ENGINE_PACKAGE, server=str(address or ""))
+        engine = f" (the engine: the server at {address.describe()})" if address else ""
         say(f"    installed into {folder}{engine}")
-    if flatpak and not args.server:
+    if flatpak and not args.engine_server:
         say(f"    {flatpak_server.enable()}")
         note(flatpak_server.PERMISSIONS)
     say(f"    Restart GIMP, then {MENU_PATH}")
@@ -214,9 +244,9 @@ def check_plugin_folders(profiles: list[Path]) -> None:
 
 
 def check_flatpak_server(args: argparse.Namespace, profiles: list[Path], python: Path | None) -> None:
-    """A Flatpak profile gets the engine server's systemd units (unless --server names a server):
-    check before anything is written that they can name this Python and this checkout."""
-    if args.server or python is None:
+    """A Flatpak profile gets the engine server's systemd units (unless --server or --server-file names
+    a server): check before anything is written that they can name this Python and this checkout."""
+    if args.engine_server or python is None:
         return
     if any(gimp_profiles.is_flatpak_profile(profile, Path.home()) for profile in profiles):
         flatpak_server.check_paths(python, CHECKOUT)

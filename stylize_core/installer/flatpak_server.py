@@ -94,7 +94,7 @@ def check_paths(python: Path, checkout: Path) -> None:
             f"the engine server for Flatpak GIMP would run {shown(str(python))}, and a systemd unit cannot "
             f"name a program whose path has {problem} in it; nothing was changed",
             "put the virtual environment in a folder whose path has none (--venv DIR, e.g. "
-            "--venv ~/.venvs/stylize-core), or give an engine server that already runs with --server ADDRESS")
+            "--venv ~/.venvs/stylize-core), or name an engine server that already runs with --server-file FILE")
     problem = unit_path_problem(str(checkout), program=False)
     if problem:
         raise InstallError(
