@@ -423,7 +423,10 @@ class Connection:
             self.channel.send({"stage": "accepted", "protocol": PROTOCOL, "ahead": ahead})
             self.pump(job, ahead)
         finally:
+            left_mid_run = job.started.is_set() and not job.finished.is_set()
             scheduler.withdraw(job)  # nothing left to do when it finished; stops it when the client left
+            if left_mid_run:
+                log(f"{job.name}: its client left mid-run")
             if not job.started.is_set():
                 log(f"{job.name}: withdrawn while queued, never run")
 

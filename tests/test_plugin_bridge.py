@@ -214,6 +214,7 @@ def test_server_failures_in_the_dialogs_words():
         "Cannot reach the engine server at gpu.example:8787 (connection refused)")
     assert "refused the token" in words(client.ServerRefused("wrong or missing token", "token"))
     assert "busy with 2 runs ahead" in words(client.ServerRefused("busy", "busy", ahead=2))
+    assert "busy and takes no more now" in words(client.ServerRefused("too many connections", "busy"))
     assert "runs another version" in words(client.ServerRefused("speaks protocol 3", "version"))
     assert "stopped in the middle of the run. The image is unchanged" in words(client.ServerLost("eof"))
 

@@ -327,7 +327,8 @@ def chosen_server(config) -> str:
     server = config.get_property("server-address").strip()
     if not server:
         raise nst_bridge.BridgeError("Advanced \u203a Engine is set to a server, but no server address is given: "
-                                     "paste the address `stylize serve` printed, or choose This computer.")
+                                     "paste the address from the file `stylize serve` wrote (its address-PORT file), "
+                                     "or choose This computer.")
     return server
 
 
@@ -414,7 +415,7 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure.add_choice_argument("engine", "En_gine", "Where the engine runs: on this computer, or on a "
                                       "server (stylize serve) at the address below",
                                       choice(("local", "This computer"), ("server", "A server")), "local", flags)
-        procedure.add_string_argument("server-address", "Server address", "The address `stylize serve` printed: "
+        procedure.add_string_argument("server-address", "Server address", "The address in the file `stylize serve` wrote: "
                                       "tls://TOKEN@HOST:PORT#sha256=... (another computer), tcp://TOKEN@127.0.0.1:PORT "
                                       "(an SSH tunnel) or unix:PATH", "", flags)
         return procedure

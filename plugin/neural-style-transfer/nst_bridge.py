@@ -296,11 +296,13 @@ def server_error_in_words(client, error, address) -> str:
         return f"The engine server at {where} stopped in the middle of the run. The image is unchanged."
     reason = getattr(error, "reason", "")
     if reason == "token":
-        return (f"The engine server at {where} refused the token: copy its address again from the output of "
-                "`stylize serve`.")
+        return (f"The engine server at {where} refused the token: copy its address again from the address file "
+                "`stylize serve` wrote (~/.local/state/stylize-core/address-PORT on that computer).")
     if reason == "version":
         return f"The engine server at {where} runs another version: {error}."
     if reason == "busy":
+        if getattr(error, "ahead", None) is None:  # too many connections, or too many images arriving at once
+            return f"The engine server at {where} is busy and takes no more now: try again later."
         return f"The engine server at {where} is busy with {error.ahead} runs ahead and takes no more: try again later."
     return f"The engine server at {where} refused the run: {error}"
 
