@@ -25,6 +25,8 @@ from .client import LOOPBACK_FILE, PROTOCOL, Address, state_folder
 
 TOKEN_MIN_LENGTH = 32
 TOKEN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+LOCK_MARK = b"stylize serve lock, pid"
+"""The first bytes of a lock file the server made: one without them is someone else's, never removed."""
 UNIX_PATH_MAX = 107
 """Bytes of a Unix socket's path the kernel takes (sun_path is 108 with its terminating zero)."""
 
@@ -197,9 +199,17 @@ class Lock:
                 same = os.stat(handle).st_ino == os.lstat(path).st_ino
             except FileNotFoundError:
                 same = False
-            if same:
-                return Lock(path, handle)
-            os.close(handle)  # its server removed it as we opened it: take the new one
+            if not same:
+                os.close(handle)  # its server removed it as we opened it: take the new one
+                continue
+            held = os.pread(handle, 256, 0)
+            if held and not held.startswith(LOCK_MARK):
+                os.close(handle)
+                raise StartError(f"{path} exists and is not a lock file of stylize serve: not using it, nor "
+                                 "removing it; choose another socket path or remove it yourself")
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, LOCK_MARK + f" {os.getpid()}\n".encode(), 0)
+            return Lock(path, handle)
 
     def release(self) -> None:
         try:

@@ -126,6 +126,15 @@ def test_a_file_at_the_socket_path_is_never_removed(tmp_path):
     assert (folder / "notes.txt").read_text() == "my notes"
 
 
+def test_a_file_at_the_lock_path_is_never_used_nor_removed(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir(mode=0o700)
+    (folder / "x.sock.lock").write_text("my own file")
+    started = start_server("--socket", str(folder / "x.sock"))
+    assert started.returncode == 2 and "is not a lock file of stylize serve" in started.stderr
+    assert (folder / "x.sock.lock").read_text() == "my own file" and sorted(os.listdir(folder)) == ["x.sock.lock"]
+
+
 def test_a_socket_path_too_long_is_said_in_one_line(tmp_path):
     started = start_server("--socket", str(tmp_path / ("d" * 120) / "server.sock"))
     assert started.returncode == 2 and "may have at most 107" in started.stderr and "Traceback" not in started.stderr
