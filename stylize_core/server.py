@@ -211,6 +211,7 @@ class Runner:
                     run_job(job)
             except BaseException as error:  # noqa: BLE001 - whatever one job raises, the next still runs
                 log(f"{job.name}: the runner caught {type(error).__name__}: {error}")
+                job.fail(f"the server failed: {type(error).__name__}: {error}", 1)
                 job.finish(1)
             finally:
                 job.finished.set()
@@ -331,7 +332,7 @@ class Connection:
             self.serve_request()
         except (OSError, EOFError, ProtocolError):
             pass  # the client vanished, or stopped reading: nothing to tell it
-        except Exception:  # the server outlives any connection's failure
+        except BaseException:  # noqa: BLE001 - the server outlives any connection's failure
             traceback.print_exc(file=sys.stderr)
         finally:
             self.server.admission.leave(self.ident, self.authenticated)

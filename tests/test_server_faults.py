@@ -92,7 +92,7 @@ def make_step_fail(monkeypatch, step: str, fail) -> None:
 
 
 @pytest.mark.parametrize("leaves", [False, True], ids=["client stays", "client leaves"])
-@pytest.mark.parametrize("error", [OutOfMemoryError, RuntimeError, MemoryError])
+@pytest.mark.parametrize("error", [OutOfMemoryError, RuntimeError, MemoryError, SystemExit])
 @pytest.mark.parametrize("step", STEPS)
 def test_a_fault_at_any_step_ends_only_that_run(server, images, monkeypatch, step, error, leaves):
     served, address = server
