@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .admission import Admission
 from .client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
@@ -266,9 +266,11 @@ def run_job(job: Job) -> None:
 
 # --- requests -------------------------------------------------------------------------------------------
 
-def settings_from_request(values, n_styles: int, memory_limit_mb: int | None):
+def settings_from_request(values, n_styles: int, budget_mb: Callable[[], int], fixed_mb: int | None = None):
     """Settings from a request's {option name: value}: known options only, none that names a file.
-    A request may ask for less memory than the server's budget (`memory_limit_mb`), never more."""
+    A request may ask for less memory than the server's budget (`budget_mb()`), never more; one that
+    asks nothing runs with the server's --memory-limit-mb (`fixed_mb`) where it set one, else with
+    the engine's own share of what is free, which is the server's budget too."""
     from .settings import Settings
     if not isinstance(values, dict):
         raise InputError("settings must be a JSON object of option names and values")
@@ -279,12 +281,14 @@ def settings_from_request(values, n_styles: int, memory_limit_mb: int | None):
             raise InputError(f"option {name!r} names a file on the server and cannot be sent: the server uses "
                              "its own")
     settings = Settings(**values).validate(n_styles)
-    asked = settings.memory_limit_mb
-    settings.memory_limit_mb = memory_limit_mb if asked is None else min(asked, memory_limit_mb)
+    if settings.memory_limit_mb is not None:
+        settings.memory_limit_mb = min(settings.memory_limit_mb, budget_mb())
+    elif fixed_mb is not None:
+        settings.memory_limit_mb = fixed_mb
     return settings
 
 
-def decode_images(sizes, payload: bytes, memory_limit: int):
+def decode_images(sizes, payload: bytes, memory_limit: int | None):
     from .imageio import load_picture_bytes
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
@@ -381,9 +385,10 @@ class Connection:
                         error.reason, drain=True)
             return
         try:
-            memory_limit_mb = self.server.memory_limit_mb()
-            content, styles = decode_images(header.get("images"), payload, memory_limit_mb * 2**20)
-            settings = settings_from_request(header.get("settings", {}), len(styles), memory_limit_mb)
+            fixed_mb = self.server.fixed_memory_limit_mb
+            content, styles = decode_images(header.get("images"), payload, fixed_mb and fixed_mb * 2**20)
+            settings = settings_from_request(header.get("settings", {}), len(styles), self.server.memory_limit_mb,
+                                             fixed_mb)
         except InputError as error:
             self.refuse(" ".join(str(error).split()), "input")
             return

@@ -107,12 +107,14 @@ def test_no_option_is_named_outside_options_py():
 
 
 def test_stroke_size_reaches_the_loss_through_each_file_once():
-    """Dialog -> bridge -> CLI -> Settings -> engine: only the engine reads the value by name."""
+    """Dialog -> bridge -> CLI -> Settings -> engine: only the engine reads the value from the settings,
+    and the plan, which sizes the painting's pass through the network by it (pyramid.style_size)."""
     readers = []
     for path in list((ROOT / "stylize_core").rglob("*.py")) + list(PLUGIN.glob("*.py")):
-        if "style_scale" in path.read_text() or "style-scale" in path.read_text():
+        text = path.read_text()
+        if any(name in text for name in (".style_scale", '"style_scale"', "style-scale")):
             readers.append(path.relative_to(ROOT).as_posix())
-    assert sorted(readers) == ["stylize_core/engine.py", "stylize_core/options.py"]
+    assert sorted(readers) == ["stylize_core/engine.py", "stylize_core/options.py", "stylize_core/plan.py"]
     assert BY_NAME["style_scale"].dialog.label == "Stroke si_ze"
 
 

@@ -372,6 +372,23 @@ def test_a_request_cannot_raise_the_servers_memory_budget(tmp_path, images):
         assert "(1.2 GB usable" in next(event["message"] for event in events if event["stage"] == "plan")
     finally:
         served.stop()
+    assert "memory_limit_mb=1500" in served.log() and "memory_limit_mb=81000" not in served.log()
+
+
+def test_without_a_server_limit_a_request_gets_at_most_what_is_free(tmp_path, images):
+    served = Served("--socket", str(tmp_path / "run" / "server.sock"))
+    try:
+        events = []
+        assert run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 10**7}, events.append)[0] == 0
+        plan = next(event["message"] for event in events if event["stage"] == "plan")
+        usable_gb = float(plan.split("(")[1].split(" GB usable")[0])
+        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        assert usable_gb < total_gb, plan
+        run_on_server(served.address, images, QUICK, lambda event: None)
+    finally:
+        served.stop()
+    asked_nothing = [line for line in served.log().splitlines() if "accepted" in line][-1]
+    assert "memory_limit_mb" not in asked_nothing, "a request that asked no limit is logged with one"
 
 
 # --- 10. a slow but steady reader -----------------------------------------------------------------------
