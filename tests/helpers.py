@@ -1,5 +1,6 @@
 """Shared pieces of the engine tests: our own VGG19 distances (not a timer or a stub), and a server of a test's own."""
 
+import io
 import json
 import os
 import signal
@@ -28,6 +29,13 @@ def small(path, long_side):
     image = Image.open(path).convert("RGB")
     image.thumbnail((long_side, long_side), Image.LANCZOS)
     return image
+
+
+def png_bytes(path, long_side) -> bytes:
+    """A picture made small, as the bytes of a PNG file: what a client sends a server."""
+    stream = io.BytesIO()
+    small(path, long_side).save(stream, format="PNG")
+    return stream.getvalue()
 
 
 def rgb_of(image):

@@ -21,7 +21,7 @@ from PIL import Image
 
 from stylize_core import client
 from stylize_core.client import ServerLost, ServerRefused, ServerUnreachable, run_on_server
-from helpers import CONTENT, STYLE, Served, small
+from helpers import CONTENT, STYLE, Served, png_bytes, small
 
 pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too")
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user (nobody)")
@@ -40,11 +40,7 @@ def private_state(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def images():
     """The content and the style as the bytes of PNG files: what a client sends."""
-    def png(path):
-        stream = io.BytesIO()
-        small(path, 96).save(stream, format="PNG")
-        return stream.getvalue()
-    return [png(CONTENT), png(STYLE)]
+    return [png_bytes(CONTENT, 96), png_bytes(STYLE, 96)]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from stylize_core.client import ServerLost, run_on_server
 from stylize_core.errors import OutOfMemoryError
 from stylize_core.listeners import unix_listener
 from stylize_core.server import Server
-from helpers import CONTENT, STYLE, small
+from helpers import CONTENT, STYLE, png_bytes
 
 pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="the server listens on a Unix socket")
 TWO_SCALES = {"iterations": 2, "max_size": 192, "scales": 2, "resolution": "working"}
@@ -23,11 +23,7 @@ TWO_SCALES = {"iterations": 2, "max_size": 192, "scales": 2, "resolution": "work
 
 @pytest.fixture(scope="module")
 def images():
-    def png(path):
-        stream = io.BytesIO()
-        small(path, 192).save(stream, format="PNG")
-        return stream.getvalue()
-    return [png(CONTENT), png(STYLE)]
+    return [png_bytes(CONTENT, 192), png_bytes(STYLE, 192)]
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,9 @@ import io
 import json
 import os
 import socket
-import ssl
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 
 from stylize_core import client
 from stylize_core.client import ServerRefused, run_on_server
-from helpers import CONTENT, STYLE, Served, address_from_ready, small
+from helpers import STYLE, Served, small
 from test_server import QUICK, LONG, NOBODY, ROOT_ONLY, images, in_background, private_state, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too")

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -17,18 +16,12 @@ import pytest
 
 from stylize_core import client
 from stylize_core.client import ServerLost, run_on_server
-from helpers import CONTENT, STYLE, Served, small
+from helpers import CONTENT, STYLE, Served, png_bytes
 from test_server import in_background, private_state, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="Linux's /proc tells the server's state")
 BASE = {"iterations": 12, "max_size": 96, "scales": 1, "resolution": "working", "stall_tolerance": 0.0}
 SETTINGS = {"same": BASE, "strong": {**BASE, "strength": 3.0}, "other_seed": {**BASE, "seed": 7, "init": "noise"}}
-
-
-def png(path, side) -> bytes:
-    stream = io.BytesIO()
-    small(path, side).save(stream, format="PNG")
-    return stream.getvalue()
 
 
 def process_state(pid: int) -> dict:
@@ -69,9 +62,8 @@ def test_many_clients_at_once_each_get_their_exact_result_and_nothing_is_left_ov
     seed = random.randrange(1 << 30)
     print("random seed", seed)
     chance = random.Random(seed)
-    runtime = tmp_path / "runtime"
     served = Served("--listen", "127.0.0.1:0", "--no-tls", "--memory-limit-mb", "4000", "--max-queue", "8")
-    images = [png(CONTENT, 96), png(STYLE, 96)]
+    images = [png_bytes(CONTENT, 96), png_bytes(STYLE, 96)]
     try:
         alone = {}
         for name, settings in SETTINGS.items():  # each alone, warm: the results to expect, and the warm level
