@@ -101,10 +101,9 @@ class Channel:
     worth of bytes (or the rest of the message). Memory for a payload is taken as it arrives, each
     chunk first asked of `budget` (a PayloadBudget shared by the connections), never up front."""
 
-    def __init__(self, connection: socket.socket, send_rate: int = MIN_RESULT_RATE):
+    def __init__(self, connection: socket.socket):
         self.connection = connection
         self.buffer = bytearray()
-        self.send_rate = send_rate
 
     def send(self, header: dict, parts: list[bytes] | tuple = ()) -> None:
         size = sum(len(part) for part in parts)
@@ -120,7 +119,7 @@ class Channel:
         # buffer to drain, longer than a window at a slow reader's pace. Small chunks, so that a TLS
         # record write completes within a window too.
         view, sent = memoryview(data), 0
-        pace = Pace(len(data), self.send_rate)
+        pace = Pace(len(data), MIN_RESULT_RATE)
         self.connection.setblocking(False)
         try:
             while sent < len(data):

@@ -50,7 +50,7 @@ def slow_read(address: client.Address, images: list[bytes], settings: dict) -> t
     result, code = None, None
     while code is None:
         header = channel.read_header(None)
-        payload = channel._exactly(header.get("bytes", 0), 1, None) if header.get("bytes") else b""
+        payload = channel.read_payload(header, max_payload=1 << 30, rate=1)
         if header["stage"] == "result":
             result = bytes(payload)
         elif header["stage"] == "exit":
