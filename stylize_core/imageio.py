@@ -192,8 +192,11 @@ def _from_pil(image: Image.Image, what: str) -> Picture:
 
 def _to_srgb(image: Image.Image) -> Image.Image:
     """CMYK and images with an ICC profile become sRGB, so colours mean the same everywhere; so does
-    CIE L*a*b* (a TIFF's photometric CIELab), in _from_pil's convert: Pillow (9.4 and later) converts
-    LAB to RGB with LittleCMS's D50 Lab profile, the ICC's own Lab."""
+    CIE L*a*b* (a TIFF's photometric CIELab): relative to the white its WhitePoint tag names (ImageMagick
+    writes D65), else to D50 as libtiff and Photoshop take it, which Pillow's own convert does."""
+    white = getattr(image, "tag_v2", {}).get(TIFF_WHITE_POINT) if image.mode == "LAB" else None
+    if white is not None and len(white) == 2 and 0 < float(white[1]) < 1 and 0 < float(white[0]) < 1 - float(white[1]):
+        return Image.fromarray(lab_to_srgb8(np.asarray(image), white), "RGB")
     profile = image.info.get("icc_profile")
     if profile and image.mode in ("P", "PA"):
         # A palette's colours are in the profile's space too: expand them, then convert.
@@ -210,6 +213,31 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     if image.mode == "CMYK":
         return image.convert("RGB")
     return image
+
+
+TIFF_WHITE_POINT = 318
+D65 = np.array([0.95047, 1.0, 1.08883])
+BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+XYZ_TO_LINEAR_SRGB = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])
+
+
+def lab_to_srgb8(lab8: np.ndarray, white_xy: tuple[float, float]) -> np.ndarray:
+    """8-bit L*a*b* as a TIFF stores it and Pillow's buffer holds it (L 0..255 for 0..100, a* and b*
+    signed bytes), relative to the white of chromaticity `white_xy`, as 8-bit sRGB: CIE's Lab to XYZ,
+    Bradford's adaptation to sRGB's D65 white, sRGB's matrix and transfer curve."""
+    lightness = lab8[..., 0].astype(np.float64) * (100.0 / 255.0)
+    a, b = (lab8[..., channel].view(np.int8).astype(np.float64) for channel in (1, 2))
+    fy = (lightness + 16.0) / 116.0
+    f = np.stack([fy + a / 500.0, fy, fy - b / 200.0], axis=-1)
+    delta = 6.0 / 29.0
+    relative = np.where(f > delta, f**3, 3 * delta**2 * (f - 4.0 / 29.0))
+    x, y = (float(value) for value in white_xy)  # a TIFF's rationals
+    white = np.array([x / y, 1.0, (1.0 - x - y) / y])
+    cone_gain = (BRADFORD @ D65) / (BRADFORD @ white)
+    to_linear_srgb = XYZ_TO_LINEAR_SRGB @ np.linalg.inv(BRADFORD) @ np.diag(cone_gain) @ BRADFORD @ np.diag(white)
+    linear = np.clip(relative @ to_linear_srgb.T, 0.0, 1.0)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(encoded * 255.0).astype(np.uint8)
 
 
 def _from_array(array: np.ndarray, what: str) -> Picture:

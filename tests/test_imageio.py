@@ -201,6 +201,24 @@ def test_a_lab_tiff_decodes_to_its_srgb_colours(tmp_path, lab, srgb):
         assert np.allclose(picture.rgb, srgb, atol=0.03), picture.rgb[0, 0]
 
 
+# The same colours' L*a*b* relative to D65, sRGB's own white, as ImageMagick writes a Lab TIFF (with a
+# WhitePoint tag naming D65): from the CIE formulas with D65's white, no adaptation.
+LAB_D65_OF_SRGB = [((32.30, 79.19, -107.86), (0.0, 0.0, 1.0)),  # sRGB blue
+                   ((53.24, 80.09, 67.20), (1.0, 0.0, 0.0)),  # sRGB red
+                   ((87.73, -86.18, 83.18), (0.0, 1.0, 0.0))]  # sRGB green
+
+
+@pytest.mark.parametrize("lab,srgb", LAB_D65_OF_SRGB, ids=["blue", "red", "green"])
+def test_a_lab_tiff_is_read_relative_to_the_white_point_it_names(tmp_path, lab, srgb):
+    lightness, a, b = lab
+    path = tmp_path / "lab-d65.tif"
+    Image.new("LAB", (8, 8), (round(lightness * 2.55), round(a) + 128, round(b) + 128)).save(
+        path, tiffinfo={318: (0.3127, 0.3290)})
+    assert Image.open(path).tag_v2[318] is not None
+    for picture in (load_picture(path), load_picture_bytes(path.read_bytes())):
+        assert np.allclose(picture.rgb, srgb, atol=0.06), picture.rgb[0, 0]
+
+
 def swapped_srgb_profile() -> bytes:
     """sRGB's ICC profile with its red and blue primaries exchanged (two tag names swapped in its tag
     table): a pixel stored as pure red in a picture tagged with it is sRGB's pure blue."""
