@@ -130,8 +130,10 @@ def main() -> int:
     parser.add_argument("--quality", default="balanced")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "full_resolution")
     args = parser.parse_args()
-    if not EVALUATOR.exists():
-        print(f"needs the shared evaluator at {EVALUATOR}", file=sys.stderr)
+    missing = [path for path in (EVALUATOR, *PHOTOS.values()) if not path.is_file()]
+    if missing:
+        print(f"needs the shared evaluator and photos (../shared/ beside the checkout): {missing[0]} is missing",
+              file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     evaluator = load_evaluator()

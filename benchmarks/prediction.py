@@ -30,9 +30,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="stylize-prediction-")
 
-    from stylize_core import Settings, engine, stylize
-    from stylize_core.imageio import load_picture, resize_rgb
-    from stylize_core.timing import read_calibrations
+    from stylize_core import Settings, stylize
+    from stylize_core.engine import api as engine
+    from stylize_core.engine.imageio import load_picture, resize_rgb
+    from stylize_core.contract.timing import read_calibrations
 
     engine.learn_from_run = lambda calibration, predicted, measured: None
     content = load_picture(ROOT / "examples" / "tubingen.jpg").rgb

@@ -28,9 +28,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from stylize_core import Settings, plan, pyramid  # noqa: E402
-from stylize_core.engine import stylize_picture  # noqa: E402
-from stylize_core.imageio import load_picture, to_pil  # noqa: E402
+from stylize_core import Settings  # noqa: E402
+from stylize_core.contract import schedule as pyramid  # noqa: E402
+from stylize_core.engine import plan  # noqa: E402
+from stylize_core.engine.api import stylize_picture  # noqa: E402
+from stylize_core.engine.imageio import load_picture, to_pil  # noqa: E402
 
 from sheets import side_by_side  # noqa: E402
 
@@ -69,6 +71,8 @@ def main() -> int:
     parser.add_argument("--reuse-finals", action="store_true",
                         help="score the full runs an earlier call left in --out instead of running them again")
     args = parser.parse_args()
+    if not EVALUATOR.is_file():
+        parser.error(f"the shared evaluator is not at {EVALUATOR} (../shared/tools/ beside the checkout)")
     args.out.mkdir(parents=True, exist_ok=True)
     schedules = [tuple(int(n) for n in text.split(",")) for text in args.schedules]
     scorer = load_evaluator()

@@ -6,8 +6,9 @@ The example photo is sent as the dialog sends the layer (float32 RGBA, at most 2
 as its file. The first preview computes the style's statistics; then Strength changes five times,
 and for each the time from the change to the picture (the dialog's wait before asking, the request,
 the run and the reply) is printed, with the median: the issue's bar is 3 s on a CPU, 0.5 s on a GPU.
+--json FILE writes the same figures as one JSON object.
 
-    .venv/bin/python benchmarks/preview_latency.py [--device cpu]
+    .venv/bin/python benchmarks/preview_latency.py [--device cpu] [--json FILE]
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
 import nst_preview  # noqa: E402
 
-from stylize_core import options  # noqa: E402
-from stylize_core.pyramid import PREVIEW_SIDE  # noqa: E402
+from stylize_core.contract import options  # noqa: E402
+from stylize_core.contract.schedule import PREVIEW_SIDE  # noqa: E402
+
+from results import write_results  # noqa: E402
 
 STRENGTHS = (4.0, 0.3, 8.0, 2.0, 6.0)
 
@@ -48,6 +51,7 @@ def layer_npy(path: Path) -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
     args = parser.parse_args()
     content = layer_npy(ROOT / "examples" / "tubingen.jpg")
     style = ROOT / "examples" / "starry_night.jpg"
@@ -78,8 +82,13 @@ def main() -> int:
             for strength in STRENGTHS:
                 seconds.append(preview(strength))
                 print(f"Strength {strength:g}: {seconds[-1]:.2f} s", flush=True)
-            print(f"median from a change to the preview: {statistics.median(seconds):.2f} s "
+            median = statistics.median(seconds)
+            print(f"median from a change to the preview: {median:.2f} s "
                   f"(the dialog's wait, {runner.wait_ms()} ms, included; bar: 3 s on a CPU, 0.5 s on a GPU)")
+            write_results(args.json, {"device": args.device, "first_s": round(first, 3), "median_s": round(median, 3),
+                                      "wait_ms": runner.wait_ms(),
+                                      "by_strength": [{"strength": strength, "seconds": round(value, 3)}
+                                                      for strength, value in zip(STRENGTHS, seconds)]})
         finally:
             server.terminate()
             server.wait()

@@ -10,9 +10,10 @@ and prints the ratio of wall times at equal or better quality.
 pastiche runs once for --pastiche-steps steps and saves a checkpoint every
 --checkpoint steps; the time to checkpoint k is its wall time x k / steps
 (its steps cost the same; the start-up share this hands it only flatters it).
+--json FILE writes the same figures as one JSON object.
 
     .venv/bin/python benchmarks/quality.py [--qualities balanced fast] [--precisions fp32 bf16]
-                                           [--pastiche-steps 100]
+                                           [--pastiche-steps 100] [--json FILE]
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from stylize_core.options import BY_NAME
+from stylize_core.contract.options import BY_NAME
+
+from results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "examples" / "tubingen.jpg"
@@ -52,22 +55,8 @@ def meets(score: dict, reference: dict) -> bool:
     return score["style_gram"] <= reference["style_gram"] and score["content"] <= reference["content"]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--qualities", nargs="+", default=["balanced", "fast"])
-    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=BY_NAME["precision"].choices,
-                        help="e.g. fp32 bf16: mixed precision's scores beside full precision's")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--pastiche-steps", type=int, default=100)
-    parser.add_argument("--checkpoint", type=int, default=10)
-    parser.add_argument("--evaluator", type=Path, default=ROOT.parent / "shared" / "tools" / "evaluate.py")
-    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmark")
-    parser.add_argument("--skip-pastiche", action="store_true")
-    args = parser.parse_args()
-    if not args.evaluator.is_file():
-        parser.error(f"evaluator not found: {args.evaluator} (pass --evaluator)")
-    args.out.mkdir(parents=True, exist_ok=True)
-
+def run_ours(args) -> dict[str, tuple[Path, float]]:
+    """Each quality and precision through the CLI: label -> (output, wall seconds)."""
     ours = {}
     for preset in args.qualities:
         for precision in args.precisions:
@@ -77,56 +66,100 @@ def main() -> int:
                                           "-o", str(output), "--size", str(args.size), "--quality", preset,
                                           "--precision", precision, "--progress", "none"]))
             print(f"ours {label}: {ours[label][1]:.1f} s", flush=True)
+    return ours
 
+
+def run_pastiche(args) -> tuple[float | None, list[tuple[int, Path]]]:
+    """pastiche once, with checkpoints: its wall seconds and (step, picture) for each checkpoint."""
+    if args.skip_pastiche:
+        return None, []
+    workspace = args.out / "pastiche"
+    workspace.mkdir(exist_ok=True)
+    for old in workspace.glob("*.png"):
+        old.unlink()
+    seconds = timed([sys.executable, "-m", "pastiche", "--content", str(CONTENT),
+                     "--styles", str(STYLE), "--output", str(args.out / "pastiche.png"),
+                     "--size", str(args.size), "--num-steps", str(args.pastiche_steps),
+                     "--workspace", str(workspace), "--workspace-step", str(args.checkpoint),
+                     "--seed", "0", "--no-verbose"])
+    print(f"pastiche {args.pastiche_steps} steps: {seconds:.1f} s", flush=True)
     checkpoints = []
-    pastiche_seconds = None
-    if not args.skip_pastiche:
-        workspace = args.out / "pastiche"
-        workspace.mkdir(exist_ok=True)
-        for old in workspace.glob("*.png"):
-            old.unlink()
-        pastiche_seconds = timed([sys.executable, "-m", "pastiche", "--content", str(CONTENT),
-                                  "--styles", str(STYLE), "--output", str(args.out / "pastiche.png"),
-                                  "--size", str(args.size), "--num-steps", str(args.pastiche_steps),
-                                  "--workspace", str(workspace), "--workspace-step", str(args.checkpoint),
-                                  "--seed", "0", "--no-verbose"])
-        print(f"pastiche {args.pastiche_steps} steps: {pastiche_seconds:.1f} s", flush=True)
-        for path in sorted(workspace.glob("*.png")):
-            step = int("".join(ch for ch in path.stem if ch.isdigit()) or 0)
-            if step > 0:
-                checkpoints.append((step, path))
-        checkpoints.sort()
+    for path in sorted(workspace.glob("*.png")):
+        step = int("".join(ch for ch in path.stem if ch.isdigit()) or 0)
+        if step > 0:
+            checkpoints.append((step, path))
+    return seconds, sorted(checkpoints)
 
-    scores = evaluate(args.evaluator, [o for o, _ in ours.values()] + [p for _, p in checkpoints])
+
+def score_row(score: dict, seconds: float) -> dict:
+    return {"wall_s": seconds, "style_gram": score["style_gram"], "style_swd": score["style_swd"],
+            "content": score["content"], "meets_bar": meets(score, BAR)}
+
+
+def print_table(runs: dict[str, dict]) -> None:
     print()
     print(f"{'run':24s} {'wall s':>8s} {'style_gram':>10s} {'style_swd':>9s} {'content':>8s}  bar")
-    for preset, (output, seconds) in ours.items():
-        s = scores[str(output)]
-        print(f"{'ours ' + preset:24s} {seconds:8.1f} {s['style_gram']:10.4f} {s['style_swd']:9.4f} "
-              f"{s['content']:8.4f}  {'yes' if meets(s, BAR) else 'no'}")
-    for step, path in checkpoints:
-        s = scores[str(path)]
-        seconds = pastiche_seconds * step / args.pastiche_steps
-        print(f"{'pastiche step %d' % step:24s} {seconds:8.1f} {s['style_gram']:10.4f} {s['style_swd']:9.4f} "
-              f"{s['content']:8.4f}  {'yes' if meets(s, BAR) else 'no'}")
+    for name, row in runs.items():
+        print(f"{name:24s} {row['wall_s']:8.1f} {row['style_gram']:10.4f} {row['style_swd']:9.4f} "
+              f"{row['content']:8.4f}  {'yes' if row['meets_bar'] else 'no'}")
+
+
+def compare(args, ours: dict[str, dict], checkpoints: list[tuple[int, dict]], pastiche_seconds: float) -> dict:
+    """For each of our runs: the first pastiche checkpoint at our style_gram or better, printed and returned."""
+    comparisons = {}
     print()
-    for preset, (output, seconds) in ours.items():
-        mine = scores[str(output)]
-        first = next(((step, path) for step, path in checkpoints
-                      if scores[str(path)]["style_gram"] <= mine["style_gram"]), None)
-        if not checkpoints:
-            continue
+    if not checkpoints:
+        return comparisons
+    for label, mine in ours.items():
+        first = next(((step, theirs) for step, theirs in checkpoints if theirs["style_gram"] <= mine["style_gram"]),
+                     None)
         if first is None:
-            print(f"{preset}: pastiche never reached our style_gram {mine['style_gram']:.4f} within "
-                  f"{args.pastiche_steps} steps ({pastiche_seconds:.1f} s): ratio > "
-                  f"{pastiche_seconds / seconds:.2f}x")
+            ratio = pastiche_seconds / mine["wall_s"]
+            comparisons[label] = {"pastiche_step": None, "faster_than_pastiche_at_least": ratio}
+            print(f"{label}: pastiche never reached our style_gram {mine['style_gram']:.4f} within "
+                  f"{args.pastiche_steps} steps ({pastiche_seconds:.1f} s): ratio > {ratio:.2f}x")
             continue
-        step, path = first
-        theirs = scores[str(path)]
-        their_seconds = pastiche_seconds * step / args.pastiche_steps
-        print(f"{preset}: pastiche first reaches our style_gram at step {step} ({their_seconds:.1f} s, "
+        step, theirs = first
+        comparisons[label] = {"pastiche_step": step, "pastiche_s": theirs["wall_s"],
+                              "faster_than_pastiche": theirs["wall_s"] / mine["wall_s"]}
+        print(f"{label}: pastiche first reaches our style_gram at step {step} ({theirs['wall_s']:.1f} s, "
               f"content {theirs['content']:.3f} vs our {mine['content']:.3f}): we are "
-              f"{their_seconds / seconds:.2f}x faster")
+              f"{theirs['wall_s'] / mine['wall_s']:.2f}x faster")
+    return comparisons
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--qualities", nargs="+", default=["balanced", "fast"])
+    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=BY_NAME["precision"].choices,
+                        help="e.g. fp32 bf16: mixed precision's scores beside full precision's")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--pastiche-steps", type=int, default=100)
+    parser.add_argument("--checkpoint", type=int, default=10)
+    parser.add_argument("--evaluator", type=Path, default=ROOT.parent / "shared" / "tools" / "evaluate.py",
+                        help="the independent evaluator (default: ../shared/tools/evaluate.py beside the checkout)")
+    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmark")
+    parser.add_argument("--skip-pastiche", action="store_true")
+    parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
+    args = parser.parse_args()
+    if not args.evaluator.is_file():
+        parser.error(f"the shared evaluator is not at {args.evaluator} (../shared/tools/ beside the checkout, "
+                     "or pass --evaluator)")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    ours = run_ours(args)
+    pastiche_seconds, checkpoints = run_pastiche(args)
+    scores = evaluate(args.evaluator, [o for o, _ in ours.values()] + [p for _, p in checkpoints])
+    runs = {label: score_row(scores[str(output)], seconds) for label, (output, seconds) in ours.items()}
+    theirs = [(step, score_row(scores[str(path)], pastiche_seconds * step / args.pastiche_steps))
+              for step, path in checkpoints]
+    print_table({"ours " + label: row for label, row in runs.items()}
+                | {f"pastiche step {step}": row for step, row in theirs})
+    comparisons = compare(args, runs, theirs, pastiche_seconds)
+    write_results(args.json, {"size": args.size, "bar": BAR, "runs": runs,
+                              "pastiche": {"steps": args.pastiche_steps, "wall_s": pastiche_seconds,
+                                           "checkpoints": {str(step): row for step, row in theirs}} if theirs else None,
+                              "against_pastiche": comparisons})
     return 0
 
 

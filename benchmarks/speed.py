@@ -11,10 +11,10 @@ measures, each in a fresh process:
   pastiche  one step of pastiche (difference of two runs, so start-up cancels)
 and prints ours/floor, nchw/ours, torch/ours and pastiche/ours, with peak memory (CPU
 RSS, or GPU max_memory_allocated) next to our memory model's estimate, and each
-precision's speed-up over fp32.
+precision's speed-up over fp32. --json FILE writes the same rows as one JSON object.
 
     .venv/bin/python benchmarks/speed.py [--sizes 512 1024] [--precisions fp32 bf16]
-                                         [--device auto] [--iterations 5]
+                                         [--device auto] [--iterations 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import write_results
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "examples" / "tubingen.jpg"
 STYLE = ROOT / "examples" / "starry_night.jpg"
@@ -35,13 +37,13 @@ MEASURE = r'''
 import json, resource, sys, time
 import numpy as np, torch
 from PIL import Image
-from stylize_core.device import pick_device
-from stylize_core.engine import prepared_network, to_tensor
-from stylize_core.settings import Settings
-from stylize_core.imageio import load_picture, resize_rgb
-from stylize_core.memory import estimate_peak_bytes
-from stylize_core.optimize import LBFGS_HISTORY, Objective, autocast_for, optimize
-from stylize_core.losses import STYLE_LAYERS, CONTENT_LAYER, gram_matrix
+from stylize_core.engine.device import pick_device
+from stylize_core.engine.api import prepared_network, to_tensor
+from stylize_core.contract.settings import Settings
+from stylize_core.engine.imageio import load_picture, resize_rgb
+from stylize_core.engine.memory import estimate_peak_bytes
+from stylize_core.engine.optimize import LBFGS_HISTORY, Objective, autocast_for, optimize
+from stylize_core.engine.losses import STYLE_LAYERS, CONTENT_LAYER, gram_matrix
 
 what, size, iterations, device_name, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 device = pick_device(device_name)
@@ -108,6 +110,30 @@ def pastiche_seconds_per_step(size: int, steps: int, device: str) -> float:
     return (wall(1 + steps) - wall(1)) / steps
 
 
+def measure_row(size: int, precision: str, iterations: int, device: str, pastiche: float | None,
+                full_precision: float | None) -> dict:
+    """One size and precision: the four measurements, as one row of the table."""
+    floor, ours, nchw, with_torch_lbfgs = (measure(what, size, iterations, device, precision)
+                                           for what in ("floor", "ours", "nchw", "torch"))
+    seconds = ours["seconds"]
+    fp32 = seconds if precision == "fp32" else full_precision
+    return {"size": size, "precision": precision, "iterations": iterations, "device": ours["device"],
+            "floor_s_per_it": floor["seconds"], "ours_s_per_it": seconds, "ours_over_floor": seconds / floor["seconds"],
+            "nchw_over_ours": nchw["seconds"] / seconds, "torch_lbfgs_over_ours": with_torch_lbfgs["seconds"] / seconds,
+            "pastiche_s_per_it": pastiche, "pastiche_over_ours": None if pastiche is None else pastiche / seconds,
+            "peak_gb": ours["peak"] / 2**30, "estimate_gb": ours["estimate"] / 2**30,
+            "speedup_over_fp32": None if fp32 is None else fp32 / seconds}
+
+
+def print_row(row: dict) -> None:
+    text = lambda value, digits: "-" if value is None else f"{value:.{digits}f}"
+    print(f"{row['size']}x{row['size']:<4d} {row['precision']:>9s} {row['floor_s_per_it']:10.3f} "
+          f"{row['ours_s_per_it']:10.3f} {row['ours_over_floor']:10.2f} {row['nchw_over_ours']:9.2f} "
+          f"{row['torch_lbfgs_over_ours']:10.2f} {text(row['pastiche_s_per_it'], 3):>13s} "
+          f"{text(row['pastiche_over_ours'], 2):>13s} {row['peak_gb']:8.2f} {row['estimate_gb']:11.2f} "
+          f"{text(row['speedup_over_fp32'], 2):>7s}   ({row['device']})", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
@@ -115,27 +141,22 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-pastiche", action="store_true")
+    parser.add_argument("--json", metavar="FILE", help="write the rows to FILE as JSON")
     args = parser.parse_args()
     print(f"{'size':>9s} {'precision':>9s} {'floor s/it':>10s} {'ours s/it':>10s} {'ours/floor':>10s} "
           f"{'nchw/ours':>9s} {'torch/ours':>10s} {'pastiche s/it':>13s} {'pastiche/ours':>13s} {'peak GB':>8s} "
           f"{'estimate GB':>11s} {'vs fp32':>7s}")
+    rows = []
     for size in args.sizes:
         iterations = max(2, args.iterations * 512 * 512 // (size * size)) if args.device == "cpu" else args.iterations
         theirs = None if args.skip_pastiche else pastiche_seconds_per_step(size, iterations, args.device)
-        pastiche_text = "-" if theirs is None else f"{theirs:.3f}"
         full_precision = None
         for precision in args.precisions:
-            floor, ours, nchw, with_torch_lbfgs = (measure(what, size, iterations, args.device, precision)
-                                                   for what in ("floor", "ours", "nchw", "torch"))
+            rows.append(measure_row(size, precision, iterations, args.device, theirs, full_precision))
             if precision == "fp32":
-                full_precision = ours["seconds"]
-            ratio_text = "-" if theirs is None else f"{theirs / ours['seconds']:.2f}"
-            speedup = "-" if full_precision is None else f"{full_precision / ours['seconds']:.2f}"
-            print(f"{size}x{size:<4d} {precision:>9s} {floor['seconds']:10.3f} {ours['seconds']:10.3f} "
-                  f"{ours['seconds'] / floor['seconds']:10.2f} {nchw['seconds'] / ours['seconds']:9.2f} "
-                  f"{with_torch_lbfgs['seconds'] / ours['seconds']:10.2f} {pastiche_text:>13s} {ratio_text:>13s} "
-                  f"{ours['peak'] / 2**30:8.2f} {ours['estimate'] / 2**30:11.2f} {speedup:>7s}   "
-                  f"({ours['device']})", flush=True)
+                full_precision = rows[-1]["ours_s_per_it"]
+            print_row(rows[-1])
+            write_results(args.json, {"device": args.device, "rows": rows})
     return 0
 
 

@@ -8,8 +8,9 @@ This is what a painter waits before the progress bar moves: importing torch, ini
 the device, loading the weights, sending the pixels, computing the style targets. Each path
 runs the same small job on the example photo, sent as the plug-in sends a layer (float32
 RGBA .npy, 1024x768: 12 MB); the time is taken from the request to its first "optimize" event.
+--json FILE writes the same figures as one JSON object.
 
-    .venv/bin/python benchmarks/worker_latency.py [--runs 3]
+    .venv/bin/python benchmarks/worker_latency.py [--runs 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from stylize_core import client  # noqa: E402
+from stylize_core.contract import client  # noqa: E402
+
+from results import write_results  # noqa: E402
 
 SETTINGS = {"max_size": 256, "resolution": "working", "iterations": 2}
 CONTENT = ROOT / "examples" / "tubingen.jpg"
@@ -71,9 +74,9 @@ def on_server(address_of, images: list[bytes]):
 
 
 def in_this_process(images: list[bytes]):
-    from stylize_core.engine import stylize_picture
-    from stylize_core.imageio import load_picture_bytes
-    from stylize_core.settings import Settings
+    from stylize_core.engine.api import stylize_picture
+    from stylize_core.engine.imageio import load_picture_bytes
+    from stylize_core.contract.settings import Settings
 
     def run(on_event):
         content, style = (load_picture_bytes(image) for image in images)
@@ -93,6 +96,7 @@ def serve(*arguments: str) -> tuple[subprocess.Popen, client.Address]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
     args = parser.parse_args()
     images = [layer_bytes(CONTENT), STYLE.read_bytes()]
     with tempfile.TemporaryDirectory() as folder:
@@ -128,6 +132,7 @@ def main() -> int:
     medians = {name: sorted(values)[len(values) // 2] for name, values in rows.items()}
     for name, value in medians.items():
         print(f"{name:38s} {value:6.2f}   ({', '.join(f'{v:.2f}' for v in rows[name])})")
+    write_results(args.json, {"runs": args.runs, "seconds_to_first_iteration": medians, "each_run": rows})
     return 0
 
 
