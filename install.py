@@ -9,30 +9,7 @@ Every failure ends with one message that names the problem and the fix, and a no
 exit status; --debug adds the traceback. The work is done by stylize_core/installer/.
 """
 
-import importlib
-import importlib.util
 import sys
-from pathlib import Path
-
-PACKAGE_NAME = "stylize_installer"
-
-
-def load_installer():
-    """The installer's command line (stylize_core/installer/cli.py).
-
-    The folder is loaded by file path as the top-level package `stylize_installer`, not
-    imported as `stylize_core.installer`: that would first run stylize_core/__init__.py,
-    which may import the engine and torch, and this runs on a Python without them. Not putting
-    stylize_core/ on sys.path either keeps its modules from shadowing others (such as pip's
-    `installer` package) by their short names.
-    """
-    folder = Path(__file__).resolve().parent / "stylize_core" / "installer"
-    spec = importlib.util.spec_from_file_location(PACKAGE_NAME, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[PACKAGE_NAME] = package  # the package's relative imports look it up here
-    spec.loader.exec_module(package)
-    return importlib.import_module(PACKAGE_NAME + ".cli")
 
 
 if __name__ == "__main__":
@@ -41,4 +18,7 @@ if __name__ == "__main__":
         print("error: Python " + sys.version.split()[0] + " is too old: install.py needs Python 3.10 or newer\n"
               "  fix: run it with a newer Python, e.g. python3.12 install.py", file=sys.stderr)
         sys.exit(1)
-    sys.exit(load_installer().main())
+    # The checkout's folder is on sys.path (it holds this file): stylize_core's own __init__ and its
+    # installer and contract packages import nothing beyond the standard library (import-linter checks).
+    from stylize_core.installer import cli
+    sys.exit(cli.main())

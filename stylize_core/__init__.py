@@ -4,10 +4,10 @@
 `stylize` or `stylize_picture`, so the CLI's --help and option errors answer at once.
 """
 
-from .errors import InputError, OutOfMemoryError, StylizeError
-from .options import OPTIONS
-from .progress import Progress
-from .settings import Settings
+from .contract.errors import InputError, OutOfMemoryError, StylizeError
+from .contract.options import OPTIONS
+from .contract.progress import Progress
+from .contract.settings import Settings
 
 __all__ = ["stylize", "stylize_picture", "Settings", "OPTIONS", "Progress",
            "StylizeError", "InputError", "OutOfMemoryError"]
@@ -16,6 +16,6 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name in ("stylize", "stylize_picture"):
-        from . import engine
+        from .engine import api as engine
         return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .errors import InputError, Interrupted, StylizeError
-from .options import OPTIONS
-from .progress import Reporter, json_lines, terminal_bar
-from .settings import Settings
+from .contract.errors import InputError, Interrupted, StylizeError
+from .contract.options import OPTIONS
+from .contract.progress import Reporter, json_lines, terminal_bar
+from .contract.settings import Settings
 
 PROG = "stylize"
 SERVER_VARIABLE = "STYLIZE_SERVER"
@@ -87,7 +87,7 @@ def watch_stdin(cleanup_dir: str | None) -> None:
     """Exit at once (status 1, one line on stderr) when stdin reaches EOF: the program that started us
     is gone. A save under way leaves no temporary file (imageio.abandon_saves); cleanup_dir (as
     checked_cleanup_dir returned it) is removed."""
-    from .imageio import abandon_saves  # now: the watcher must not wait on an import the run holds
+    from .engine.imageio import abandon_saves  # now: the watcher must not wait on an import the run holds
 
     def wait_for_eof() -> None:
         while sys.stdin.buffer.read(65536):
@@ -192,7 +192,7 @@ def stop_on_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        from .server import main as serve
+        from .server.service import main as serve
         return serve(argv[1:])
     stop_on_signals()
     try:
@@ -243,7 +243,7 @@ def reporter(mode: str, out: TextIO, err: TextIO) -> Reporter:
 
 
 def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
-    from .imageio import check_output, check_output_size, load_picture, save_picture
+    from .engine.imageio import check_output, check_output_size, load_picture, save_picture
 
     started = time.perf_counter()
     # Everything that can be checked is checked before the expensive part.
@@ -257,7 +257,7 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
         result = run_on_server(address, content, styles, settings, report)
     else:
         # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
-        from .engine import stylize_picture
+        from .engine.api import stylize_picture
         result = stylize_picture(content, styles, settings, report.callback)
     output = os.path.abspath(args.output)
     report.save(output)
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
 def server_address(args: argparse.Namespace):
     """The server to run on, if any: --server, --server-file or $STYLIZE_SERVER (in that order).
     An address with a token is refused on the command line, where every local user can read it."""
-    from . import client
+    from .contract import client
     try:
         if args.server_file:
             return client.read_address_file(Path(args.server_file))
@@ -294,9 +294,9 @@ def server_address(args: argparse.Namespace):
 
 def run_on_server(address, content, styles, settings: Settings, report: Reporter):
     """The run on a server: the pictures go as .npy bytes, progress comes back, then the result."""
-    from . import client
-    from .imageio import load_picture_bytes, npy_bytes
-    from .progress import Progress
+    from .contract import client
+    from .engine.imageio import load_picture_bytes, npy_bytes
+    from .contract.progress import Progress
     for option in OPTIONS:
         if option.names_a_file and getattr(settings, option.name) is not None:
             raise InputError(f"{option.cli_flag} names a file on this computer; a server uses its own")
@@ -327,7 +327,7 @@ def run_on_server(address, content, styles, settings: Settings, report: Reporter
 def result_size(content_size: tuple[int, int], settings: Settings) -> tuple[int, int]:
     """The (width, height) the result will have: the output size plan.make_plan gives the run, here
     before the run (pyramid.py is plain arithmetic, no torch)."""
-    from .pyramid import output_size, preview_size
+    from .contract.schedule import output_size, preview_size
     if settings.resolution == "preview":
         return preview_size(content_size)
     return output_size(content_size, settings.size)

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylize_core import client
-from stylize_core.engine import cached_network, to_tensor
-from stylize_core.pyramid import size_with_pixels
-from stylize_core.imageio import load_picture, resize_rgb
-from stylize_core.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
-from stylize_core.optimize import Objective, autocast_for
+from stylize_core.contract import client
+from stylize_core.engine.api import cached_network, to_tensor
+from stylize_core.contract.schedule import size_with_pixels
+from stylize_core.engine.imageio import load_picture, resize_rgb
+from stylize_core.engine.losses import CONTENT_LAYER, STYLE_LAYERS, gram_matrix
+from stylize_core.engine.optimize import Objective, autocast_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONTENT = EXAMPLES / "tubingen.jpg"

@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from stylize_core.admission import Admission
-from stylize_core.listeners import Listener, StartError
-from stylize_core.client import Address
+from stylize_core.server.admission import Admission
+from stylize_core.server.listeners import Listener, StartError
+from stylize_core.contract.client import Address
 
 
 def connections(count: int) -> list[tuple[socket.socket, socket.socket]]:

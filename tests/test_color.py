@@ -1,6 +1,6 @@
 import numpy as np
 
-from stylize_core.color import _RGB_TO_YIQ, keep_content_chrominance, match_color_statistics
+from stylize_core.engine.color import _RGB_TO_YIQ, keep_content_chrominance, match_color_statistics
 
 
 def yiq(rgb):

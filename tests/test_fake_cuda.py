@@ -36,11 +36,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 import stylize_core
-from stylize_core.engine import stylize_picture
-from stylize_core.imageio import Picture
-from stylize_core.progress import Progress
-from stylize_core.settings import Settings
-from stylize_core.vgg import VGG19Features
+from stylize_core.engine.api import stylize_picture
+from stylize_core.engine.imageio import Picture
+from stylize_core.contract.progress import Progress
+from stylize_core.contract.settings import Settings
+from stylize_core.engine.vgg import VGG19Features
 
 fake_tensor = pytest.importorskip("torch._subclasses.fake_tensor")
 FakeTensor, FakeTensorMode = fake_tensor.FakeTensor, fake_tensor.FakeTensorMode
@@ -50,7 +50,7 @@ REAL_CUDA = torch.cuda.is_available()
 memory format they would use, so the bf16 channels-last check is only meaningful there."""
 PACKAGE_DIR = os.path.dirname(os.path.abspath(stylize_core.__file__)) + os.sep
 AUTOCAST_FILE = os.path.join("torch", "amp", "autocast_mode.py")
-LBFGS_HISTORY = getattr(sys.modules.get("stylize_core.optimize"), "LBFGS_HISTORY", 20)
+LBFGS_HISTORY = getattr(sys.modules.get("stylize_core.engine.optimize"), "LBFGS_HISTORY", 20)
 FEATURE_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "auto": torch.bfloat16}  # auto = bf16 on a CUDA GPU that has it (ours says it has)
 READS = {torch.Tensor.__float__: "float", torch.Tensor.__int__: "int", torch.Tensor.__index__: "index",
@@ -253,8 +253,8 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(nn.Module, "_apply", plain_apply)
     # Fake tensors take no time: the device's calibration (timing.py) is given, not measured.
-    from stylize_core import engine
-    from stylize_core.timing import Calibration
+    from stylize_core.engine import api as engine
+    from stylize_core.contract.timing import Calibration
     monkeypatch.setattr(engine, "calibration_for", lambda network, device, precision: Calibration(
         "fake", device.type, "fake GPU", ((0.01, 0.004), (0.15, 0.006)), ((0.25, 0.008),)))
     monkeypatch.setattr(engine, "learn_from_run", lambda calibration, predicted, measured: None)

@@ -56,7 +56,7 @@ def test_the_detail_stage_keeps_the_composition_and_adds_fine_texture(style):
     base = dict(max_size=64, quality="fast", device="cpu", stall_tolerance=0.0)
     working = stylize(content, style, Settings(**base, resolution="working"))
     full = stylize(content, style, Settings(**base, resolution="full"))
-    from stylize_core.imageio import resize_rgb
+    from stylize_core.engine.imageio import resize_rgb
     shrunk = resize_rgb(full, (64, 48))
     assert np.abs(shrunk - resize_rgb(working, (64, 48))).mean() < 0.02
     detail = lambda rgb: np.abs(np.diff(rgb, axis=1)).mean()  # neighbouring pixels' differences
@@ -69,7 +69,7 @@ def test_a_detail_scales_passes_stop_at_the_content_layer(style, monkeypatch):
     """A detail scale matches only the fine layers: its passes need the network up to relu4_2 (the
     content), not the 13 convolutions up to relu5_1 that the composition scales need."""
     import torch.nn.functional as F
-    from stylize_core import vgg
+    from stylize_core.engine import vgg
     passes = []  # (image width, convolutions run) per pass through the network
     convolve = F.conv2d
 
@@ -92,7 +92,7 @@ def test_the_composition_is_held_as_a_viewer_shrinks_the_picture():
     the finest details the working size holds and so left them free to drift."""
     import torch
     from PIL import Image
-    from stylize_core.optimize import shrink_as_viewed
+    from stylize_core.engine.optimize import shrink_as_viewed
     photo = Image.open(CONTENT).convert("RGB")
     viewed = np.asarray(photo.resize((200, 150), Image.BICUBIC), np.float32) / 255
     tensor = torch.from_numpy(np.asarray(photo, np.float32) / 255).permute(2, 0, 1).unsqueeze(0)

@@ -90,7 +90,7 @@ def outcome(request, tmp_path_factory):
                 "doomed": doomed}
     script = work / "cases.py"
     script.write_text(f"CASE_SETTINGS = {settings!r}\n" + (CHECKOUT / "tests" / "gimp" / "sandbox_cases.py").read_text())
-    from stylize_core import client
+    from stylize_core.contract import client
     deadline = time.monotonic() + 300
     while not client.ping(client.parse_address(doomed))["warm"]:  # its start-up is not the run
         assert time.monotonic() < deadline, "the server to be killed did not warm up"
@@ -179,7 +179,7 @@ def test_two_gimps_are_served_in_order_and_the_second_is_told_it_waits(two_gimps
 def test_gimp_sees_neither_the_checkout_nor_the_environment(outcome):
     isolation = outcome["isolation"]
     assert not isolation["checkout_seen"] and not isolation["venv_seen"]
-    assert isolation["engine_copies"] == sorted(plugin_files.ENGINE_MODULES) and isolation["python"] == ""
+    assert isolation["engine_copies"] == sorted(path.name for path in (ROOT / "stylize_core" / "contract").glob("*.py")) and isolation["python"] == ""
     assert isolation["server"].startswith("unix:")
 
 

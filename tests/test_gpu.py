@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stylize_core import Settings, stylize
-from stylize_core.lbfgs import LBFGS
+from stylize_core.engine.lbfgs import LBFGS
 from helpers import CONTENT, STYLE, example_objective, rgb_of, small, style_distance
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

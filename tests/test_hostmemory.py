@@ -13,7 +13,7 @@ import pytest
 RETAINED_AFTER_FREEING = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from stylize_core.hostmemory import freed_memory_returned
+    from stylize_core.engine.hostmemory import freed_memory_returned
 
     def resident_mb():
         with open("/proc/self/statm") as statm:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from stylize_core.errors import InputError, StylizeError
-from stylize_core.imageio import Picture, check_output_size, load_picture, load_picture_bytes, save_picture
+from stylize_core.contract.errors import InputError, StylizeError
+from stylize_core.engine.imageio import Picture, check_output_size, load_picture, load_picture_bytes, save_picture
 from helpers import CONTENT
 
 
@@ -138,7 +138,7 @@ def test_saved_file_has_the_usual_permissions(tmp_path):
 def test_a_failure_during_the_write_leaves_the_old_file_whole(tmp_path, monkeypatch, suffix):
     """The encoder has written half the file when the disk fills up: the old output stays as it was."""
     import errno
-    from stylize_core import imageio
+    from stylize_core.engine import imageio
     old = os.urandom(5000)
     (tmp_path / f"out{suffix}").write_bytes(old)
 

@@ -5,14 +5,12 @@ Nothing here creates a real virtual environment or runs pip. A "venv" is a folde
 bin/python is a link to the interpreter running the tests: enough for --plugin-only, which
 only needs a python that starts. CLI tests run install.py as a subprocess from a fake
 checkout in a temporary folder, so the real checkout and its .venv are never touched; that
-checkout's stylize_core/__init__.py raises, which proves install.py never runs it.
+checkout has the installer and the contract but no engine, which proves install.py never imports it.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.util
 import json
 import os
 import resource
@@ -31,19 +29,9 @@ INSTALLER = ROOT / "stylize_core" / "installer"
 BRIDGE_PY = ROOT / "plugin" / "neural-style-transfer" / "nst_bridge.py"
 
 
-def load_install_py():
-    spec = importlib.util.spec_from_file_location("install_py", INSTALL_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The installer's modules, loaded the way install.py loads them.
-cli = load_install_py().load_installer()
-console, engine_check, flatpak_server, gimp_profiles, pip_install, plugin_files, preflight, venv_setup = (
-    importlib.import_module("stylize_installer." + name) for name in
-    ("console", "engine_check", "flatpak_server", "gimp_profiles", "pip_install", "plugin_files", "preflight",
-     "venv_setup"))
+from stylize_core.contract import installation  # noqa: E402
+from stylize_core.installer import (cli, console, engine_check, flatpak_server, gimp_profiles,  # noqa: E402
+                                    pip_install, plugin_files, preflight, venv_setup)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -78,11 +66,11 @@ def make_fake_checkout(folder: Path, version: str = "9.8.7") -> Path:
     folder.mkdir(parents=True)
     shutil.copy2(INSTALL_PY, folder / "install.py")
     shutil.copytree(INSTALLER, folder / "stylize_core" / "installer", ignore=shutil.ignore_patterns("__pycache__"))
-    # The engine's package, not installed in any venv: install.py must neither import it nor take
-    # it, in its working directory, for an installed engine.
-    (folder / "stylize_core" / "__init__.py").write_text("raise ImportError('install.py must not import the engine')\n")
-    for name in plugin_files.ENGINE_MODULES:  # standard library only: copied beside the plug-in
-        shutil.copy2(ROOT / "stylize_core" / name, folder / "stylize_core" / name)
+    # The package's __init__ and its contract (standard library only), but no engine: install.py must
+    # neither import the engine nor take the checkout, in its working directory, for an installed one.
+    shutil.copy2(ROOT / "stylize_core" / "__init__.py", folder / "stylize_core" / "__init__.py")
+    shutil.copytree(ROOT / "stylize_core" / "contract", folder / "stylize_core" / "contract",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "pyproject.toml").write_text(f'[build-system]\nrequires = []\n\n[project]\nname = "stylize-core"\n'
                                            f'version = "{version}"\n')
     make_plugin_source(folder / "plugin" / "neural-style-transfer")
@@ -371,24 +359,23 @@ def test_missing_plugin_entry_is_explained(tmp_path):
         plugin_files.plugin_files(tmp_path / "src")
     assert "neural-style-transfer.py" in caught.value.problem and "--no-plugin" in caught.value.fix
     (tmp_path / "src" / "neural-style-transfer.py").write_text("")
-    with pytest.raises(console.InstallError) as caught:
-        plugin_files.plugin_files(tmp_path / "src")
-    assert "nst_bridge.py" in caught.value.problem and "--no-plugin" in caught.value.fix
+    assert plugin_files.plugin_files(tmp_path / "src") == [Path("neural-style-transfer.py")]
 
 
-def test_config_is_the_one_the_plugin_defines(tmp_path):
-    """The config's name and keys come from the plug-in's nst_bridge.py, which reads it back."""
+def test_config_is_the_one_the_plugin_reads(tmp_path):
+    """The config's name and keys come from the contract (installation.py); the plug-in reads it back."""
+    import nst_bridge
     _, _, folder = install_fake(tmp_path)
-    bridge = plugin_files.plugin_bridge(BRIDGE_PY.parent)
-    config = json.loads((folder / bridge.CONFIG_NAME).read_text())
-    assert config == bridge.make_config("/opt/venv/bin/python", str(tmp_path / "checkout"), "1.2.3")
-    with pytest.raises(bridge.BridgeError, match="run python3 install.py in " + str(tmp_path / "checkout")):
-        bridge.read_config(folder)  # it is read: only the made-up python does not exist
+    config = json.loads((folder / installation.CONFIG_NAME).read_text())
+    assert config == installation.make_config("/opt/venv/bin/python", str(tmp_path / "checkout"), "1.2.3")
+    with pytest.raises(nst_bridge.BridgeError, match="run python3 install.py in " + str(tmp_path / "checkout")):
+        nst_bridge.read_config(folder)  # it is read: only the made-up python does not exist
 
 
 def test_installer_uses_the_standard_library_only():
-    """install.py runs on a bare Python before the venv exists: nothing from pip, no torch."""
-    for path in [INSTALL_PY, BRIDGE_PY, *INSTALLER.glob("*.py")]:
+    """install.py runs on a bare Python before the venv exists: nothing from pip, no torch; of the
+    project, only the installer and the contract."""
+    for path in [INSTALL_PY, *INSTALLER.glob("*.py"), *(ROOT / "stylize_core" / "contract").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -397,23 +384,28 @@ def test_installer_uses_the_standard_library_only():
             else:
                 continue
             for name in names:
+                if name.startswith(("stylize_core.installer", "stylize_core.contract")):
+                    continue
                 assert name.split(".")[0] in sys.stdlib_module_names, f"{path.name} imports {name}"
 
 
-def test_the_engine_modules_travel_with_the_plugin_and_a_server_address_stays_private(tmp_path):
-    """A sandboxed GIMP sees only the plug-in's folder: the client and the options must be in it."""
+def test_the_contract_travels_with_the_plugin_and_a_server_address_stays_private(tmp_path):
+    """A sandboxed GIMP sees only the plug-in's folder: the contract (client, options, ...) must be in it."""
     source = make_plugin_source(tmp_path / "src")
     profile = tmp_path / "gimp" / "3.0"
     folder = plugin_files.install_plugin(profile, None, tmp_path / "checkout", "1.0", source=source,
                                          engine=ROOT / "stylize_core", server="tcp://secret@127.0.0.1:8787")
-    for name in plugin_files.ENGINE_MODULES:
-        assert (folder / "engine" / name).read_bytes() == (ROOT / "stylize_core" / name).read_bytes()
+    contract = sorted((ROOT / "stylize_core" / "contract").glob("*.py"))
+    assert len(contract) > 5
+    for path in [ROOT / "stylize_core" / "__init__.py", *contract]:
+        name = path.relative_to(ROOT).as_posix()
+        assert (folder / name).read_bytes() == path.read_bytes()
     config = json.loads((folder / "stylize-config.json").read_text())
     assert config["server"] == "tcp://secret@127.0.0.1:8787" and config["python"] == ""
     if os.name == "posix":
         assert stat.S_IMODE(os.stat(folder / "stylize-config.json").st_mode) == 0o600
     manifest = json.loads((folder / "install-manifest.json").read_text())
-    assert {"engine/client.py", "engine/options.py"} <= set(manifest["files"])
+    assert {"stylize_core/contract/client.py", "stylize_core/contract/options.py"} <= set(manifest["files"])
     assert plugin_files.uninstall_plugin(profile) == "removed" and not folder.exists()
 
 
@@ -443,7 +435,7 @@ def test_the_flatpak_units_serve_the_address_the_plugin_gets(tmp_path):
     address written into the Flatpak plug-in's config."""
     import time
     sys.path.insert(0, str(ROOT))
-    from stylize_core import client
+    from stylize_core.contract import client
     environment = {"XDG_RUNTIME_DIR": str(tmp_path / "runtime")}
     units = flatpak_server.unit_texts(Path(sys.executable), ROOT)
     service = systemd_settings(units["stylize-core-flatpak.service"])
@@ -696,7 +688,7 @@ def test_plugin_only_installs_into_discovered_profiles_and_uninstalls(tmp_path):
     assert "systemctl --user daemon-reload && systemctl --user enable --now stylize-core-flatpak.socket" in \
         result.stdout  # no systemd user session where the tests run
     for profile in (native, flatpak):
-        assert (profile / "plug-ins/neural-style-transfer/engine/client.py").is_file()
+        assert (profile / "plug-ins/neural-style-transfer/stylize_core/contract/client.py").is_file()
 
     result = run_cli(checkout, "--uninstall", home=home)
     assert result.returncode == 0, result.stderr

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from stylize_core.lbfgs import LBFGS
-from stylize_core.optimize import Curvature, optimize
+from stylize_core.engine.lbfgs import LBFGS
+from stylize_core.engine.optimize import Curvature, optimize
 from helpers import example_objective
 
 READ_BACK_OPS = {"_local_scalar_dense", "is_nonzero", "item", "nonzero", "equal"}

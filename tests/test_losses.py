@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from stylize_core.losses import _Gram, blend_grams, content_loss, gram_matrix, style_loss, total_variation
+from stylize_core.engine.losses import _Gram, blend_grams, content_loss, gram_matrix, style_loss, total_variation
 
 
 def test_gram_is_an_average_over_positions():

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from stylize_core import Settings, stylize
-from stylize_core.memory import estimate_peak_bytes, plan_scale
-from stylize_core.plan import make_plan
-from stylize_core.timing import Calibration
-from stylize_core.tiling import axis_cuts, tile_boxes, tiled_style_grams
-from stylize_core.engine import cached_network
-from stylize_core.losses import gram_matrix
+from stylize_core.engine.memory import estimate_peak_bytes, plan_scale
+from stylize_core.engine.plan import make_plan
+from stylize_core.contract.timing import Calibration
+from stylize_core.engine.tiling import axis_cuts, tile_boxes, tiled_style_grams
+from stylize_core.engine.api import cached_network
+from stylize_core.engine.losses import gram_matrix
 from helpers import CONTENT, STYLE, rgb_of, small, style_distance
 
 GB = 2**30
@@ -77,8 +77,8 @@ MEASURED_RUN = """
 import json, sys
 import torch
 from stylize_core import Settings, stylize
-from stylize_core.calibrate import calibration_for, precision_for
-from stylize_core.engine import prepared_network
+from stylize_core.engine.calibrate import calibration_for, precision_for
+from stylize_core.engine.api import prepared_network
 
 content, styles, options = json.loads(sys.argv[1])
 settings = Settings(**options)
@@ -173,7 +173,7 @@ def test_low_memory_limit_makes_a_smaller_working_size_or_tiles():
 
 def test_the_tile_grid_moves_every_iteration(monkeypatch):
     """Seams never settle: each evaluation cuts the image at a new random offset."""
-    from stylize_core import tiling
+    from stylize_core.engine import tiling
     from helpers import example_objective
     objective, content = example_objective((200, 150), torch.device("cpu"))
     offsets = []

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stylize_core import InputError, Settings, stylize
-from stylize_core.options import OPTIONS, QUALITY_ITERATIONS
+from stylize_core.contract.options import OPTIONS, QUALITY_ITERATIONS
 from helpers import CONTENT, STYLE, EXAMPLES, content_distance, rgb_of, small, style_distance
 
 pytestmark = pytest.mark.slow
@@ -182,7 +182,7 @@ def test_weights_file_replaces_the_network(content, style, tmp_path):
 @pytest.fixture
 def precisions_used(monkeypatch):
     """Every precision the VGG passes ran in, as the run goes."""
-    from stylize_core import optimize
+    from stylize_core.engine import optimize
     used = []
     original = optimize.autocast_for
 
@@ -203,8 +203,8 @@ def test_auto_precision_on_a_cpu_is_the_one_measured_faster_once(content, style,
                                                                  tmp_path, faster):
     """auto on a CPU: bf16 only where this CPU runs it BF16_MIN_GAIN faster than fp32 (AMX, AVX-512 BF16),
     else fp32; measured once, then remembered; the dialog's estimate then reads the chosen one's calibration."""
-    from stylize_core import calibrate
-    from stylize_core.timing import latest_for
+    from stylize_core.engine import calibrate
+    from stylize_core.contract.timing import latest_for
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     # This CPU's timings: bf16 three times faster, or faster by just short of the gain worth taking.
     seconds = {"fp32": 3.0 if faster == "bf16" else 0.9 * calibrate.BF16_MIN_GAIN, "bf16": 1.0}

@@ -10,13 +10,13 @@ import pytest
 
 from stylize_core import InputError, Settings
 from stylize_core.cli import build_parser, settings_from_args
-from stylize_core.options import BY_NAME, DIALOG_OPTIONS, OPTIONS
+from stylize_core.contract.options import BY_NAME, DIALOG_OPTIONS, OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "plugin" / "neural-style-transfer"
 sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
-from stylize_core import options as options_module  # noqa: E402
+from stylize_core.contract import options as options_module  # noqa: E402
 
 
 def dialog_values(option):
@@ -59,7 +59,7 @@ def test_the_cli_defaults_are_the_settings_defaults():
 
 
 def test_iterations_zero_means_the_quality_setting_everywhere():
-    from stylize_core.pyramid import composition_iterations
+    from stylize_core.contract.schedule import composition_iterations
     assert composition_iterations(3, 0, "fast") == [80, 40, 12]
     assert composition_iterations(2, 7, "fast") == [7, 7]
 
@@ -89,9 +89,9 @@ def string_literals(path: Path) -> set[str]:
 
 
 HOMONYMS = {
-    "stylize_core/progress.py: 'scales'": "an optimize event's count of scales",
+    "stylize_core/contract/progress.py: 'scales'": "an optimize event's count of scales",
     "plugin/neural-style-transfer/nst_bridge.py: 'scales'": "reads that event field",
-    "stylize_core/imageio.py: 'quality'": "Pillow's JPEG quality",
+    "stylize_core/engine/imageio.py: 'quality'": "Pillow's JPEG quality",
 }
 
 
@@ -114,7 +114,7 @@ def test_stroke_size_reaches_the_loss_through_each_file_once():
         text = path.read_text()
         if any(name in text for name in (".style_scale", '"style_scale"', "style-scale")):
             readers.append(path.relative_to(ROOT).as_posix())
-    assert sorted(readers) == ["stylize_core/engine.py", "stylize_core/options.py", "stylize_core/plan.py"]
+    assert sorted(readers) == ["stylize_core/contract/options.py", "stylize_core/engine/api.py", "stylize_core/engine/plan.py"]
     assert BY_NAME["style_scale"].dialog.label == "Stroke si_ze"
 
 

@@ -18,8 +18,9 @@ PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-trans
 sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
 
-from stylize_core import Settings, client, options  # noqa: E402
-
+from stylize_core import Settings
+from stylize_core.contract import client
+from stylize_core.contract import options  # noqa: E402
 from helpers import CONTENT, STYLE, address_from_ready, small  # noqa: E402
 
 OPTIONS = {"strength": 1.5, "quality": "fast", "resolution": "working", "iterations": 0, "max-size": 256, "preserve-colors": "luminance",
@@ -62,32 +63,24 @@ def test_options_map_to_engine_arguments(tmp_path):
     assert pairs["--iterations"] == "0" and pairs["--cleanup-dir"] == str(tmp_path)
 
 
-def test_the_engine_module_loaded_by_path_is_the_packages_options():
-    loaded = nst_bridge.load_engine_module(str(PLUGIN.parent.parent), "options")
-    assert [o.name for o in loaded.DIALOG_OPTIONS] == [o.name for o in options.DIALOG_OPTIONS]
-    assert loaded.engine_arguments(OPTIONS) == options.engine_arguments(OPTIONS)
-    assert loaded.engine_settings(OPTIONS) == options.engine_settings(OPTIONS)
-    assert Settings(**options.engine_settings(OPTIONS)).validate().strength == 1.5
-    with pytest.raises(nst_bridge.BridgeError, match="run python3 install.py"):
-        nst_bridge.load_engine_module("/nowhere", "options")
-
-
-def test_the_engine_copies_beside_the_plugin_are_all_it_loads(tmp_path, monkeypatch):
-    """A sandboxed GIMP has only the copies install.py puts in the plug-in's engine/ folder: every
-    module the plug-in loads is among them, and they work without the project."""
+def test_the_contract_copied_beside_the_plugin_is_all_it_needs(tmp_path):
+    """A sandboxed GIMP sees only the plug-in's folder: with install.py's copies there and no project,
+    no venv and no site-packages (python -S), the plug-in's modules import the contract from that
+    folder, never torch, and the dialog's time line works."""
     from stylize_core.installer import plugin_files
-    plugin_code = "\n".join(path.read_text() for path in PLUGIN.glob("*.py"))
-    loaded = set(re.findall(r'load_engine_module\([^,]+, "(\w+)"\)', plugin_code))
-    assert loaded and loaded <= {Path(name).stem for name in plugin_files.ENGINE_MODULES}
-    copies = tmp_path / "engine"
-    copies.mkdir()
-    for name in plugin_files.ENGINE_MODULES:
-        (copies / name).write_bytes((PLUGIN.parent.parent / "stylize_core" / name).read_bytes())
-    monkeypatch.setattr(nst_bridge, "ENGINE_COPIES", copies)
-    for name in sorted(loaded):
-        assert nst_bridge.load_engine_module("/nowhere", name).__file__ == str(copies / f"{name}.py")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-calibration"))
-    assert "first run" in nst_bridge.describe_time("/nowhere", OPTIONS, (640, 480))
+    folder = plugin_files.install_plugin(tmp_path / "profile", None, tmp_path / "checkout", "1.0", source=PLUGIN,
+                                         engine=PLUGIN.parent.parent / "stylize_core", server="unix:/nowhere")
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import nst_bridge, nst_preview, stylize_core.contract;"
+            "text = nst_bridge.describe_time('', json.loads(sys.argv[2]), (640, 480));"
+            "print(json.dumps([stylize_core.contract.__file__, 'torch' in sys.modules, text]))")
+    environment = {"PATH": os.environ.get("PATH", ""), "XDG_CACHE_HOME": str(tmp_path / "no-calibration"),
+                   "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-S", "-c", code, str(folder), json.dumps(OPTIONS)], cwd=tmp_path,
+                            capture_output=True, text=True, env=environment, timeout=60)
+    assert result.returncode == 0, result.stderr
+    contract_file, torch_loaded, text = json.loads(result.stdout)
+    assert Path(contract_file) == folder / "stylize_core" / "contract" / "__init__.py"
+    assert not torch_loaded and "first run" in text
 
 
 def test_progress_text():
@@ -261,7 +254,7 @@ def test_child_dies_and_temp_folder_goes_when_the_plugin_is_killed(job):
                                        folder / "s.png", work / "out.png", work)
     # A stand-in for the plug-in process: runs the bridge, then GIMP kills it (SIGKILL, no cleanup).
     plugin = subprocess.Popen([sys.executable, "-c", (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); import nst_bridge; from stylize_core import client;"
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import nst_bridge; from stylize_core.contract import client;"
         "nst_bridge.run_child(sys.executable, json.loads(sys.argv[2]), lambda e: print(e['stage'], flush=True),"
         " client.engine_environment())"),
         str(PLUGIN), json.dumps(argv)], stdout=subprocess.PIPE, text=True)

@@ -15,10 +15,10 @@ sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
 import nst_preview  # noqa: E402
 
-from stylize_core import Settings, options, stylize_picture  # noqa: E402
-from stylize_core.imageio import load_picture  # noqa: E402
-from stylize_core.pyramid import PREVIEW_ITERATIONS, PREVIEW_SIDE  # noqa: E402
-
+from stylize_core import Settings, stylize_picture
+from stylize_core.contract import options  # noqa: E402
+from stylize_core.engine.imageio import load_picture  # noqa: E402
+from stylize_core.contract.schedule import PREVIEW_ITERATIONS, PREVIEW_SIDE  # noqa: E402
 from helpers import CONTENT, STYLE, Served, small  # noqa: E402
 
 VALUES = {option.plugin_name: option.default for option in options.DIALOG_OPTIONS}

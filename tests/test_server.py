@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize_core import client
-from stylize_core.client import ServerLost, ServerRefused, ServerUnreachable, run_on_server
+from stylize_core.contract import client
+from stylize_core.contract.client import ServerLost, ServerRefused, ServerUnreachable, run_on_server
 from helpers import CONTENT, STYLE, Served, png_bytes, small
 
 pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too")
@@ -253,7 +253,7 @@ def test_a_full_queue_says_busy_with_the_runs_ahead(tmp_path, images):
 
 
 def test_a_client_that_is_killed_mid_run_stops_its_run(served, images, tmp_path):
-    script = ("import sys, json, os; sys.path.insert(0, sys.argv[1]); from stylize_core import client;"
+    script = ("import sys, json, os; sys.path.insert(0, sys.argv[1]); from stylize_core.contract import client;"
               "images = [open(p, 'rb').read() for p in sys.argv[3:5]];"
               "client.run_on_server(client.parse_address(sys.argv[2]), images, json.loads(sys.argv[5]),"
               " lambda e: print(e['stage'], flush=True))")

@@ -10,11 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from stylize_core import client, engine, imageio
-from stylize_core.client import ServerLost, run_on_server
-from stylize_core.errors import OutOfMemoryError
-from stylize_core.listeners import unix_listener
-from stylize_core.server import Server
+from stylize_core.contract import client
+from stylize_core.engine import api as engine
+from stylize_core.engine import imageio
+from stylize_core.contract.client import ServerLost, run_on_server
+from stylize_core.contract.errors import OutOfMemoryError
+from stylize_core.server.listeners import unix_listener
+from stylize_core.server.service import Server
 from helpers import CONTENT, STYLE, png_bytes
 
 pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="the server listens on a Unix socket")

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylize_core import client
-from stylize_core.client import ServerRefused, run_on_server
+from stylize_core.contract import client
+from stylize_core.contract.client import ServerRefused, run_on_server
 from helpers import STYLE, Served, small
 from test_server import QUICK, LONG, NOBODY, ROOT_ONLY, images, in_background, private_state, wait_until  # noqa: F401
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylize_core import client
-from stylize_core.client import ServerLost, run_on_server
+from stylize_core.contract import client
+from stylize_core.contract.client import ServerLost, run_on_server
 from helpers import CONTENT, STYLE, Served, png_bytes
 from test_server import in_background, private_state, wait_until  # noqa: F401
 

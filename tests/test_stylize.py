@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from stylize_core import InputError, Settings, stylize
-from stylize_core.color import _RGB_TO_YIQ
+from stylize_core.engine.color import _RGB_TO_YIQ
 from helpers import CONTENT, STYLE, content_distance, rgb_of, small, style_distance
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def test_output_takes_the_style_and_keeps_the_content(content, style, styled):
 
 
 def resize(rgb, size):
-    from stylize_core.imageio import resize_rgb
+    from stylize_core.engine.imageio import resize_rgb
     return resize_rgb(rgb, size)
 
 
@@ -136,7 +136,7 @@ def test_a_detail_scale_starts_with_the_curvature_the_scale_before_left(monkeypa
     starts each composition scale afresh. Three scales (86x64, 171x128, then 256x192 of detail), each seen by
     a spy that records the curvature a scale's optimisation is handed and the one it leaves, and runs the real
     optimisation in between."""
-    from stylize_core import engine
+    from stylize_core.engine import api as engine
     real = engine.optimize
     signature = inspect.signature(real)
     scales = []

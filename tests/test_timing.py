@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 from stylize_core import Settings
-from stylize_core.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
+from stylize_core.contract.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
                                  predict_seconds, read_calibrations, remember, seconds_at, write_json)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def test_without_a_calibration_the_dialog_says_when_it_will_know(tmp_path, monke
 
 def test_a_run_moves_the_calibration_towards_the_speed_it_showed(tmp_path, monkeypatch):
     """A calibration measured while the machine was busy corrects itself within a few runs."""
-    from stylize_core.calibrate import learn_from_run
+    from stylize_core.engine.calibrate import learn_from_run
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     remember(CPU)
     speed = lambda calibration: calibration.iteration_seconds(1e6, detail=True)
@@ -109,7 +109,8 @@ def test_a_run_moves_the_calibration_towards_the_speed_it_showed(tmp_path, monke
 def test_full_runs_teach_the_calibration_and_previews_do_not(tmp_path, monkeypatch):
     """The dialog's previews come ten at a time at sizes whose per-pixel cost is not a full run's:
     they must not pull the estimate shown for the full run towards theirs."""
-    from stylize_core import calibrate, stylize
+    from stylize_core import stylize
+    from stylize_core.engine import calibrate
     from helpers import CONTENT, STYLE, rgb_of, small
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(calibrate, "MIN_SECONDS_TO_LEARN", 0.0)  # these runs are short

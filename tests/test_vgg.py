@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylize_core.errors import InputError
-from stylize_core.vgg import CAFFE, TORCHVISION, fold_input_convention, load_vgg19
+from stylize_core.contract.errors import InputError
+from stylize_core.engine.vgg import CAFFE, TORCHVISION, fold_input_convention, load_vgg19
 
 DATA = Path(__file__).parent / "data"
 spec = importlib.util.spec_from_file_location("make_vgg_reference", DATA / "make_vgg_reference.py")

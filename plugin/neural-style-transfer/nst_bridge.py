@@ -14,28 +14,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-import types
 from pathlib import Path
 from typing import Callable
 
-CONFIG_NAME = "stylize-config.json"
+from stylize_core.contract.installation import CONFIG_NAME
+
 NOT_INSTALLED = ("Neural Style Transfer engine is not installed: run python3 install.py in {where}")
-ENGINE_COPIES = Path(__file__).resolve().parent / "engine"
-"""The engine's standard-library modules (client.py, options.py, ...) that install.py copies beside the
-plug-in: a sandboxed GIMP (Flatpak) sees this folder but not the project."""
-
-
-def make_config(python: str, project: str, version: str, server: str = "") -> dict:
-    """The config that install.py writes beside this file (it loads this file by path for that).
-
-    "server": the address of the engine server to use (a sandboxed GIMP, which cannot start the
-    engine itself); empty for this computer's own. run_engine also reads optional keys a user may
-    add: "use_worker" (false: no warm local server, always a child process), "worker_idle_timeout"
-    (seconds the local server stays up without work) and "local_transport" ("unix" or "loopback")."""
-    config = {"python": python, "project": project, "version": version}
-    if server:
-        config["server"] = server
-    return config
 
 
 class BridgeError(Exception):
@@ -150,29 +134,10 @@ def run_child(python: str, argv: list[str], on_event: Callable[[dict], None], en
     return status, error_message
 
 
-ENGINE_PACKAGE = "stylize_engine"
-"""The name the engine's stdlib modules get here, so that they import each other (.options) without
-running the package's __init__ or needing torch."""
-
-
 def load_engine_module(project: str, name: str):
-    """One of the engine's standard-library modules (client, options, pyramid, timing, errors), loaded
-    as a package of their own: GIMP's Python has no torch, so it cannot import the stylize_core package.
-    The plug-in's own copies (ENGINE_COPIES, made by install.py) come first: they are there even where
-    the project is not (a sandboxed GIMP)."""
-    folder = ENGINE_COPIES
-    if not (folder / f"{name}.py").is_file():
-        folder = Path(project) / "stylize_core"
-    if not (folder / f"{name}.py").is_file():
-        raise BridgeError(NOT_INSTALLED.format(where=project or "the project folder"))
-    package = sys.modules.get(ENGINE_PACKAGE)
-    if package is None or list(package.__path__) != [str(folder)]:
-        package = types.ModuleType(ENGINE_PACKAGE)
-        package.__path__ = [str(folder)]
-        for loaded in [m for m in sys.modules if m.startswith(ENGINE_PACKAGE + ".")]:
-            del sys.modules[loaded]  # another project's modules
-        sys.modules[ENGINE_PACKAGE] = package
-    return importlib.import_module(f"{ENGINE_PACKAGE}.{name}")
+    """One of the contract's modules (stylize_core/contract/, standard library only): install.py copies
+    the contract beside the plug-in, where GIMP's Python imports it as a package."""
+    return importlib.import_module(f"stylize_core.contract.{'schedule' if name == 'pyramid' else name}")
 
 
 def run_engine(config: dict, options, values: dict, content: bytes, style: bytes | Path,

@@ -8,6 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ..contract import client
 from . import engine_check, flatpak_server, gimp_profiles, pip_install, plugin_files, preflight, venv_setup
 from .console import InstallError, Steps, indent, note, say, warn
 from .paths import first_existing_parent, is_inside, unique
@@ -74,7 +75,6 @@ def engine_server(args: argparse.Namespace):
     """The server the plug-in is to reach (the engine client's Address), or None: --server takes
     only unix:PATH, and an address with a token comes from --server-file, a file of the user's that
     others may not read, because every local user can read a command line (/proc/PID/cmdline)."""
-    client = engine_client()
     if args.server:
         if not args.server.startswith(("unix:", "/")):
             raise InstallError("--server takes only unix:PATH: a server with a token is named by --server-file "
@@ -93,12 +93,6 @@ def engine_server(args: argparse.Namespace):
             raise InstallError(str(error), "copy the address file that `stylize serve` wrote (its path is in "
                                "the server's output) and make it yours alone: chmod 600 FILE") from None
     return None
-
-
-def engine_client():
-    """The engine's client.py (standard library only), loaded by its path: importing the package
-    would run stylize_core/__init__.py, which install.py never does."""
-    return plugin_files.load_module(ENGINE_PACKAGE / "client.py", "stylize_installer_client")
 
 
 def gimp_profiles_for(args: argparse.Namespace) -> tuple[list[Path], bool]:
@@ -222,7 +216,7 @@ def install_plugin_everywhere(args: argparse.Namespace, python: Path, venv: Path
         if chosen and not profile.exists():
             note(f"{profile} does not exist yet; creating it (GIMP fills in the rest when it starts)")
         address = args.engine_server or \
-            (engine_client().parse_address(flatpak_server.server_address(dict(os.environ))) if profile in flatpak
+            (client.parse_address(flatpak_server.server_address(dict(os.environ))) if profile in flatpak
              else None)
         folder = plugin_files.install_plugin(profile, python, CHECKOUT, version, source=PLUGIN_SOURCE,
                                              engine=ENGINE_PACKAGE, server=str(address or ""))

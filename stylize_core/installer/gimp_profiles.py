@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .flatpak_server import FLATPAK_APP
 from .paths import unique
-from .plugin_files import PLUGIN_ENTRY, plugin_bridge
+from ..contract.installation import CONFIG_NAME, make_config
+from .plugin_files import PLUGIN_ENTRY
 
 GIMP_VERSIONS = ("3.0", "3.2")
 
@@ -60,8 +61,7 @@ def gimp_not_found_help(platform: str, env: dict, home: Path, source: Path, pyth
     places = "\n".join(f"  {path}" for path in gimp_profile_candidates(platform, env, home))
     problem = f"no GIMP 3 profile folder found; looked for:\n{places}"
     by_hand = "\n".join(f"  {system + ':':16} {folder}" for system, folder in MANUAL_PLUGIN_FOLDERS)
-    bridge = plugin_bridge(source)
-    config = json.dumps(bridge.make_config(str(python), str(checkout), version))
+    config = json.dumps(make_config(str(python), str(checkout), version))
     fix = ("GIMP creates its profile folder the first time it starts: start GIMP 3 once, quit it, and run "
            "install.py again.\n"
            "Or name the profile folder (the one above the plug-ins folder that GIMP lists in Edit \u203a "
@@ -69,5 +69,5 @@ def gimp_not_found_help(platform: str, env: dict, home: Path, source: Path, pyth
            "python3 install.py --plugin-only --gimp-dir DIR\n"
            f"Or copy {source} by hand into GIMP's plug-ins folder (3.2 instead of 3.0 for GIMP 3.2):\n"
            f"{by_hand}\n"
-           f"and put a file {bridge.CONFIG_NAME} beside {PLUGIN_ENTRY} containing:\n  {config}")
+           f"and put a file {CONFIG_NAME} beside {PLUGIN_ENTRY} containing:\n  {config}")
     return problem, fix

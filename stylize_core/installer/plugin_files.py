@@ -9,17 +9,17 @@ install cut short anywhere (a full disk, Ctrl+C, a power cut) has made no file t
 manifest does not account for, so running install.py again finishes it, and --uninstall
 removes it.
 
-The config's file name and keys are defined once, in the plug-in's own nst_bridge.py (GIMP runs
-the plug-in where only its folder exists); plugin_bridge loads that file for the installer."""
+The config's file name and keys are defined once, in stylize_core/contract/installation.py, which is
+copied beside the plug-in with the rest of the contract (GIMP runs the plug-in where only its folder
+exists)."""
 
 import errno
-import importlib.util
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
+from ..contract.installation import CONFIG_NAME, make_config
 from .console import InstallError
 from .paths import is_inside
 
@@ -29,34 +29,9 @@ MANIFEST_NAME = "install-manifest.json"
 PARTIAL_SUFFIX = ".install-partial"
 """A file being written is `.NAME.install-partial` beside NAME until it is complete; it is ours
 when NAME is (and always for the manifest, which is ours by its name)."""
-BRIDGE_NAME = "nst_bridge.py"
-ENGINE_MODULES = ("client.py", "errors.py", "options.py", "pyramid.py", "timing.py")
-"""The engine's standard-library modules the plug-in loads (the server's client, the options, the
-time estimate and what it needs),
-copied into its engine/ folder: a sandboxed GIMP (Flatpak) sees the plug-in's folder, not the project."""
-ENGINE_FOLDER = "engine"
-
-
-def plugin_bridge(source: Path):
-    """The plug-in's nst_bridge.py in `source`, loaded by file path: it is standard library only,
-    and importing it by name would need the plug-in folder on sys.path."""
-    path = source / BRIDGE_NAME
-    if not path.is_file():
-        raise InstallError(
-            f"the plug-in is incomplete in the checkout: {path} does not exist",
-            "use a complete checkout (git status; git checkout plugin), or install without it: --no-plugin")
-    return load_module(path, "stylize_plugin_bridge")
-
-
-def load_module(path: Path, name: str):
-    """A standard-library module of the project, loaded by its file path."""
-    if not path.is_file():
-        raise InstallError(f"the checkout is incomplete: {path} does not exist", "use a complete checkout (git status)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+CONTRACT_FOLDER = "stylize_core"
+"""Where the contract goes in the plug-in folder: stylize_core/__init__.py and stylize_core/contract/, so
+that the plug-in imports `stylize_core.contract` as a package, the one it would import from the project."""
 
 
 def plugin_files(source: Path) -> list[Path]:
@@ -65,33 +40,33 @@ def plugin_files(source: Path) -> list[Path]:
         raise InstallError(
             f"the plug-in is missing from the checkout: {source / PLUGIN_ENTRY} does not exist",
             "use a complete checkout (git status; git checkout plugin), or install without it: --no-plugin")
-    config_name = plugin_bridge(source).CONFIG_NAME
     files = []
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if not path.is_file() or "__pycache__" in relative.parts or path.suffix in (".pyc", ".pyo"):
             continue
-        if relative.as_posix() in (config_name, MANIFEST_NAME) or relative.name.startswith("."):
+        if relative.as_posix() in (CONFIG_NAME, MANIFEST_NAME) or relative.name.startswith("."):
             continue
         files.append(relative)
     return files
 
 
-def engine_copies(engine: Path | None) -> list[tuple[Path, str]]:
-    """(source file, name in the plug-in folder) of the engine modules, from the package `engine`."""
-    if engine is None:
+def contract_copies(package: Path | None) -> list[tuple[Path, str]]:
+    """(source file, name in the plug-in folder) of the contract, from the package folder `package`:
+    its __init__.py and every module of its contract/."""
+    if package is None:
         return []
-    missing = [name for name in ENGINE_MODULES if not (engine / name).is_file()]
-    if missing:
-        raise InstallError(f"the engine is incomplete in the checkout: {engine / missing[0]} does not exist",
+    files = [package / "__init__.py", *sorted((package / "contract").glob("*.py"))]
+    if len(files) < 2 or not all(path.is_file() for path in files):
+        raise InstallError(f"the engine is incomplete in the checkout: {package / 'contract'} is missing files",
                            "use a complete checkout (git status; git checkout stylize_core)")
-    return [(engine / name, f"{ENGINE_FOLDER}/{name}") for name in ENGINE_MODULES]
+    return [(path, path.relative_to(package.parent).as_posix()) for path in files]
 
 
 def installed_names(source: Path, engine: Path | None = None) -> list[str]:
-    """What an install writes into the plug-in folder besides its manifest: files, engine copies, config."""
-    return ([relative.as_posix() for relative in plugin_files(source)] + [name for _, name in engine_copies(engine)]
-            + [plugin_bridge(source).CONFIG_NAME])
+    """What an install writes into the plug-in folder besides its manifest: files, the contract, config."""
+    return ([relative.as_posix() for relative in plugin_files(source)] + [name for _, name in contract_copies(engine)]
+            + [CONFIG_NAME])
 
 
 def plugin_folder(profile: Path) -> Path:
@@ -243,12 +218,12 @@ def write_manifest(folder: Path, version: str, files: list[str], complete: bool)
 
 def install_plugin(profile: Path, python: Path | None, checkout: Path, version: str, source: Path,
                    engine: Path | None = None, server: str = "") -> Path:
-    """Copy the plug-in into `<profile>/plug-ins/neural-style-transfer/` with the engine's modules
-    from `engine` (the package folder), its config and manifest; files of an earlier install that
+    """Copy the plug-in into `<profile>/plug-ins/neural-style-transfer/` with the contract
+    from `engine` (the stylize_core package folder), its config and manifest; files of an earlier install that
     the plug-in no longer has are removed. `server`: the address the plug-in reaches the engine at
     (a sandboxed GIMP's); `python` may then be None."""
     folder = plugin_folder(profile)
-    files = [(source / relative, relative.as_posix()) for relative in plugin_files(source)] + engine_copies(engine)
+    files = [(source / relative, relative.as_posix()) for relative in plugin_files(source)] + contract_copies(engine)
     installed = installed_names(source, engine)
     check_only_ours(folder, installed)
     previous = read_manifest(folder) or []
@@ -265,11 +240,10 @@ def install_plugin(profile: Path, python: Path | None, checkout: Path, version: 
                 data = data.replace(b"\r\n", b"\n")
             mode = 0o755 if name == PLUGIN_ENTRY else 0o644
             write_file_atomically(folder / name, data, mode)
-        bridge = plugin_bridge(source)
-        config = bridge.make_config(str(python) if python else "", str(Path(os.path.abspath(checkout))), version,
+        config = make_config(str(python) if python else "", str(Path(os.path.abspath(checkout))), version,
                                     server)
         # A server address may carry a token: the config is then the user's alone to read.
-        write_file_atomically(folder / bridge.CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"),
+        write_file_atomically(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"),
                               0o600 if server else 0o644)
         remove_installed(folder, sorted(set(previous) - set(installed)))
         write_manifest(folder, version, installed, True)

@@ -68,7 +68,7 @@ def every_case():
     # (Empty folders may stand at those paths: the mount points of earlier tests in this root.)
     report("isolation", checkout_seen=os.path.exists(os.path.join(SETTINGS["checkout"], "stylize_core")),
            venv_seen=os.path.exists(os.path.join(SETTINGS["venv"], "bin", "python")),
-           engine_copies=sorted(name for name in os.listdir(os.path.join(os.path.dirname(SETTINGS["config"]), "engine"))
+           engine_copies=sorted(name for name in os.listdir(os.path.join(os.path.dirname(SETTINGS["config"]), "stylize_core", "contract"))
                                 if name.endswith(".py")),
            python=installed["python"], server=installed["server"])
     restyle("unix_socket")

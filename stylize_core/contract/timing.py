@@ -89,7 +89,7 @@ def predict_by_resolution(content_size: tuple[int, int], settings, calibration: 
     working size) for `settings` (a Settings, or the dialog's options.settings_from_dialog). Tiles and
     a shrunken working size are left out: the engine's plan, which knows the free memory, says it
     exactly before it runs."""
-    from .pyramid import composition_iterations, detail_iterations, detail_sizes, scale_sizes
+    from .schedule import composition_iterations, detail_iterations, detail_sizes, scale_sizes
 
     quality, iterations = settings.quality, settings.iterations
     sizes = scale_sizes(content_size, settings.max_size, settings.scales)

@@ -9,7 +9,7 @@ import torch
 
 from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, gram_matrix
 from .optimize import Objective, autocast_for, optimize
-from .timing import Calibration, read_calibrations, remember, remember_precision, remembered_precision
+from ..contract.timing import Calibration, read_calibrations, remember, remember_precision, remembered_precision
 from .vgg import VGG19Features
 
 COMPOSITION_SIDES = (96, 192, 384)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, StylizeError
+from ..contract.errors import InputError, StylizeError
 from .hostmemory import available_bytes
 
 MAX_INPUT_PIXELS = 16384 * 16384

@@ -11,15 +11,15 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import OutOfMemoryError
+from ..contract.errors import OutOfMemoryError
 from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, TILE_MARGIN, ScalePlan, free_bytes, plan_scale
 from .optimize import LBFGS_HISTORY
-from .options import MIN_SIDE
-from .pyramid import (PREVIEW_ITERATIONS, PREVIEW_SIDE, composition_iterations, detail_iterations, detail_sizes,
+from ..contract.options import MIN_SIDE
+from ..contract.schedule import (PREVIEW_ITERATIONS, PREVIEW_SIDE, composition_iterations, detail_iterations, detail_sizes,
                       output_size, preview_size, scale_sizes, style_size)
-from .settings import Settings
+from ..contract.settings import Settings
 from .tiling import axis_cuts
-from .timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
+from ..contract.timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
 
 SHRINK_FACTOR = 0.75
 """When nothing fits, not even in tiles, the working size shrinks by this factor and is planned again."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
+from ..contract.errors import InputError
 
 
 def mps_available() -> bool:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError
+from ..contract.errors import InputError
 
 # (name, input channels, output channels); "pool" is a 2x2 pooling.
 LAYOUT = [

@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .client import LOOPBACK_FILE, PROTOCOL, Address, state_folder
+from ..contract.client import LOOPBACK_FILE, PROTOCOL, Address, state_folder
 
 TOKEN_MIN_LENGTH = 32
 TOKEN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

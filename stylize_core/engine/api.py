@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .color import keep_content_chrominance, match_color_statistics
-from .errors import InputError, StylizeError
+from ..contract.errors import InputError, StylizeError
 from .hostmemory import freed_memory_returned
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, blend_grams, gram_matrix
@@ -41,9 +41,9 @@ from .optimize import Curvature, Objective, autocast_for, optimize
 from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
-from .progress import ProgressCallback, Reporter
-from .pyramid import style_size
-from .settings import Settings
+from ..contract.progress import ProgressCallback, Reporter
+from ..contract.schedule import style_size
+from ..contract.settings import Settings
 from .tiling import TiledObjective, tiled_style_grams
 from .vgg import VGG19Features, load_vgg19
 

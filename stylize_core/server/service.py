@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .admission import Admission
-from .client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
+from ..contract.client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
                      MIN_TRANSFER_RATE, PROTOCOL, Channel, PayloadBudget, ProtocolError, default_socket_path, peer_uid,
                      state_folder, unix_sockets_work)
-from .errors import InputError, StylizeError
+from ..contract.errors import InputError, StylizeError
 from .listeners import (Listener, StartError, activated_listeners, loopback_listener, network_listener,
                         unix_listener)
-from .options import BY_NAME, OPTIONS
-from .progress import Progress
+from ..contract.options import BY_NAME, OPTIONS
+from ..contract.progress import Progress
 
 if TYPE_CHECKING:  # importing them would import numpy and PIL: `stylize serve --help` answers without
-    from .imageio import Picture
-    from .settings import Settings
+    from ..engine.imageio import Picture
+    from ..contract.settings import Settings
 
 DEFAULT_MAX_QUEUE = 8
 DEFAULT_PORT = 8787
@@ -219,9 +219,9 @@ class Runner:
 
     def warm_up(self) -> None:
         """Pay the start-up costs (torch, the device, the weights) before the first request needs them."""
-        from .device import pick_device
-        from .engine import cached_network
-        from .settings import Settings
+        from ..engine.device import pick_device
+        from ..engine.api import cached_network
+        from ..contract.settings import Settings
         defaults = Settings()
         try:
             cached_network(defaults.weights, defaults.pooling, str(pick_device(self.device)))
@@ -233,8 +233,8 @@ class Runner:
 def run_job(job: Job) -> None:
     """Run one job to its end: the result, or one error message, then the exit status. Nothing it
     raises leaves it: a failure is reported to the client if the client is still there."""
-    from .engine import stylize_picture
-    from .imageio import npy_bytes
+    from ..engine.api import stylize_picture
+    from ..engine.imageio import npy_bytes
     started = time.perf_counter()
     try:
         result = stylize_picture(job.content, job.styles, job.settings, job.progress)
@@ -271,7 +271,7 @@ def settings_from_request(values, n_styles: int, budget_mb: Callable[[], int], f
     A request may ask for less memory than the server's budget (`budget_mb()`), never more; one that
     asks nothing runs with the server's --memory-limit-mb (`fixed_mb`) where it set one, else with
     the engine's own share of what is free, which is the server's budget too."""
-    from .settings import Settings
+    from ..contract.settings import Settings
     if not isinstance(values, dict):
         raise InputError("settings must be a JSON object of option names and values")
     for name in values:
@@ -289,7 +289,7 @@ def settings_from_request(values, n_styles: int, budget_mb: Callable[[], int], f
 
 
 def decode_images(sizes, payload: bytes, memory_limit: int | None):
-    from .imageio import load_picture_bytes
+    from ..engine.imageio import load_picture_bytes
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
         raise InputError("images must list the byte counts of the content and at least one style image")
@@ -523,9 +523,9 @@ class Server:
         free now (plan.py). A request may ask for less, never for more."""
         if self.fixed_memory_limit_mb:
             return self.fixed_memory_limit_mb
-        from .device import pick_device
-        from .plan import memory_budget
-        from .settings import Settings
+        from ..engine.device import pick_device
+        from ..engine.plan import memory_budget
+        from ..contract.settings import Settings
         return max(1, memory_budget(pick_device(self.runner.device), Settings()) // 2**20)
 
     def serve_forever(self) -> int:
