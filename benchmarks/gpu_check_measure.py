@@ -80,7 +80,7 @@ def measure_environment(args) -> dict:
 def measure_layout(args) -> dict:
     """Real memory formats: our network on channels-last weights, under each autocast dtype.
 
-    Settles what fake tensors cannot (tests/test_fake_cuda.py): whether bf16 convolutions keep
+    Settles what fake tensors cannot (tests/unit/test_fake_cuda.py): whether bf16 convolutions keep
     channels-last activations, and what the replicate padding before conv1_1 gives."""
     import torch
     import torch.nn.functional as F

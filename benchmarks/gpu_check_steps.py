@@ -96,8 +96,8 @@ def steps(ctx: Context) -> list[Step]:
     dry, device, work, py = ctx.dry_run, ctx.device, ctx.work, ctx.python
     evaluator = CARRY / "evaluate.py"
     tiny = lambda small, big: small if dry else big
-    pytest = Step("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/test_gpu.py",
-                             "tests/test_fake_cuda.py", "--junitxml", str(work / "pytest.xml")], 120,
+    pytest = Step("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/unit/test_gpu.py",
+                             "tests/unit/test_fake_cuda.py", "--junitxml", str(work / "pytest.xml")], 120,
                   work / "pytest.xml", read_pytest)
     full = measure(ctx, "full-resolution", "--out", str(work / "full-resolution.png"), "--cli",
                    *tiny(["--size", "160", "--max-size", "64", "--iterations", "2"], ["--size", "2560"]), cap=90)

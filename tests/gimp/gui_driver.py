@@ -1,4 +1,4 @@
-# Runs inside the GIMP 3 window (python-fu-eval batch, GIMP 3.0 or 3.2 under Xvfb) for tests/test_gimp_gui.py.
+# Runs inside the GIMP 3 window (python-fu-eval batch, GIMP 3.0 or 3.2 under Xvfb) for tests/gimp/test_gimp_gui.py.
 # It opens the test image in a display, then answers the test's questions about the image
 # (layers, dirty flag, pixels, leftovers) through files; the test itself clicks and types
 # with xdotool. DRIVER_SETTINGS is prepended by the test.

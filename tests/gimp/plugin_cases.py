@@ -187,7 +187,7 @@ for name, options, config_change in (("corrupt_style", {"style_file": corrupt}, 
            work_dirs_left=sorted(n for n in os.listdir(tempfile.gettempdir())  # TMPDIR: this session's
                                  if n.startswith("gimp-style-transfer-")))
 
-# The bad-input corpus through the plug-in (tests/test_bad_inputs.py has it through the CLI): every
+# The bad-input corpus through the plug-in (tests/integration/test_bad_inputs.py has it through the CLI): every
 # failing run leaves the layers, their pixels and the undo history (the image stays clean) as they were.
 bad = os.path.join(OUT, "bad-inputs")
 os.makedirs(bad, exist_ok=True)

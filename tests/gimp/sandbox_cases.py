@@ -1,4 +1,4 @@
-# Runs inside GIMP 3 (python-fu-eval) for tests/test_gimp_sandboxed.py, in a root where neither the
+# Runs inside GIMP 3 (python-fu-eval) for tests/gimp/test_gimp_sandboxed.py, in a root where neither the
 # checkout nor the virtual environment exists, as in Flatpak's sandbox: the plug-in reaches the
 # engine only through servers on the host. Prints one "RESULT {json}" line per case.
 # CASE_SETTINGS is prepended by the test.

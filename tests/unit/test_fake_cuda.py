@@ -12,7 +12,7 @@ a copy to the CPU) is recorded, and the run must read exactly one value per
 iteration, the loss, one iteration late (the loop queues iteration i + 1 before it
 waits for the loss of iteration i). The recipe is /work/shared/notes/fake-cuda.md.
 
-Not covered (needs a real GPU, see tests/test_gpu.py and benchmarks/gpu_check.sh):
+Not covered (needs a real GPU, see tests/unit/test_gpu.py and benchmarks/gpu_check.sh):
 numerics, speed, memory, cuDNN autotuning, the OOM retry, and autograd's real
 backward, which is emulated here (zero gradients of each leaf's dtype and device).
 Everything patched is patched through pytest's monkeypatch or undone in a finally

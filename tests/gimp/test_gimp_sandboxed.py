@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session, results, run_batch  # noqa: E402
 
 from stylize_core.installer import plugin_files  # noqa: E402

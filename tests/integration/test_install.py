@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL_PY = ROOT / "install.py"
 INSTALLER = ROOT / "stylize_core" / "installer"
 BRIDGE_PY = ROOT / "plugin" / "neural-style-transfer" / "nst_bridge.py"
@@ -434,7 +434,6 @@ def test_the_flatpak_units_serve_the_address_the_plugin_gets(tmp_path):
     """The units install.py writes, run as systemd runs them (socket activation), answer the
     address written into the Flatpak plug-in's config."""
     import time
-    sys.path.insert(0, str(ROOT))
     from stylize_core.contract import client
     environment = {"XDG_RUNTIME_DIR": str(tmp_path / "runtime")}
     units = flatpak_server.unit_texts(Path(sys.executable), ROOT)

@@ -10,7 +10,7 @@ import torch
 from stylize_core.contract.errors import InputError
 from stylize_core.engine.vgg import CAFFE, TORCHVISION, fold_input_convention, load_vgg19
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 spec = importlib.util.spec_from_file_location("make_vgg_reference", DATA / "make_vgg_reference.py")
 reference_module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(reference_module)

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-transfer"
-sys.path.insert(0, str(PLUGIN))
+PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "neural-style-transfer"
 import nst_bridge  # noqa: E402
 
 from stylize_core import Settings

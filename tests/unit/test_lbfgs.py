@@ -128,7 +128,7 @@ def test_an_iteration_reads_nothing_back_from_the_device(objective_and_image):
 
 def test_each_loss_is_read_once_on_the_cpu_right_after_its_iteration(objective_and_image):
     """A CPU has no queue to keep busy: each loss is read at once (on a GPU one iteration late,
-    with the next one queued: tests/test_fake_cuda.py checks that order on fake CUDA tensors)."""
+    with the next one queued: tests/unit/test_fake_cuda.py checks that order on fake CUDA tensors)."""
     objective, content = objective_and_image
     events = []
 

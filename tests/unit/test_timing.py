@@ -9,7 +9,7 @@ from stylize_core import Settings
 from stylize_core.contract.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
                                  predict_seconds, read_calibrations, remember, seconds_at, write_json)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CPU = Calibration("cpu|x|fp32|torch 2", "cpu", "x86", ((0.01, 0.05), (0.04, 0.16), (0.15, 0.6)), ((0.25, 0.8),))
 GPU = Calibration("cuda|H100|bf16|torch 2", "cuda", "NVIDIA H100", ((0.01, 0.004), (0.15, 0.006)), ((0.25, 0.008),))
 
@@ -83,7 +83,6 @@ def test_the_dialogs_line_needs_no_torch_and_follows_the_settings(tmp_path):
 
 
 def test_without_a_calibration_the_dialog_says_when_it_will_know(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "plugin" / "neural-style-transfer"))
     import nst_bridge
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     text = nst_bridge.describe_time(str(ROOT), {"device": "auto"}, (800, 600))

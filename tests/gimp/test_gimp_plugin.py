@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import (CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, results,  # noqa: E402
                          run_batch, venv_paths)
 

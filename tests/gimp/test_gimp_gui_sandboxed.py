@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session  # noqa: E402
 from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
 from test_gimp_gui import (DIALOG, assert_restyled, choose_style_file, painted, press_ok, set_iterations,  # noqa: E402

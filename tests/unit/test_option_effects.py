@@ -2,7 +2,7 @@
 
 Each test runs the engine twice at a tiny size, with the option at two values (or at its
 default and another), and measures the difference that option is for. Ignoring the option
-in the engine makes its test fail. (`device` and `precision` on a GPU: tests/test_gpu.py.)
+in the engine makes its test fail. (`device` and `precision` on a GPU: tests/unit/test_gpu.py.)
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def test_auto_precision_on_a_cpu_is_the_one_measured_faster_once(content, style,
 def test_device_is_honoured():
     """On this machine: the CPU is used, and a GPU asked for by name is refused, not silently replaced."""
     if torch.cuda.is_available():
-        pytest.skip("a GPU is here: tests/test_gpu.py covers the device")
+        pytest.skip("a GPU is here: tests/unit/test_gpu.py covers the device")
     with pytest.raises(InputError, match="GPU|CUDA"):
         stylize(np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 3), np.float32),
                 Settings(**{**BASE, "device": "cuda"}))
@@ -237,5 +237,5 @@ def test_every_option_has_an_effect_test():
     tested = {"strength", "content_weight", "tv_weight", "style_scale", "quality", "iterations", "max_size", "size",
               "scales", "preserve_colors", "seed", "init", "style_weights", "stall_tolerance", "optimizer", "pooling",
               "tile_size", "memory_limit_mb", "weights", "precision", "device",
-              "resolution"}  # resolution: tests/test_full_resolution.py
+              "resolution"}  # resolution: tests/unit/test_full_resolution.py
     assert {option.name for option in OPTIONS} == tested

@@ -213,7 +213,7 @@ def test_cleanup_dir_refuses_what_the_caller_cannot_have_meant(images, user_pict
         os.chmod(folder, 0o700)
         before = fingerprint(folder)
         cwd = folder
-    environment["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     process = start(folder / "content.png", images / "style.png", "-o", tmp_path / "out.png", *QUICK,
                     "--stop-on-stdin-eof", "--cleanup-dir", cleanup, stdin=subprocess.PIPE, env=environment, cwd=cwd)
     try:  # stdin stays open, as a caller keeps it, until the engine has answered

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PLUGIN = Path(__file__).resolve().parent.parent / "plugin" / "neural-style-transfer"
-sys.path.insert(0, str(PLUGIN))
+PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "neural-style-transfer"
 import nst_bridge  # noqa: E402
 import nst_preview  # noqa: E402
 

@@ -12,9 +12,8 @@ from stylize_core import InputError, Settings
 from stylize_core.cli import build_parser, settings_from_args
 from stylize_core.contract.options import BY_NAME, DIALOG_OPTIONS, OPTIONS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugin" / "neural-style-transfer"
-sys.path.insert(0, str(PLUGIN))
 import nst_bridge  # noqa: E402
 from stylize_core.contract import options as options_module  # noqa: E402
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "gimp"))
 from engine_processes import MARKER_VARIABLE, engine_processes, kill_marked, marked  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
