@@ -287,7 +287,10 @@ def network_listener(host: str, port: int, tls: bool) -> Listener:
     """HOST:PORT for other computers, TLS (or plain, for an SSH tunnel's end) and a token. The
     address to give the clients is written to a private file named after the port."""
     token = server_token()
-    context, fingerprint = tls_context(state_folder() / "tls") if tls else (None, "")
+    context, fingerprint = None, ""
+    if tls:
+        from .tls import tls_context  # cryptography is imported only by a TLS server
+        context, fingerprint = tls_context(state_folder() / "tls", host)
     sock = tcp_socket(host, port)
     port = sock.getsockname()[1]
     public = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
@@ -300,29 +303,6 @@ def network_listener(host: str, port: int, tls: bool) -> Listener:
         raise
     return Listener(sock, "tcp", address, token=token, tls=context, address_file=address_file,
                     owned_paths=[address_file])
-
-
-def tls_context(folder: Path) -> tuple[ssl.SSLContext, str]:
-    """The server's TLS context and its certificate's SHA-256 fingerprint; a self-signed
-    certificate is made on first start (selfsigned.py) and kept, so that clients can pin it."""
-    import hashlib
-    from .selfsigned import make_self_signed
-    own_folder(folder)
-    certificate, key = folder / "cert.pem", folder / "key.pem"
-    if not (certificate.exists() and key.exists()):
-        pem_certificate, pem_key = make_self_signed("stylize-core server")
-        write_private(key, pem_key.strip())
-        write_private(certificate, pem_certificate.strip())
-    read_private(key)  # ours, and others may not read it
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(certificate, key)
-        der = ssl.PEM_cert_to_DER_cert(certificate.read_text(encoding="ascii"))
-    except (ssl.SSLError, ValueError, OSError) as error:
-        raise StartError(f"the TLS certificate or key in {folder} is unusable ({error}): remove both files, and "
-                         "new ones are made at the next start (clients then need the new address)") from None
-    return context, hashlib.sha256(der).hexdigest()
 
 
 def activated_listeners() -> list[Listener]:
