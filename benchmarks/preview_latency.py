@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How soon the dialog's preview follows a change: the plug-in's own preview code (nst_preview.py)
+"""How soon the dialog's preview follows a change: the plug-in's own preview code (nst/preview.py)
 against a warm engine server, as the dialog drives it.
 
 The example photo is sent as the dialog sends the layer (float32 RGBA, at most 256 px), the style
@@ -30,10 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "plugin" / "neural-style-transfer"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(PLUGIN))
-import nst_bridge  # noqa: E402
-import nst_preview  # noqa: E402
-
-from stylize_core.contract import options  # noqa: E402
+from nst import pixels, widgets  # noqa: E402
+from nst.preview import PreviewRunner  # noqa: E402
 from stylize_core.contract.schedule import PREVIEW_SIDE  # noqa: E402
 
 from results import write_results  # noqa: E402
@@ -45,7 +43,7 @@ def layer_npy(path: Path) -> bytes:
     image = Image.open(path).convert("RGBA")
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.BICUBIC)
     rgba = (np.asarray(image, np.float32) / 255).astype("<f4")
-    return nst_bridge.npy_bytes(rgba.tobytes(), rgba.shape[0], rgba.shape[1])
+    return pixels.npy_bytes(rgba.tobytes(), rgba.shape[0], rgba.shape[1])
 
 
 def main() -> int:
@@ -55,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
     content = layer_npy(ROOT / "examples" / "tubingen.jpg")
     style = ROOT / "examples" / "starry_night.jpg"
-    values = {option.plugin_name: option.default for option in options.DIALOG_OPTIONS}
+    values = {widgets.argument_name(option.name): option.default for option, _ in widgets.dialog_options()}
     values["device"] = args.device
     with tempfile.TemporaryDirectory() as folder:
         server = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", "--socket",
@@ -63,7 +61,7 @@ def main() -> int:
                                   stderr=subprocess.DEVNULL, text=True)
         address = json.loads(server.stdout.readline())["addresses"][0]
         try:
-            runner = nst_preview.PreviewRunner({"python": "", "project": str(ROOT)}, options, lambda f: f())
+            runner = PreviewRunner({"python": "", "project": str(ROOT)}, lambda f: f())
 
             def preview(strength: float) -> float:
                 """Seconds from the change to the picture, as the dialog makes them."""

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .contract.errors import InputError, Interrupted, StylizeError
-from .contract.options import OPTIONS
+from .contract.errors import InputError, Interrupted, StylizeError, host_out_of_memory
+from .contract.options import BY_NAME, OPTIONS
 from .contract.progress import Reporter, json_lines, terminal_bar
 from .contract.settings import Settings
 
@@ -227,11 +227,19 @@ def execute(argv: list[str], out: TextIO, err: TextIO) -> int:
         settings = settings_from_args(args).validate(len(args.styles))
         return run(args, settings, reporter(mode, out, err))
     except StylizeError as error:
-        return fail(str(error), error.exit_code, mode, out, err)
+        return fail(in_cli_terms(error), error.exit_code, mode, out, err)
     except KeyboardInterrupt:
         return fail("interrupted", 130, mode, out, err)
     except MemoryError:
-        return fail("out of memory: use a smaller --max-size", 3, mode, out, err)
+        error = host_out_of_memory()
+        return fail(in_cli_terms(error), error.exit_code, mode, out, err)
+
+
+def in_cli_terms(error: StylizeError) -> str:
+    """The error's line with the advice in this program's words: the flag that avoids it."""
+    if error.reason == "memory" and error.option in BY_NAME:
+        return f"{error}: use a smaller {BY_NAME[error.option].cli_flag}"
+    return str(error)
 
 
 def _wants_json(argv: list[str]) -> bool:

@@ -1,37 +1,15 @@
 """Every option of a stylization, declared once: name, type, default, range or choices, help.
 
-Everything else is derived from this table: the `Settings` dataclass and its
-validation (settings.py), the command line (cli.py), and the GIMP plug-in's
-arguments, dialog and the engine arguments it passes on (the plug-in loads this
-file by its path: GIMP's Python has no torch, so this module is standard library only).
-
-Where the dialog offers less than the engine (a narrower range, fewer choices),
-that is declared here too, in the option's `Dialog`; tests check that every
-dialog value is valid to the engine and means the same there.
+Everything else is derived from this table: the `Settings` dataclass's validation (settings.py,
+whose fields a test checks against it), the command line (cli.py), and the GIMP plug-in's
+arguments (the plug-in keeps its labels, mnemonics and narrower ranges apart, keyed by option name).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+from dataclasses import dataclass
 
-MAX_SIDE = 16384
-"""Largest output side: beyond it even the memory plan's smallest tiles take too long."""
-MIN_SIDE = 32
-"""VGG19 pools five times: fewer pixels leave relu5_1 without a spatial extent."""
-
-
-@dataclass(frozen=True)
-class Dialog:
-    """How an option appears in the plug-in's dialog (GimpUi.ProcedureDialog)."""
-    label: str
-    """With a mnemonic: the underscored letter is the Alt shortcut."""
-    advanced: bool = False
-    """Folded away under the dialog's "Advanced" expander."""
-    range: tuple[float, float] | None = None
-    """A narrower range than the engine's: what a slider can usefully offer."""
-    choices: dict[str, str] = field(default_factory=dict)
-    """Value -> label, in the dialog's order; a subset of the engine's choices."""
+from .schedule import MAX_SIDE, MIN_SIDE, QUALITY_ITERATIONS
 
 
 @dataclass(frozen=True)
@@ -54,17 +32,12 @@ class Option:
     flag: str | None = None
     """The CLI flag, where it differs from --name."""
     metavar: str | None = None
-    dialog: Dialog | None = None
     names_a_file: bool = False
     """A path on the computer that runs the engine: a server never takes it from a request."""
 
     @property
     def cli_flag(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
-
-    @property
-    def plugin_name(self) -> str:
-        return self.name.replace("_", "-")
 
     def problem(self, value) -> str | None:
         """Why `value` is not valid for this option, in words; None when it is."""
@@ -90,71 +63,44 @@ class Option:
         return None
 
     @property
-    def dialog_range(self) -> tuple[float, float] | None:
-        return self.dialog.range or self.range
-
-    @property
-    def dialog_choices(self) -> dict[str, str]:
-        return self.dialog.choices or {value: value for value in self.choices}
-
-    @property
     def label_for_errors(self) -> str:
         return self.name.replace("_", " ")
 
 
-QUALITY_ITERATIONS: dict[str, tuple[int, ...]] = {
-    "fast": (80, 40, 12),
-    "balanced": (150, 80, 25),
-    "best": (300, 200, 100),
-}
-"""Iterations per scale, coarsest first, for each `quality`. Coarse scales are cheap (a
-quarter of the pixels per halving), so they get most of the iterations; the finest scale
-only refines detail the coarse ones placed. Measured in benchmarks/quality.py."""
-
 OPTIONS: tuple[Option, ...] = (
-    # The dialog shows its options in this order.
     Option("strength", float, 1.0,
            "How strongly the style's strokes and colours take over (1 = balanced)",
-           range=(0.0, 1e4), dialog=Dialog("S_trength", range=(0.1, 10.0))),
+           range=(0.0, 1e4)),
     Option("quality", str, "balanced",
            "Iterations per scale: fast, balanced or best (slower)",
-           choices=tuple(QUALITY_ITERATIONS), group="quality and size",
-           dialog=Dialog("_Quality", choices={"fast": "Fast", "balanced": "Balanced", "best": "Best"})),
+           choices=tuple(QUALITY_ITERATIONS), group="quality and size"),
     Option("resolution", str, "auto",
            "Where the painting is finished: at the working size and upscaled, or continued up to the "
            "layer's full size for crisp strokes (slower); auto finishes at full size where that is "
            "predicted to take under a minute; preview paints a quick look at 256 px with few "
            "iterations, what the same settings will give",
-           choices=("auto", "working", "full", "preview"), group="quality and size",
-           dialog=Dialog("Resolutio_n", choices={"auto": "Automatic", "working": "Working size, upscaled",
-                                                 "full": "Full size (slower)"})),
+           choices=("auto", "working", "full", "preview"), group="quality and size"),
     Option("iterations", int, 0,
            "Iterations at every scale; 0 takes them from the quality setting",
-           range=(0, 100000), group="quality and size",
-           dialog=Dialog("_Iterations", advanced=True, range=(0, 5000))),
+           range=(0, 100000), group="quality and size"),
     Option("max_size", int, 512,
            "Longest side the painting is computed at; bigger layers are upscaled from it "
            "(larger is slower)",
-           range=(MIN_SIDE, MAX_SIDE), group="quality and size", metavar="N",
-           dialog=Dialog("_Working size", advanced=True, range=(64, 8192))),
+           range=(MIN_SIDE, MAX_SIDE), group="quality and size", metavar="N"),
     Option("preserve_colors", str, "none",
            "Keep the content's colours: 'luminance' takes only the style's strokes, 'histogram' "
            "recolours the style to the content's palette first",
-           choices=("none", "luminance", "histogram"),
-           dialog=Dialog("_Keep colours", advanced=True, choices={
-               "none": "No", "luminance": "Keep the layer's colours", "histogram": "Recolour the style"})),
+           choices=("none", "luminance", "histogram")),
     Option("style_scale", float, 1.0,
            "Size of the brush strokes: 2 paints them twice as big",
-           range=(0.1, 10.0), dialog=Dialog("Stroke si_ze", advanced=True, range=(0.25, 4.0))),
+           range=(0.1, 10.0)),
     Option("seed", int, 0,
            "Random seed: the same seed gives the same picture",
-           range=(0, 2**63 - 1), group="engine",
-           dialog=Dialog("S_eed", advanced=True, range=(0, 2**31 - 1))),
+           range=(0, 2**63 - 1), group="engine"),
     Option("device", str, "auto",
            "Where to compute: auto = a CUDA GPU, else an Apple GPU (MPS), else the CPU; "
            "a GPU is much faster",
-           choices=("auto", "gpu", "cuda", "mps", "cpu"), group="engine",
-           dialog=Dialog("_Device", advanced=True, choices={"auto": "Automatic", "gpu": "GPU", "cpu": "CPU"})),
+           choices=("auto", "gpu", "cuda", "mps", "cpu"), group="engine"),
     # Engine and command line only.
     Option("content_weight", float, 1.0, "How much of the content's structure to keep", range=(0.0, 1e4)),
     Option("tv_weight", float, 1.0, "Smoothness: suppresses pixel noise", range=(0.0, 1e4)),
@@ -173,8 +119,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("pooling", str, "max", "VGG pooling", choices=("max", "avg"), group="engine"),
     Option("precision", str, "auto",
            "Arithmetic of the VGG passes: auto = bf16 where the device runs it faster (CUDA GPUs "
-           "that have it; CPUs with AMX or AVX-512 BF16, measured once), else fp32 (Grams and losses "
-           "stay fp32)",
+           "that have it; CPUs with AMX or AVX-512 BF16, measured once), else fp32; the losses are "
+           "summed in fp32",
            choices=("auto", "fp32", "bf16", "fp16"), group="engine"),
     Option("tile_size", int, None,
            "Optimise scales larger than this in tiles of this size (default: only what would "
@@ -188,30 +134,3 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
-DIALOG_OPTIONS: tuple[Option, ...] = tuple(option for option in OPTIONS if option.dialog)
-
-
-def settings_from_dialog(values: dict) -> SimpleNamespace:
-    """Every option by its Settings name: the dialog's values (keyed by plug-in argument name), the
-    defaults for the rest. Standard library only, for the dialog's own predictions."""
-    return SimpleNamespace(**{option.name: values.get(option.plugin_name, option.default) for option in OPTIONS})
-
-
-def engine_arguments(values: dict) -> list[str]:
-    """The CLI flags for the dialog's values, keyed by plug-in argument name."""
-    argv = []
-    for option in DIALOG_OPTIONS:
-        value = values[option.plugin_name]
-        argv += [option.cli_flag, repr(float(value)) if option.type is float else str(value)]
-    return argv
-
-
-def engine_settings(values: dict) -> dict:
-    """The dialog's values (keyed by plug-in argument name) as Settings fields: what a server takes."""
-    return {option.name: option.type(values[option.plugin_name]) for option in DIALOG_OPTIONS}
-
-
-def preview_values(values: dict) -> dict:
-    """The dialog's values (keyed by plug-in argument name) for its live preview: the same settings,
-    painted with the engine's preview schedule (pyramid.py)."""
-    return {**values, BY_NAME["resolution"].plugin_name: "preview"}

@@ -1,5 +1,6 @@
-"""The sizes and iterations of coarse to fine, in plain arithmetic (standard library only: the
-plug-in's dialog uses them too, to say how long a run will take).
+"""The sizes and iterations of coarse to fine, in plain arithmetic: the engine's plan (engine/plan.py)
+and the time model (timing.py, which the plug-in's dialog uses to say how long a run will take) both
+take them from here.
 
 1. Composition: from a coarse scale up to the working size (the output's long side
    capped by max_size), each scale twice the one before; most iterations go here.
@@ -8,14 +9,33 @@ plug-in's dialog uses them too, to say how long a run will take).
    placed the composition, these only paint the strokes at the pixel scale of the layer.
 3. Preview (resolution "preview"): the first two composition scales of a run at the default
    working size, with few iterations: what the dialog shows while the painter turns the knobs.
+
+Resolution "auto" finishes at full size where that is predicted to take at most AUTO_FULL_SECONDS
+(`finishes_at_full_size`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from .errors import InputError
-from .options import MIN_SIDE, QUALITY_ITERATIONS
+
+MIN_SIDE = 32
+"""VGG19 pools five times: fewer pixels leave relu5_1 without a spatial extent."""
+MAX_SIDE = 16384
+"""Largest output side: beyond it even the memory plan's smallest tiles take too long."""
+AUTO_FULL_SECONDS = 60.0
+"""Resolution "auto" paints up to the full size when that is predicted to take at most this long."""
+
+QUALITY_ITERATIONS: dict[str, tuple[int, ...]] = {
+    "fast": (80, 40, 12),
+    "balanced": (150, 80, 25),
+    "best": (300, 200, 100),
+}
+"""Iterations per scale, coarsest first, for each `quality`. Coarse scales are cheap (a
+quarter of the pixels per halving), so they get most of the iterations; the finest scale
+only refines detail the coarse ones placed. Measured in benchmarks/quality.py."""
 
 MIN_COARSE_SIDE = 64
 """A coarser scale than this (short side) has too few pixels for relu5_1 to mean anything."""
@@ -65,7 +85,7 @@ def scale_sizes(out_size: tuple[int, int], max_size: int, n_scales: int) -> list
     work = (max(1, round(width * factor)), max(1, round(height * factor)))
     if min(work) < MIN_SIDE:
         raise InputError(f"the image is too small to stylize at {work[0]}x{work[1]}: VGG19 needs at "
-                         f"least {MIN_SIDE} pixels on each side (use a larger size or image)")
+                         f"least {MIN_SIDE} pixels on each side (use a larger size or image)", "size")
     sizes = [work]
     while len(sizes) < n_scales and min(sizes[0]) / 2 >= MIN_COARSE_SIDE:
         sizes.insert(0, (round(sizes[0][0] / 2), round(sizes[0][1] / 2)))
@@ -120,3 +140,40 @@ def size_with_pixels(size: tuple[int, int], pixels: float) -> tuple[int, int]:
     factor = math.sqrt(pixels / (width * height))
     factor = max(factor, MIN_SIDE / min(width, height))
     return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scale of a run: its size and iterations; `detail` past the working size."""
+    width: int
+    height: int
+    iterations: int
+    detail: bool = False
+
+
+def composition_steps(out_size: tuple[int, int], max_size: int, n_scales: int, iterations: int,
+                      quality: str) -> list[Step]:
+    """The composition scales, coarsest first, up to the working size (out_size capped by max_size)."""
+    sizes = scale_sizes(out_size, max_size, n_scales)
+    return [Step(width, height, n) for (width, height), n in
+            zip(sizes, composition_iterations(len(sizes), iterations, quality))]
+
+
+def detail_steps(working: tuple[int, int], out_size: tuple[int, int], iterations: int, quality: str) -> list[Step]:
+    """The detail scales from just above the working size up to out_size (none when no bigger)."""
+    sizes = detail_sizes(working, out_size)
+    return [Step(width, height, n, detail=True) for (width, height), n in
+            zip(sizes, detail_iterations(len(sizes), iterations, quality))]
+
+
+def preview_steps(content_size: tuple[int, int]) -> list[Step]:
+    """The preview's scales: at most PREVIEW_SIDE on the long side, its own few iterations (a layer too
+    small for two scales gets the coarse scale's iterations at its own size)."""
+    sizes = scale_sizes(preview_size(content_size), PREVIEW_SIDE, len(PREVIEW_ITERATIONS))
+    return [Step(width, height, n) for (width, height), n in zip(sizes, PREVIEW_ITERATIONS)]
+
+
+def finishes_at_full_size(resolution: str, full_seconds: float) -> bool:
+    """Whether a run with detail scales to paint keeps them: always at "full", never at "working",
+    and at "auto" where the full-size run is predicted to take at most AUTO_FULL_SECONDS."""
+    return resolution == "full" or (resolution == "auto" and full_seconds <= AUTO_FULL_SECONDS)

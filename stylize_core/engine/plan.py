@@ -14,12 +14,11 @@ import torch
 from ..contract.errors import OutOfMemoryError
 from .memory import BUDGET_FRACTION, MIN_LBFGS_HISTORY, MIN_TILE, TILE_MARGIN, ScalePlan, free_bytes, plan_scale
 from .optimize import LBFGS_HISTORY
-from ..contract.options import MIN_SIDE
-from ..contract.schedule import (PREVIEW_ITERATIONS, PREVIEW_SIDE, composition_iterations, detail_iterations, detail_sizes,
-                      output_size, preview_size, scale_sizes, style_size)
+from ..contract.schedule import (MIN_SIDE, Step, composition_steps, detail_steps, finishes_at_full_size, output_size,
+                                 preview_steps, style_size)
 from ..contract.settings import Settings
+from ..contract.timing import Calibration, ScaleWork, describe_seconds, predict_seconds
 from .tiling import axis_cuts
-from ..contract.timing import AUTO_FULL_SECONDS, Calibration, ScaleWork, describe_seconds, predict_seconds
 
 SHRINK_FACTOR = 0.75
 """When nothing fits, not even in tiles, the working size shrinks by this factor and is planned again."""
@@ -86,42 +85,38 @@ def make_plan(content_size: tuple[int, int], settings: Settings, device: torch.d
     out_size = output_size(content_size, settings.size)
     max_size = settings.max_size
     while True:
-        sizes = scale_sizes(out_size, max_size, settings.scales)
-        composition = plan_scales(sizes, composition_iterations(len(sizes), settings.iterations, settings.quality),
-                                  device, settings, precision, budget, style_sizes)
+        steps = composition_steps(out_size, max_size, settings.scales, settings.iterations, settings.quality)
+        composition = plan_scales(steps, device, settings, precision, budget, style_sizes)
         if composition is not None:
             break
-        if max(sizes[-1]) <= 2 * MIN_SIDE:
+        working_side = max(steps[-1].width, steps[-1].height)
+        if working_side <= 2 * MIN_SIDE:
             raise OutOfMemoryError(f"not enough memory on {device.type} even for a tiny working size "
                                    f"({budget / 2**30:.1f} GB usable)")
         # Nothing fits, not even in tiles: optimise smaller and upscale the result.
-        max_size = int(max(sizes[-1]) * SHRINK_FACTOR)
-    working = RunPlan(device, precision, out_size, composition, sizes[-1], budget,
+        max_size = int(working_side * SHRINK_FACTOR)
+    working_size = (steps[-1].width, steps[-1].height)
+    working = RunPlan(device, precision, out_size, composition, working_size, budget,
                       predicted(composition, calibration, n_styles))
-    details = detail_sizes(sizes[-1], out_size)
+    details = detail_steps(working_size, out_size, settings.iterations, settings.quality)
     if settings.resolution == "working" or not details:
         return working
-    detail = plan_scales(details, detail_iterations(len(details), settings.iterations, settings.quality), device,
-                         settings, precision, budget, style_sizes, detail=True, stop_at_first_misfit=True)
+    detail = plan_scales(details, device, settings, precision, budget, style_sizes, stop_at_first_misfit=True)
     full = replace(working, scales=composition + detail,
                    predicted_seconds=predicted(composition + detail, calibration, n_styles))
-    if settings.resolution == "full" or full.predicted_seconds <= AUTO_FULL_SECONDS:
-        return full
-    return working
+    return full if finishes_at_full_size(settings.resolution, full.predicted_seconds) else working
 
 
 def preview_plan(content_size, settings: Settings, device: torch.device, precision: str, calibration: Calibration,
                  style_sizes: Sequence[tuple[int, int]], budget: int) -> RunPlan:
     """The preview: at most PREVIEW_SIDE on the long side, its own few iterations at two scales."""
-    out_size = preview_size(content_size)
-    sizes = scale_sizes(out_size, PREVIEW_SIDE, len(PREVIEW_ITERATIONS))
-    # A layer too small for two scales gets the coarse scale's iterations at its own size.
-    scales = plan_scales(sizes, PREVIEW_ITERATIONS[:len(sizes)], device, settings, precision, budget, style_sizes)
+    steps = preview_steps(content_size)
+    scales = plan_scales(steps, device, settings, precision, budget, style_sizes)
     if scales is None:
         raise OutOfMemoryError(f"not enough memory on {device.type} even for a preview "
                                f"({budget / 2**30:.1f} GB usable)")
-    return RunPlan(device, precision, out_size, scales, sizes[-1], budget,
-                   predicted(scales, calibration, len(style_sizes)))
+    return RunPlan(device, precision, (steps[-1].width, steps[-1].height), scales, (steps[-1].width, steps[-1].height),
+                   budget, predicted(scales, calibration, len(style_sizes)))
 
 
 def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int) -> float:
@@ -135,12 +130,12 @@ def memory_budget(device: torch.device, settings: Settings) -> int:
     return int(free_bytes(device) * BUDGET_FRACTION)
 
 
-def plan_scales(sizes, schedule, device: torch.device, settings: Settings, precision: str, budget: int,
-                style_sizes: Sequence[tuple[int, int]], detail: bool = False,
-                stop_at_first_misfit: bool = False) -> tuple[Scale, ...] | None:
+def plan_scales(steps: Sequence[Step], device: torch.device, settings: Settings, precision: str, budget: int,
+                style_sizes: Sequence[tuple[int, int]], stop_at_first_misfit: bool = False) -> tuple[Scale, ...] | None:
     """How each scale runs; None when one does not fit, or (stop_at_first_misfit) the scales before it."""
     scales = []
-    for (width, height), iterations in zip(sizes, schedule):
+    for step in steps:
+        width, height, iterations, detail = step.width, step.height, step.iterations, step.detail
         forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
         # L-BFGS stores one pair of image-sized vectors per iteration, up to its history.
         history = max(1, min(LBFGS_HISTORY, iterations))
@@ -159,6 +154,5 @@ def after_out_of_memory(scale: Scale, device: torch.device) -> Scale:
     smaller = (scale.memory.tile or max(scale.width, scale.height)) // 2
     if smaller < MIN_TILE:
         raise OutOfMemoryError(
-            f"out of memory on {device.type} at {scale.width}x{scale.height}, even in {MIN_TILE} px tiles: "
-            "use a smaller max size" + (" or device cpu" if device.type != "cpu" else ""))
+            f"out of memory on {device.type} at {scale.width}x{scale.height}, even in {MIN_TILE} px tiles")
     return replace(scale, memory=ScalePlan(smaller, MIN_LBFGS_HISTORY, scale.memory.estimate))

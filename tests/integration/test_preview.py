@@ -1,5 +1,5 @@
 """The dialog's live preview without GIMP: the engine's preview schedule, and the plug-in's
-PreviewRunner (plugin/neural-style-transfer/nst_preview.py) on a real engine server."""
+PreviewRunner (plugin/neural-style-transfer/nst/preview.py) on a real engine server."""
 
 import io
 import sys
@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "neural-style-transfer"
-import nst_bridge  # noqa: E402
-import nst_preview  # noqa: E402
-
+from nst import pixels, widgets
+from nst import preview as nst_preview
 from stylize_core import Settings, stylize_picture
-from stylize_core.contract import options  # noqa: E402
-from stylize_core.engine.imageio import load_picture  # noqa: E402
-from stylize_core.contract.schedule import PREVIEW_ITERATIONS, PREVIEW_SIDE  # noqa: E402
-from helpers import CONTENT, STYLE, Served, small  # noqa: E402
+from stylize_core.contract import options
+from stylize_core.contract.schedule import PREVIEW_ITERATIONS, PREVIEW_SIDE
+from stylize_core.engine.imageio import load_picture
+from helpers import CONTENT, STYLE, Served, small
 
-VALUES = {option.plugin_name: option.default for option in options.DIALOG_OPTIONS}
+PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "neural-style-transfer"
+VALUES = {widgets.argument_name(option.name): option.default for option, _ in widgets.dialog_options()}
 PROJECT = str(PLUGIN.parent.parent)
 
 
@@ -32,24 +31,24 @@ def npy(array: np.ndarray) -> bytes:
 
 def test_the_engines_float_result_becomes_8_bit_rgba():
     rgb = np.array([[[0.0, 0.5, 1.2], [-0.1, 1 / 255, 0.999]]])
-    outcome = nst_preview.rgba8_outcome(npy(rgb))
-    assert (outcome.width, outcome.height) == (2, 1)
-    assert outcome.rgba == bytes([0, 128, 255, 255, 0, 1, 255, 255])
-    rgba = np.array([[[0.2, 0.4, 0.6, 0.25]]])
-    assert nst_preview.rgba8_outcome(npy(rgba)).rgba == bytes([51, 102, 153, 64])
-    with pytest.raises(nst_bridge.BridgeError):
-        nst_preview.rgba8_outcome(npy(np.zeros((2, 2))))
+    rgba, width, height = pixels.rgba8(npy(rgb))
+    assert (width, height) == (2, 1)
+    assert rgba == bytes([0, 128, 255, 255, 0, 1, 255, 255])
+    assert pixels.rgba8(npy(np.array([[[0.2, 0.4, 0.6, 0.25]]])))[0] == bytes([51, 102, 153, 64])
+    with pytest.raises(pixels.PixelError):
+        pixels.rgba8(npy(np.zeros((2, 2))))
 
 
 def test_the_region_read_for_a_preview_is_at_most_its_size_and_never_enlarged():
-    assert nst_preview.scaled_region((0, 0, 1024, 768), 256) == (0.25, (0, 0, 256, 192))
-    assert nst_preview.scaled_region((100, 40, 200, 100), 256) == (1.0, (100, 40, 200, 100))
-    assert nst_preview.scaled_region((512, 256, 2048, 1024), 256)[1] == (64, 32, 256, 128)
+    assert pixels.scaled_region((0, 0, 1024, 768), 256) == (0.25, (0, 0, 256, 192))
+    assert pixels.scaled_region((100, 40, 200, 100), 256) == (1.0, (100, 40, 200, 100))
+    assert pixels.scaled_region((512, 256, 2048, 1024), 256)[1] == (64, 32, 256, 128)
 
 
 def test_preview_is_the_engines_and_not_a_dialog_choice():
     resolution = options.BY_NAME["resolution"]
-    assert "preview" in resolution.choices and "preview" not in resolution.dialog_choices
+    dialog_choices = widgets.value_choices(resolution, widgets.WIDGETS["resolution"])
+    assert "preview" in resolution.choices and "preview" not in dialog_choices
     assert Settings(resolution="preview").validate().resolution == "preview"
 
 
@@ -129,12 +128,12 @@ def log_time(log: str, request: str, event: str) -> float:
 
 @pytest.mark.slow
 def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(served):
-    content = nst_bridge.npy_bytes((np.asarray(small(CONTENT, 320).convert("RGBA"), np.float32) / 255)
-                                   .astype("<f4").tobytes(), 240, 320)
+    content = pixels.npy_bytes((np.asarray(small(CONTENT, 320).convert("RGBA"), np.float32) / 255)
+                               .astype("<f4").tobytes(), 240, 320)
     style = io.BytesIO()
     small(STYLE, 256).save(style, format="PNG")
     config = {"python": "", "project": PROJECT}
-    runner = nst_preview.PreviewRunner(config, options, deliver=lambda hand_over: hand_over())
+    runner = nst_preview.PreviewRunner(config, deliver=lambda hand_over: hand_over())
     pane, samples, stop = Pane(), [], threading.Event()
     address = str(served.address)
     assert runner.wait_ms() == nst_preview.DELAY_MS
@@ -174,8 +173,7 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
 
 
 def test_an_unreachable_server_is_said_in_the_pane(tmp_path):
-    runner = nst_preview.PreviewRunner({"python": "", "project": PROJECT}, options,
-                                       deliver=lambda hand_over: hand_over())
+    runner = nst_preview.PreviewRunner({"python": "", "project": PROJECT}, deliver=lambda hand_over: hand_over())
     pane = Pane()
     runner.request(VALUES, b"content", b"style", f"unix:{tmp_path / 'nobody.sock'}", pane.show_for("p"))
     outcome = pane.wait_final("p", 30)

@@ -1,60 +1,79 @@
-"""options.py is the one definition of every option: the dialog, the bridge, the CLI and Settings agree."""
+"""options.py is the one definition of every option: the dialog, the wire, the CLI and Settings agree."""
 
 import ast
+import dataclasses
+import json
 import math
 import re
-import sys
+import typing
 from pathlib import Path
 
 import pytest
 
 from stylize_core import InputError, Settings
 from stylize_core.cli import build_parser, settings_from_args
-from stylize_core.contract.options import BY_NAME, DIALOG_OPTIONS, OPTIONS
+from stylize_core.contract.options import BY_NAME, OPTIONS
+from nst import widgets
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugin" / "neural-style-transfer"
-import nst_bridge  # noqa: E402
-from stylize_core.contract import options as options_module  # noqa: E402
+DIALOG_OPTIONS = [option for option, _ in widgets.dialog_options()]
 
 
 def dialog_values(option):
     """Every value a dialog widget can hold, sampled: each choice, or the ends, the default and between."""
+    widget = widgets.WIDGETS[option.name]
     if option.choices:
-        return list(option.dialog_choices)
-    low, high = option.dialog_range
+        return list(widgets.value_choices(option, widget))
+    low, high = widgets.value_range(option, widget)
     middle = (low + high) / 2
     values = [low, high, option.default, middle if option.type is float else int(middle)]
     return [option.type(v) for v in values]
 
 
 def engine_settings_for(values: dict) -> Settings:
-    argv = nst_bridge.engine_arguments(options_module, values, "content.npy", "style.png", "out.npy", "/tmp/w")
-    return settings_from_args(build_parser().parse_args(argv)).validate()
+    """What the engine makes of the dialog's values: the request's settings, over the wire (JSON)."""
+    return Settings(**json.loads(json.dumps(widgets.request_settings(values)))).validate()
 
 
 @pytest.mark.parametrize("option", DIALOG_OPTIONS, ids=lambda o: o.name)
 def test_every_dialog_value_is_valid_to_the_engine_and_means_the_same(option):
-    defaults = {o.plugin_name: o.default for o in DIALOG_OPTIONS}
+    defaults = {widgets.argument_name(o.name): o.default for o in DIALOG_OPTIONS}
     for value in dialog_values(option):
-        settings = engine_settings_for({**defaults, option.plugin_name: value})
-        assert getattr(settings, option.name) == value, (option.name, value)
+        settings = engine_settings_for({**defaults, widgets.argument_name(option.name): value})
+        assert getattr(settings, option.name) == value and type(getattr(settings, option.name)) is option.type
     assert option.problem(option.default) is None
-    if option.dialog.range:
-        assert option.range[0] <= option.dialog.range[0] <= option.dialog.range[1] <= option.range[1]
-    if option.dialog.choices:
-        assert set(option.dialog.choices) <= set(option.choices)
+    widget = widgets.WIDGETS[option.name]
+    if widget.range:
+        assert option.range[0] <= widget.range[0] <= widget.range[1] <= option.range[1]
+    if widget.choices:
+        assert set(widget.choices) <= set(option.choices)
+
+
+def test_every_widget_is_an_option():
+    assert set(widgets.WIDGETS) <= set(BY_NAME)
 
 
 def test_the_dialogs_defaults_are_the_engines_defaults():
-    from_dialog = engine_settings_for({o.plugin_name: o.default for o in DIALOG_OPTIONS})
+    from_dialog = engine_settings_for({widgets.argument_name(o.name): o.default for o in DIALOG_OPTIONS})
     assert from_dialog == Settings()
+
+
+def test_the_settings_fields_are_the_option_table():
+    """Settings is written out for editors and type checkers: its fields, their order, defaults and types
+    are the table's."""
+    fields = dataclasses.fields(Settings)
+    hints = typing.get_type_hints(Settings)
+    assert [field.name for field in fields] == [option.name for option in OPTIONS]
+    for field, option in zip(fields, OPTIONS):
+        assert field.default == option.default, option.name
+        wanted = list[option.type] if option.many else option.type
+        assert hints[field.name] == (wanted | None if option.optional else wanted), option.name
 
 
 def test_the_cli_defaults_are_the_settings_defaults():
     args = build_parser().parse_args(["c.png", "s.png", "-o", "o.png"])
     assert settings_from_args(args) == Settings()
-    assert [f for f in Settings.__dataclass_fields__] == [o.name for o in OPTIONS]
 
 
 def test_iterations_zero_means_the_quality_setting_everywhere():
@@ -79,50 +98,65 @@ def test_choices_are_checked():
 
 
 def string_literals(path: Path) -> set[str]:
-    """The file's string constants, except look-ups in the table (BY_NAME["device"] uses the definition)."""
+    """The file's string constants, except references that use the table: look-ups in it (BY_NAME["device"])
+    and the option an error names (InputError(message, "size"), option="max_size"), which the front-ends
+    word from the table."""
     tree = ast.parse(path.read_text())
-    lookups = {id(node.slice) for node in ast.walk(tree)
-               if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "BY_NAME"}
+    references = {id(node.slice) for node in ast.walk(tree)
+                  if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "BY_NAME"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")).endswith("Error"):
+            references |= {id(arg) for arg in node.args[1:]}
+            references |= {id(keyword.value) for keyword in node.keywords if keyword.arg == "option"}
+        if isinstance(node, ast.arguments):
+            positional = node.posonlyargs + node.args
+            for argument, default in zip(positional[len(positional) - len(node.defaults):], node.defaults):
+                if argument.arg == "option":
+                    references.add(id(default))
     return {node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in lookups}
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in references}
 
 
 HOMONYMS = {
     "stylize_core/contract/progress.py: 'scales'": "an optimize event's count of scales",
-    "plugin/neural-style-transfer/nst_bridge.py: 'scales'": "reads that event field",
+    "plugin/neural-style-transfer/nst/bridge.py: 'scales'": "reads that event field",
     "stylize_core/engine/imageio.py: 'quality'": "Pillow's JPEG quality",
 }
 
 
 def test_no_option_is_named_outside_options_py():
     """An option's name, flag or plug-in name as a string anywhere else would be a second definition."""
-    spellings = {spelling for o in OPTIONS for spelling in (o.name, o.plugin_name, o.cli_flag)}
-    # The installer runs the CLI as a user does (its tiny check stylization), as benchmarks and tests do.
+    spellings = {spelling for o in OPTIONS for spelling in (o.name, widgets.argument_name(o.name), o.cli_flag)}
+    # The installer runs the CLI as a user does (its tiny check stylization), as benchmarks and tests do;
+    # the plug-in's widgets.py keys its labels by option name (test_every_widget_is_an_option).
     sources = [p for p in (ROOT / "stylize_core").rglob("*.py")
                if p.name != "options.py" and "installer" not in p.parts]
-    sources += list(PLUGIN.glob("*.py"))
+    sources += [p for p in PLUGIN.rglob("*.py") if p.name != "widgets.py"]
     found = {f"{p.relative_to(ROOT)}: {text!r}" for p in sources for text in string_literals(p) & spellings}
     assert found == set(HOMONYMS)
 
 
 def test_stroke_size_reaches_the_loss_through_each_file_once():
-    """Dialog -> bridge -> CLI -> Settings -> engine: only the engine reads the value from the settings,
-    and the plan, which sizes the painting's pass through the network by it (pyramid.style_size)."""
+    """Declared (options.py), labelled (the plug-in's widgets.py), then carried by name by the dialog,
+    the request and Settings: only the engine reads the value from the settings, and the plan, which
+    sizes the painting's pass through the network by it (schedule.style_size)."""
     readers = []
-    for path in list((ROOT / "stylize_core").rglob("*.py")) + list(PLUGIN.glob("*.py")):
+    for path in list((ROOT / "stylize_core").rglob("*.py")) + list(PLUGIN.rglob("*.py")):
         text = path.read_text()
         if any(name in text for name in (".style_scale", '"style_scale"', "style-scale")):
             readers.append(path.relative_to(ROOT).as_posix())
-    assert sorted(readers) == ["stylize_core/contract/options.py", "stylize_core/engine/api.py", "stylize_core/engine/plan.py"]
-    assert BY_NAME["style_scale"].dialog.label == "Stroke si_ze"
+    assert sorted(readers) == ["plugin/neural-style-transfer/nst/widgets.py", "stylize_core/contract/options.py",
+                               "stylize_core/engine/api.py", "stylize_core/engine/plan.py"]
+    assert widgets.WIDGETS["style_scale"].label == "Stroke si_ze"
 
 
 def test_every_mnemonic_in_the_dialog_is_unique():
     """Alt+letter must reach one widget: the options', the plug-in's own fields and GIMP's buttons."""
     plugin = (PLUGIN / "neural-style-transfer.py").read_text()
+    dialog = (PLUGIN / "nst" / "dialog.py").read_text()
     own = re.findall(r'add_\w+_argument\("[\w-]+",\s*"([^"]*_[^"]*)"', plugin) + ["_Advanced"]
-    assert "_Advanced" in plugin and {"Style so_urce", "_Preview"} <= set(own) and len(own) >= 6
+    assert '"_Advanced"' in dialog and {"Style so_urce", "_Preview"} <= set(own) and len(own) >= 6
     buttons = ["_Help", "_Reset", "_Cancel", "_OK"]
-    labels = own + buttons + [option.dialog.label for option in DIALOG_OPTIONS]
+    labels = own + buttons + [widget.label for widget in widgets.WIDGETS.values()]
     keys = [label[label.index("_") + 1].lower() for label in labels]
     assert len(keys) == len(set(keys)), sorted(zip(keys, labels))

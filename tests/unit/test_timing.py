@@ -66,11 +66,11 @@ def test_the_dialogs_line_needs_no_torch_and_follows_the_settings(tmp_path):
     """GIMP's Python has neither torch nor numpy: the dialog's estimate runs with the standard library."""
     remember(CPU, tmp_path / "stylize-core" / "calibration.json")
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import nst_bridge\n"
+        "import sys; sys.path[:0] = sys.argv[1:3]; from nst import bridge\n"
         "values = {'quality': 'balanced', 'iterations': 0, 'max-size': 512, 'resolution': 'auto', 'device': 'auto'}\n"
-        "print(nst_bridge.describe_time(sys.argv[2], values, (2560, 1600)))\n"
-        "print(nst_bridge.describe_time(sys.argv[2], {**values, 'quality': 'fast'}, (2560, 1600)))\n"
-        "print(nst_bridge.describe_time(sys.argv[2], values, (300, 200)))\n"
+        "print(bridge.describe_time(values, (2560, 1600)))\n"
+        "print(bridge.describe_time({**values, 'quality': 'fast'}, (2560, 1600)))\n"
+        "print(bridge.describe_time(values, (300, 200)))\n"
         "print(any(m.startswith(('torch', 'numpy')) for m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT / "plugin" / "neural-style-transfer"),
                            str(ROOT)], capture_output=True, text=True, env={"XDG_CACHE_HOME": str(tmp_path)})
@@ -83,9 +83,9 @@ def test_the_dialogs_line_needs_no_torch_and_follows_the_settings(tmp_path):
 
 
 def test_without_a_calibration_the_dialog_says_when_it_will_know(tmp_path, monkeypatch):
-    import nst_bridge
+    from nst import bridge
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    text = nst_bridge.describe_time(str(ROOT), {"device": "auto"}, (800, 600))
+    text = bridge.describe_time({"device": "auto"}, (800, 600))
     assert text == "Time: measured on the first run on this computer"
 
 

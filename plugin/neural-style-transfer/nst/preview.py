@@ -9,7 +9,6 @@ main loop, which alone touches the dialog.
 
 from __future__ import annotations
 
-import array
 import sys
 import threading
 import time
@@ -17,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import nst_bridge
+from stylize_core.contract import client
+
+from .bridge import BridgeError, run_engine
+from .pixels import PixelError, rgba8
+from .widgets import preview_settings
 
 DELAY_MS = 400
 """A preview starts at most this long after the last change: typing a number or dragging a slider makes one,
@@ -53,12 +56,11 @@ class PreviewRunner:
     queued and stops it if running); cancel() withdraws without a new one (a setting changed, the
     dialog closed). Only the newest request's outcomes are delivered."""
 
-    def __init__(self, config: dict, options, deliver: Callable[..., object]):
-        self.config, self.options, self.deliver = config, options, deliver
+    def __init__(self, config: dict, deliver: Callable[..., object]):
+        self.config, self.deliver = config, deliver
         self._lock = threading.Lock()
         self._generation = 0
         self._connection = None
-        self._client = nst_bridge.load_engine_module(config.get("project", ""), "client")
         self.last_seconds: float | None = None  # the last preview shown: from its request to its picture
 
     def wait_ms(self) -> int:
@@ -68,8 +70,8 @@ class PreviewRunner:
     def request(self, values: dict, content: bytes, style: bytes | Path, server: str,
                 on_outcome: Callable[[PreviewOutcome], None]) -> None:
         generation = self.cancel()
-        values = self.options.preview_values(values)
-        threading.Thread(target=self._run, args=(generation, values, content, style, server, on_outcome),
+        settings = preview_settings(values)
+        threading.Thread(target=self._run, args=(generation, settings, content, style, server, on_outcome),
                          daemon=True, name=f"preview-{generation}").start()
 
     def cancel(self) -> int:
@@ -78,13 +80,13 @@ class PreviewRunner:
             self._generation += 1
             connection, self._connection = self._connection, None
         if connection is not None:
-            self._client.withdraw(connection)
+            client.withdraw(connection)
         return self._generation
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation
 
-    def _run(self, generation, values, content, style, server, on_outcome) -> None:
+    def _run(self, generation, settings, content, style, server, on_outcome) -> None:
         started = time.monotonic()
 
         def on_connect(connection) -> None:
@@ -92,7 +94,7 @@ class PreviewRunner:
                 if self._current(generation):
                     self._connection = connection
                     return
-            self._client.withdraw(connection)  # superseded while connecting
+            client.withdraw(connection)  # superseded while connecting
 
         said = []
 
@@ -106,12 +108,12 @@ class PreviewRunner:
                 self._deliver(generation, on_outcome, PreviewOutcome(message=text, final=False))
 
         try:
-            result = nst_bridge.run_engine(self.config, self.options, values, content, style, on_event,
-                                           server=server, on_connect=on_connect, child_fallback=False)
-            outcome = rgba8_outcome(result)
+            result = run_engine(self.config, settings, content, style, on_event, server=server,
+                                on_connect=on_connect)
+            outcome = PreviewOutcome(*rgba8(result))
             if self._current(generation):
                 self.last_seconds = time.monotonic() - started
-        except nst_bridge.BridgeError as error:
+        except (BridgeError, PixelError) as error:
             outcome = PreviewOutcome(message=str(error))
         except Exception as error:  # the dialog must stay usable whatever a preview meets
             print(f"neural-style-transfer: preview failed: {error!r}", file=sys.stderr)
@@ -126,31 +128,3 @@ class PreviewRunner:
 
         if self._current(generation):
             self.deliver(hand_over)
-
-
-def rgba8_outcome(npy: bytes) -> PreviewOutcome:
-    """The engine's float32 (H, W, 3 or 4) result as 8-bit RGBA."""
-    data, shape = nst_bridge.parse_npy(npy)
-    if len(shape) != 3 or shape[2] not in (3, 4):
-        raise nst_bridge.BridgeError(f"the engine returned a preview of shape {shape}")
-    height, width, channels = shape
-    floats = array.array("f")
-    floats.frombytes(data)
-    if sys.byteorder == "big":
-        floats.byteswap()
-    levels = bytes(min(255, max(0, int(value * 255.0 + 0.5))) for value in floats)
-    if channels == 3:
-        rgba = bytearray(height * width * 4)
-        for channel in range(3):
-            rgba[channel::4] = levels[channel::3]
-        rgba[3::4] = b"\xff" * (height * width)
-        levels = bytes(rgba)
-    return PreviewOutcome(rgba=levels, width=width, height=height)
-
-
-def scaled_region(bounds: tuple[int, int, int, int], side: int) -> tuple[float, tuple[int, int, int, int]]:
-    """(scale, (x, y, width, height) in scaled pixels) to read the region `bounds` (x, y, width,
-    height) at most `side` px on its long side (never enlarged)."""
-    x, y, width, height = bounds
-    scale = min(1.0, side / max(width, height))
-    return scale, (round(x * scale), round(y * scale), max(1, round(width * scale)), max(1, round(height * scale)))
