@@ -12,6 +12,7 @@ No path is ever sent: the images travel as bytes, the result comes back as .npy 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit
+
+from .paths import read_private, state_folder
 
 PROTOCOL = 2
 MAX_HEADER_BYTES = 64 * 1024
@@ -331,17 +334,6 @@ def parse_address(text: str) -> Address:
     return Address(parts.scheme, host=host, port=port, token=token, fingerprint=fingerprint)
 
 
-def state_folder() -> Path:
-    """Where a user's server keeps its token, certificate and loopback port (never shared)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "stylize-core"
-
-
 def default_socket_path() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     folder = Path(runtime) / "stylize-core" if runtime else Path(tempfile.gettempdir()) / f"stylize-core-{os.getuid()}"
@@ -366,34 +358,32 @@ def read_address_file(path: Path) -> Address:
     travels in such a file or in the environment, never on a command line, where every local user
     could read it. ValueError says what is wrong, in one line."""
     try:
-        check_private_file(path)
-        text = path.read_text(encoding="utf-8").strip()
+        text = read_private(path)
     except OSError as error:
         raise ValueError(f"cannot read the address file {path}: {error.strerror or error}") from None
+    if text is None:
+        raise ValueError(f"cannot read the address file {path}: {os.strerror(errno.ENOENT)}")
+    text = text.strip()
     if text.startswith("{"):
-        address = read_loopback_file(path)
-        if address is None:
-            raise ValueError(f"the address file {path} is gone")
-        return address
+        return address_from_record(text, path)
     return parse_address(text)
 
 
 def read_loopback_file(path: Path) -> Address | None:
+    """This user's loopback server's address from its record; None when there is none."""
     try:
-        check_private_file(path)
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Address("tcp", host="127.0.0.1", port=int(data["port"]), token=str(data["token"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        text = read_private(path)
+    except (OSError, ValueError) as error:  # ValueError: not private (paths.NotPrivate)
         raise ServerUnreachable(f"the local server's file {path} is unusable: {error}") from None
+    return None if text is None else address_from_record(text, path)
 
 
-def check_private_file(path: Path) -> None:
-    """A token file must be ours and unreadable to others (where the system has such modes)."""
-    info = os.stat(path)
-    if os.name == "posix" and (info.st_uid != os.getuid() or info.st_mode & 0o077):
-        raise ValueError(f"{path} belongs to another user or others may read it")
+def address_from_record(text: str, path: Path) -> Address:
+    try:
+        data = json.loads(text)
+        return Address("tcp", host="127.0.0.1", port=int(data["port"]), token=str(data["token"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ServerUnreachable(f"the local server's file {path} is unusable: {error}") from None
 
 
 # --- connecting -------------------------------------------------------------------------------------

@@ -115,13 +115,9 @@ def describe_seconds(seconds: float) -> str:
 
 
 def cache_folder() -> Path:
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "stylize-core"
+    """This user's cache folder for stylize-core (contract/paths.py, one lookup per platform)."""
+    from . import paths
+    return paths.cache_folder()
 
 
 def cache_file() -> Path:
@@ -141,13 +137,12 @@ def read_json(path: Path):
 
 
 def write_json(path: Path, data) -> None:
-    """Atomically (readers never see half a file); a read-only cache is measured again next time."""
+    """Atomically (readers never see half a file, contract/paths.py); a read-only cache is measured
+    again next time."""
+    from .paths import write_atomically
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}-", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=1)
-        os.replace(temp_name, path)
+        write_atomically(path, json.dumps(data, indent=1))
     except OSError:
         pass
 

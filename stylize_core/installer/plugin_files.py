@@ -13,13 +13,13 @@ The config's file name and keys are defined once, in stylize_core/contract/insta
 copied beside the plug-in with the rest of the contract (GIMP runs the plug-in where only its folder
 exists)."""
 
-import errno
 import json
 import os
 import stat
 from pathlib import Path
 
 from ..contract.installation import CONFIG_NAME, make_config
+from ..contract.paths import write_atomically
 from .console import InstallError
 from .paths import is_inside
 
@@ -173,41 +173,14 @@ def check_only_ours(folder: Path, names: list[str]) -> None:
 
 def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write the partial copy beside `path`, flush it to the disk and rename it over `path`, then
-    flush the folder: GIMP never sees a half-written plug-in file, and once this returns the file
-    stays written, whatever happens next. A partial copy left by an install cut short is
-    replaced (check_only_ours has made sure it is ours)."""
+    flush the folder (contract/paths.py): GIMP never sees a half-written plug-in file, and once this
+    returns the file stays written, whatever happens next; the manifest is on the disk before the
+    files it lists. A partial copy left by an install cut short is replaced (check_only_ours has
+    made sure it is ours); the partial copy is never written through a link."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(path)
     remove_file(partial)
-    # O_EXCL and O_NOFOLLOW: never write through whatever appeared there meanwhile.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    handle = os.open(partial, flags, 0o600)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(partial, mode)
-        os.replace(partial, path)
-    except BaseException:
-        remove_file(partial)
-        raise
-    sync_folder(path.parent)
-
-
-def sync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a rename in it) to the disk, where the system can: the manifest
-    must be on the disk before the files it lists."""
-    if os.name != "posix":
-        return  # Windows cannot open a folder to flush it
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems that cannot flush a folder
-            raise
-    finally:
-        os.close(handle)
+    write_atomically(path, data, mode, temporary=partial)
 
 
 def write_manifest(folder: Path, version: str, files: list[str], complete: bool) -> None:

@@ -21,7 +21,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contract.client import LOOPBACK_FILE, PROTOCOL, Address, state_folder
+from ..contract import paths
+from ..contract.client import LOOPBACK_FILE, PROTOCOL, Address
+from ..contract.paths import NotPrivate, state_folder, write_atomically
 
 TOKEN_MIN_LENGTH = 32
 TOKEN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -95,47 +97,15 @@ def own_folder(folder: Path, private: bool = True) -> Path:
     return folder
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file only this user may read, whole or not at all: through a temporary file that is
-    flushed to disk before it takes the name, and the folder flushed after, so that a crash leaves
-    the old file or the new one, never an empty one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    sync_folder(path.parent)
-
-
-def sync_folder(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def read_private(path: Path) -> str | None:
-    """The text of a file of ours that others may not read; None when there is none."""
+    """The text of a file of ours that others may not read; None when there is none; StartError
+    when it is a link, another user's, open to others, or unreadable (paths.read_private)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
+        return paths.read_private(path)
+    except NotPrivate as error:
+        raise StartError(f"{error}: remove it") from None
     except OSError as error:
         raise StartError(f"cannot read {path}: {error.strerror or error} (a link is not followed)") from None
-    with os.fdopen(descriptor, encoding="utf-8", errors="replace") as stream:
-        info = os.fstat(stream.fileno())
-        if os.name == "posix" and (info.st_uid != os.getuid() or info.st_mode & 0o077):
-            raise StartError(f"{path} belongs to another user or others may read it: remove it")
-        return stream.read()
 
 
 # --- the token ------------------------------------------------------------------------------------------
@@ -154,7 +124,7 @@ def server_token() -> str:
     if text is None:
         made = secrets.token_urlsafe(32)
         temporary = path.with_name(f".token.{os.getpid()}.new")
-        write_private(temporary, made)
+        write_atomically(temporary, made + "\n")
         try:
             os.link(temporary, path)  # two servers starting at once: the first one's token wins
         except FileExistsError:
@@ -275,7 +245,8 @@ def loopback_listener(port: int) -> Listener | None:
     try:
         sock = tcp_socket("127.0.0.1", port)
         port = sock.getsockname()[1]
-        write_private(record, json.dumps({"port": port, "token": token, "pid": os.getpid(), "protocol": PROTOCOL}))
+        record_text = json.dumps({"port": port, "token": token, "pid": os.getpid(), "protocol": PROTOCOL})
+        write_atomically(record, record_text + "\n")
     except BaseException:
         lock.release()
         raise
@@ -297,7 +268,7 @@ def network_listener(host: str, port: int, tls: bool) -> Listener:
     address = Address("tls" if tls else "tcp", host=public, port=port, token=token, fingerprint=fingerprint)
     address_file = state_folder() / f"address-{port}"
     try:
-        write_private(address_file, str(address))
+        write_atomically(address_file, str(address) + "\n")
     except BaseException:
         sock.close()
         raise

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Callable
 from .admission import Admission
 from ..contract.client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
                      MIN_TRANSFER_RATE, PROTOCOL, Channel, PayloadBudget, ProtocolError, default_socket_path, peer_uid,
-                     state_folder, unix_sockets_work)
+                     unix_sockets_work)
 from ..contract.errors import InputError, StylizeError
+from ..contract.paths import state_folder
 from .listeners import (Listener, StartError, activated_listeners, loopback_listener, network_listener,
                         unix_listener)
 from ..contract.options import BY_NAME, OPTIONS

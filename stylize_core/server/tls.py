@@ -16,7 +16,8 @@ import socket
 import ssl
 from pathlib import Path
 
-from .listeners import StartError, own_folder, read_private, write_private
+from ..contract.paths import write_atomically
+from .listeners import StartError, own_folder, read_private
 
 COMMON_NAME = "stylize-core server"
 VALID_YEARS = 20
@@ -31,8 +32,8 @@ def tls_context(folder: Path, host: str = "") -> tuple[ssl.SSLContext, str]:
     certificate, key = folder / "cert.pem", folder / "key.pem"
     if not (certificate.exists() and key.exists()):
         pem_certificate, pem_key = make_self_signed(COMMON_NAME, served_names(host))
-        write_private(key, pem_key.decode("ascii").strip())
-        write_private(certificate, pem_certificate.decode("ascii").strip())
+        write_atomically(key, pem_key, 0o600)
+        write_atomically(certificate, pem_certificate, 0o600)
     read_private(key)  # ours, and others may not read it
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
