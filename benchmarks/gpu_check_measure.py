@@ -182,7 +182,8 @@ def stylize_timed(settings, content, style, device_type: str) -> tuple[dict, obj
 def measure_iterations(args) -> dict:
     """Wall time of N iterations at SIZE x SIZE (one scale, no early stop), after a warm-up run."""
     from stylize_core.contract.settings import Settings
-    from stylize_core.engine.imageio import Picture, load_picture, resize_rgb, save_picture
+    from stylize_core.engine.imageio import Picture, load_picture, resize_rgb
+    from stylize_core.engine.saving import save_picture
     content = Picture(resize_rgb(load_picture(str(CONTENT)).rgb, (args.size, args.size)))
     style = load_picture(str(STYLE))
     settings = Settings(device=args.device, precision=args.precision, max_size=args.size, scales=1,

@@ -85,9 +85,9 @@ STDIN_CLOSED = "stopped: stdin closed, so the program that started this run is g
 
 def watch_stdin(cleanup_dir: str | None) -> None:
     """Exit at once (status 1, one line on stderr) when stdin reaches EOF: the program that started us
-    is gone. A save under way leaves no temporary file (imageio.abandon_saves); cleanup_dir (as
+    is gone. A save under way leaves no temporary file (saving.abandon_saves); cleanup_dir (as
     checked_cleanup_dir returned it) is removed."""
-    from .engine.imageio import abandon_saves  # now: the watcher must not wait on an import the run holds
+    from .engine.saving import abandon_saves  # now: the watcher must not wait on an import the run holds
 
     def wait_for_eof() -> None:
         while sys.stdin.buffer.read(65536):
@@ -251,7 +251,8 @@ def reporter(mode: str, out: TextIO, err: TextIO) -> Reporter:
 
 
 def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
-    from .engine.imageio import check_output, check_output_size, load_picture, save_picture
+    from .engine.imageio import load_picture
+    from .engine.saving import check_output, check_output_size, save_picture
 
     started = time.perf_counter()
     # Everything that can be checked is checked before the expensive part.
@@ -324,9 +325,15 @@ def run_on_server(address, content, styles, settings: Settings, report: Reporter
         code, data = client.run_on_server(address, [npy_bytes(picture) for picture in [content, *styles]],
                                           values, on_event)
     except client.ServerError as error:
-        raise StylizeError(f"server: {error}") from None
+        raise StylizeError(f"server: {error}", getattr(error, "option", None)) from None
     if code != 0 or data is None:
-        error = StylizeError(errors[-1]["message"] if errors else f"the server's run failed (status {code})")
+        # The server's error as the engine's own: its reason picks the kind, so that the advice is this
+        # program's (in_cli_terms: the flag of the option the event names).
+        from .contract.errors import OutOfMemoryError
+        event = errors[-1] if errors else {}
+        kind = {"memory": OutOfMemoryError, "input": InputError}.get(event.get("reason"), StylizeError)
+        error = kind(event.get("message") or f"the server's run failed (status {code})")
+        error.option = event.get("option")
         error.exit_code = code or 1
         raise error
     return load_picture_bytes(data, "the server's result", None)

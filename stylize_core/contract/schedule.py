@@ -47,21 +47,16 @@ DETAIL_ITERATIONS: dict[str, tuple[int, ...]] = {
     "best": (24, 12, 2),
 }
 """Iterations of the detail scales, the first (nearest the working size) first; further scales take
-the last number. Measured on ladybird x starry_night at 2560x1600 (benchmarks/full_resolution.py and
-its fine-texture distance, against the working size upscaled): (8, 4, 2) -10 % in 2.5x the working
-size's time, (16, 8, 2) -29 % in 3.3x, (24, 12, 2) -38 % in 4.3x. The intermediate scales paint the
-strokes, the last one sharpens them: (16, 8, 4) gave -30 % in 5.2x, (4, 2, 4) -6 %. Since each detail
-scale's first step takes the curvature of the scale before (optimize.Curvature), one iteration at the
-full size sharpens as two did: (16, 8, 1) -34 % and -37 % after starry_night (garden, ladybird) in
-14-20 % less time than (16, 8, 2) without it (-31 %, -36 %)."""
+the last number. The intermediate scales paint the strokes, the last one (at the layer's own size, the
+dearest) only sharpens them; it starts from the curvature of the scale before (optimize.Curvature), so
+one iteration there is enough. Chosen with benchmarks/full_resolution.py (docs/measurements.md)."""
 
 
 PREVIEW_SIDE = 256
 """The preview's long side: the scale a full run at the default working size (512) passes through."""
 PREVIEW_ITERATIONS = (50, 15)
-"""Iterations of the preview's two scales, coarsest first, measured with benchmarks/preview.py against
-the full run shrunk to the preview's size: at Strength 1 and 3 and Stroke size 2 its style and content
-scores are within 13 % of the final's; (40, 10) was 31 % off at Strength 3, (60, 12) 22 %."""
+"""Iterations of the preview's two scales, coarsest first: the fewest whose style and content scores stay
+within 13 % of the full run's shrunk to the preview's size (benchmarks/preview.py; docs/measurements.md)."""
 
 
 def preview_size(content_size: tuple[int, int]) -> tuple[int, int]:

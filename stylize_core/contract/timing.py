@@ -17,8 +17,6 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-AUTO_FULL_SECONDS = 60.0
-"""Resolution "auto" paints up to the full size when that is predicted to take at most this long."""
 TARGET_PASS_SHARE = 0.3
 """A scale's targets, one forward pass for the content and one per style, each cost about this share of
 an iteration; measured on the detail scales of a 2560x1600 run (0.25-0.35 a pass)."""
@@ -86,20 +84,20 @@ def predict_seconds(scales: list[ScaleWork], calibration: Calibration, n_styles:
 def predict_by_resolution(content_size: tuple[int, int], settings, calibration: Calibration,
                           n_styles: int = 1) -> tuple[float, float | None]:
     """(seconds at the working size, seconds at full size or None when the layer is no bigger than the
-    working size) for `settings` (a Settings, or the dialog's options.settings_from_dialog). Tiles and
-    a shrunken working size are left out: the engine's plan, which knows the free memory, says it
-    exactly before it runs."""
-    from .schedule import composition_iterations, detail_iterations, detail_sizes, scale_sizes
+    working size) for `settings` (a Settings). The scales are the schedule's, as the engine's plan takes
+    them; tiles and a shrunken working size are left out: the plan, which knows the free memory, says
+    it exactly before it runs."""
+    from .schedule import composition_steps, detail_steps
 
-    quality, iterations = settings.quality, settings.iterations
-    sizes = scale_sizes(content_size, settings.max_size, settings.scales)
-    work = [ScaleWork(w * h, n) for (w, h), n in zip(sizes, composition_iterations(len(sizes), iterations, quality))]
+    composition = composition_steps(content_size, settings.max_size, settings.scales, settings.iterations,
+                                    settings.quality)
+    work = [ScaleWork(step.width * step.height, step.iterations) for step in composition]
     working = predict_seconds(work, calibration, n_styles)
-    details = detail_sizes(sizes[-1], content_size)
+    details = detail_steps((composition[-1].width, composition[-1].height), content_size, settings.iterations,
+                           settings.quality)
     if not details:
         return working, None
-    detail = [ScaleWork(w * h, n, detail=True)
-              for (w, h), n in zip(details, detail_iterations(len(details), iterations, quality))]
+    detail = [ScaleWork(step.width * step.height, step.iterations, detail=True) for step in details]
     return working, predict_seconds(work + detail, calibration, n_styles)
 
 

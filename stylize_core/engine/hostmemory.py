@@ -28,9 +28,9 @@ def available_bytes() -> int:
 M_MMAP_THRESHOLD = -3
 """glibc's mallopt() parameter: buffers at least this large get a mapping of their own, unmapped when freed."""
 PROMPT_RETURN_BYTES = 4 << 20
-"""Measured on a 2048x2048 run in 512 px tiles, 2.04 GB planned (benchmarks/big_layer.py): glibc's own
-way peaked at 2.80 GB in 167 s; 16 MB at 2.68 GB in 179 s, 4 MB at 2.07 GB in 177 s, 1 MB at 2.00 GB
-in 198 s."""
+"""Buffers from this size up are returned to the system when freed: the peak of a tiled run then stays
+near its plan at no cost in time, where glibc's own threshold lets it grow by a third
+(benchmarks/big_layer.py; docs/measurements.md, memory)."""
 GLIBC_SETTLED_THRESHOLD = 32 << 20
 """Where glibc's own threshold settles once a run has freed its first big buffer (its maximum on 64 bits)."""
 

@@ -1,4 +1,5 @@
-"""Reading and writing images: any Pillow format or a float .npy, alpha kept aside.
+"""Reading images: any Pillow format or a float .npy, from a file or a client's bytes, alpha kept aside
+(saving.py writes the result).
 
 Inside the engine an image is a float32 array (H, W, 3) of sRGB R'G'B' in 0..1 plus an
 optional alpha (H, W) that is copied to the output untouched. A file is read as a viewer
@@ -8,12 +9,9 @@ to sRGB, float data taken as 0..1.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
-import secrets
 import stat
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from ..contract.errors import InputError, StylizeError
+from ..contract.errors import InputError
 from .hostmemory import available_bytes
 
 MAX_INPUT_PIXELS = 16384 * 16384
 """Refuse larger images before decoding them (decompression bombs)."""
+Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS  # Pillow's own guard, at the same bound: set once, here
 DECODE_BYTES_PER_PIXEL = 32
 """Peak memory of reading one pixel: Pillow's 8-bit decode, its RGB conversion and two float32 copies
 (measured: a 16000x16000 PNG took 7.7 GB, 30 bytes a pixel)."""
 DECODE_MEMORY_SHARE = 0.5
 """An input may take at most this share of the free memory to decode: the run itself needs the rest."""
-OUTPUT_TYPES = ".png, .jpg, .tif, .webp or .npy"
-MAX_OUTPUT_SIDE = {"WEBP": ("WebP", 16383), "JPEG": ("JPEG", 65535), "GIF": ("GIF", 65535)}
-"""The longest side each of these formats can hold (Pillow's format name: the name said, the limit);
-the others hold more than an input can have."""
-TEMPORARY_PREFIX = ".stylize-"
 
 
 @dataclass
@@ -74,23 +68,7 @@ def load_picture(source, what: str = "image", memory_limit: int | None = None) -
         except (ValueError, OSError, EOFError) as error:
             raise InputError(f"{what} is not a valid .npy array: {path} ({error})") from None
         return _from_array(array, f"{what} {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
-            with Image.open(path) as image:
-                _check_decode_memory(image.size, budget, what, path)
-                image.load()
-                return _from_file(image, f"{what} {path}")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} "
-                         f"megapixels): {path}") from None
-    except UnidentifiedImageError:
-        raise InputError(f"{what} is not an image Pillow can read: {path}") from None
-    except PermissionError:
-        raise InputError(f"{what} cannot be read (permission denied): {path}") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{what} is corrupt or truncated: {path} ({error})") from None
+    return _decode(path, budget, what, f": {path}", None, f"{what} is not an image Pillow can read: {path}")
 
 
 WIRE_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
@@ -112,22 +90,30 @@ def load_picture_bytes(data: bytes, what: str = "image", memory_limit: int | Non
             raise InputError(f"{what} is not a .npy array")
         _check_decode_memory(array.shape[1::-1] if array.ndim >= 2 else (0, 0), budget, what, "(sent)")
         return _from_array(array, what)
+    return _decode(io.BytesIO(data), budget, what, "", WIRE_IMAGE_FORMATS,
+                   f"{what} is not an image: neither a .npy array nor a picture in {', '.join(WIRE_IMAGE_FORMATS)}")
+
+
+def _decode(source, budget: int, what: str, where: str, formats, not_an_image: str) -> Picture:
+    """A picture file (a path, or a stream of a client's bytes) decoded within `budget` bytes, its size
+    checked from its header first; `where` (": PATH" or "") ends each message, `not_an_image` is said
+    of what Pillow does not recognise (among `formats`, where given)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
-            with Image.open(io.BytesIO(data), formats=WIRE_IMAGE_FORMATS) as image:
-                _check_decode_memory(image.size, budget, what, "(sent)")
+            with Image.open(source, formats=formats) as image:
+                _check_decode_memory(image.size, budget, what, where.removeprefix(": ") or "(sent)")
                 image.load()
-                return _from_file(image, what)
+                return _from_file(image, what + (f" {where[2:]}" if where else ""))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} megapixels)") \
-            from None
+        raise InputError(f"{what} is too large to decode safely (over {MAX_INPUT_PIXELS // 10**6} "
+                         f"megapixels){where}") from None
     except UnidentifiedImageError:
-        raise InputError(f"{what} is not an image: neither a .npy array nor a picture in "
-                         f"{', '.join(WIRE_IMAGE_FORMATS)}") from None
+        raise InputError(not_an_image) from None
+    except PermissionError:
+        raise InputError(f"{what} cannot be read (permission denied){where}") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{what} is corrupt or truncated ({error})") from None
+        raise InputError(f"{what} is corrupt or truncated{where} ({error})") from None
 
 
 def _check_readable_file(path: Path, what: str) -> None:
@@ -296,173 +282,3 @@ def to_array(picture: Picture) -> np.ndarray:
     if picture.alpha is None:
         return picture.rgb
     return np.dstack([picture.rgb, picture.alpha]).astype(np.float32)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def check_output(path, inputs=()) -> Path:
-    """Refuse, before any work, an output that cannot be written or would destroy an input; an
-    existing output that is read-only is refused too, as cp would (replacing it would be allowed by
-    the folder's permissions, but not by the file's)."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputError(f"the output is a folder: give a file name in it, e.g. {path / 'result.png'}")
-    if not folder.is_dir():
-        raise InputError(f"output folder does not exist: {folder} (create it, or write elsewhere)")
-    for source in inputs:
-        if isinstance(source, (str, os.PathLike)) and _same_file(path, Path(source)):
-            raise InputError(f"the output would overwrite the input {source}: choose another output name")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f"the output {path} exists and is read-only: make it writable (chmod u+w) "
-                         "or choose another output name")
-    suffix = path.suffix.lower()
-    if suffix != ".npy":
-        if suffix[1:] not in _writable_extensions():
-            raise InputError(f"cannot write images of type {suffix or '(none)'}: {path} (use {OUTPUT_TYPES})")
-        try:  # some of Pillow's writers take only some pictures (BLP, say): try one on a tiny one
-            _encode(Picture(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), np.float32)), io.BytesIO(), suffix)
-        except (ValueError, KeyError, OSError):
-            raise InputError(f"cannot write images of type {suffix}: {path} (use {OUTPUT_TYPES})") from None
-    probe = []
-    try:  # writable for real (a read-only mount, a folder of another user's): make and drop a file
-        os.close(_create_temporary(folder, suffix, probe))
-    except OSError as error:
-        raise InputError(f"cannot write in the output folder {folder} ({error.strerror or error}): "
-                         "choose another folder") from None
-    finally:
-        _drop_temporary(probe)
-    return path
-
-
-def check_output_size(path, size: tuple[int, int]) -> None:
-    """Refuse, before the run, an output type that cannot hold a result of size (width, height)."""
-    width, height = size
-    name, limit = MAX_OUTPUT_SIDE.get(Image.registered_extensions().get(Path(path).suffix.lower()), (None, None))
-    if limit is not None and max(width, height) > limit:
-        raise InputError(f"{name} holds at most {limit} px a side; the result will be {width}x{height}: "
-                         f"choose .png or .tif: {path}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and a.samefile(b)
-    except OSError:
-        return False
-
-
-def _encode(picture: Picture, stream, suffix: str) -> None:
-    if suffix == ".npy":
-        np.save(stream, to_array(picture))
-        return
-    image = to_pil(picture)
-    if suffix in (".jpg", ".jpeg") and image.mode == "RGBA":
-        image = image.convert("RGB")  # JPEG has no alpha
-    image.save(stream, format=Image.registered_extensions()[suffix],
-               **({"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}))
-
-
-def save_picture(picture: Picture, path) -> Path:
-    """Write atomically: a temporary file in the same folder, flushed to the disk, then renamed over
-    the output. Whatever happens (an error, a full disk, Ctrl+C, SIGTERM, SIGHUP, SIGQUIT, a stop
-    through abandon_saves), the output is either the old file untouched or the new one complete, and
-    no temporary file is left behind. A new output gets the usual permissions (0666 less the umask),
-    a rewritten one keeps its own."""
-    path = Path(path)
-    check_output(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    temporary = []
-    try:
-        handle = _create_temporary(folder, path.suffix.lower(), temporary)
-        with os.fdopen(handle, "wb") as stream:
-            _encode(picture, stream, path.suffix.lower())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary[0], mode)  # made private (0600) so that no one reads it half-written
-        with _TEMPORARY_LOCK:
-            os.replace(temporary[0], path)
-            _UNFINISHED.discard(temporary.pop())
-        _sync_folder(folder)
-    except PermissionError:
-        raise InputError(f"cannot write the output (permission denied): {path}") from None
-    except OSError as error:
-        advice = ": free some space or write elsewhere" if error.errno == errno.ENOSPC else ""
-        raise StylizeError(f"cannot write the output {path}: {error.strerror or error}{advice}") from None
-    except (ValueError, KeyError) as error:  # an encoder that refused this picture
-        raise StylizeError(f"cannot write the output {path}: {error}") from None
-    finally:
-        _drop_temporary(temporary)
-    return path
-
-
-_TEMPORARY_LOCK = threading.Lock()
-"""Held while a temporary file is made or renamed over the output, and for good by abandon_saves."""
-_UNFINISHED: set[str] = set()
-"""This process's temporary files that exist now, or may: each is named here before it is made."""
-
-
-def _create_temporary(folder: Path, suffix: str, names: list[str]) -> int:
-    """A new private file in folder (its descriptor), named at the end of names, which the caller
-    empties with _drop_temporary whatever happens. The name is put in names and _UNFINISHED before the
-    file is made: a signal's exception may come between any two steps (even right after os.open
-    returned), and whoever removes the names (_drop_temporary, abandon_saves) must find every file
-    made. A name whose file was not made is random: removing it removes nothing."""
-    while True:
-        name = os.path.join(folder, f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}{suffix}")
-        with _TEMPORARY_LOCK:
-            names.append(name)
-            _UNFINISHED.add(name)
-            try:
-                return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-            except FileExistsError:  # someone else's file of the same name: not ours to remove
-                names.pop()
-                _UNFINISHED.discard(name)
-
-
-def _drop_temporary(names: list[str]) -> None:
-    """Remove the temporary files named in names, those that are there."""
-    while names:
-        _remove_quietly(names[-1])  # removed before it is forgotten, should an exception come between
-        _UNFINISHED.discard(names.pop())
-
-
-def abandon_saves() -> None:
-    """For a process about to end at once (os._exit, which runs no finally): remove the temporary
-    files of the saves under way, and let no save make or rename one from now on. An output whose
-    rename already happened is complete; one whose rename did not is the old file untouched."""
-    _TEMPORARY_LOCK.acquire()  # never released: the process ends next
-    for name in list(_UNFINISHED):
-        _remove_quietly(name)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); where folders cannot be opened, there is nothing to do."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def _writable_extensions() -> set[str]:
-    return {ext[1:] for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
-
-
-def _remove_quietly(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass

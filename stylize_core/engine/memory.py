@@ -14,9 +14,7 @@ benchmarks/big_layer.py print the measured peaks next to these estimates):
   STYLE_PASS_BYTES_PER_PIXEL bytes a style pixel at the pass's peak. The optimisation
   starts once the passes are over, so a scale needs the larger of the two: for a style
   of the content's shape the passes' once style_scale is past about 2 (1.7-2.1 by
-  precision and L-BFGS history). Measured at 128x96 with style_scale 10 (1.2 Mpx of
-  painting), the peak grew 0.48 GB (bf16) and 0.83 GB (fp32) over style_scale 1's;
-  the model said nothing before, 0.52 and 0.80 GB now;
+  precision and L-BFGS history);
 * a fixed part: the framework, the weights, the allocator's slack.
 """
 
@@ -34,8 +32,7 @@ MIXED_PRECISION_FACTOR = 0.6
 """bf16/fp16 activations plus the float32 copies of the style layers that float32 Grams keep."""
 CPU_BF16_FACTOR = 0.46
 """bf16 on a CPU, whose Grams multiply in bf16 (losses.gram_matrix): no float32 copies, about 490 bytes
-a pixel less. Measured: 5.74-5.83 GB at 2560x1600 (benchmarks/full_resolution.py), 7.1 GB estimated
-with MIXED_PRECISION_FACTOR."""
+a pixel less (docs/measurements.md, memory)."""
 IMAGE_VECTOR_BYTES_PER_PIXEL = 12  # 3 channels x float32
 STYLE_PASS_BYTES_PER_PIXEL = 720
 """A style image's pass for its Grams (no gradient) peaks in the first block, where relu1_1 (kept for its
@@ -56,8 +53,8 @@ BUDGET_FRACTION = 0.85
 """Plan to use at most this share of the free memory: estimates are estimates."""
 MIN_TILE = 256
 MAX_TILE = 1024
-"""Measured: 2048 px tiles peaked at 21.6 GB where the model said 14.5 GB (the allocator keeps
-what one tile freed while the next grows); 1024 px tiles stayed within the estimate."""
+"""Larger tiles outgrow the model: the allocator keeps what one tile freed while the next grows
+(docs/measurements.md, memory)."""
 TILE_MARGIN = 64
 MIN_LBFGS_HISTORY = 5
 

@@ -10,7 +10,7 @@ Values cannot be read from a fake tensor, which is what makes the read-back chec
 possible: every read of a CUDA value (float(), int(), .item(), bool(), .tolist(),
 a copy to the CPU) is recorded, and the run must read exactly one value per
 iteration, the loss, one iteration late (the loop queues iteration i + 1 before it
-waits for the loss of iteration i). The recipe is /work/shared/notes/fake-cuda.md.
+waits for the loss of iteration i). The recipe is ../shared/notes/fake-cuda.md (beside the checkout).
 
 Not covered (needs a real GPU, see tests/unit/test_gpu.py and benchmarks/gpu_check.sh):
 numerics, speed, memory, cuDNN autotuning, the OOM retry, and autograd's real

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from stylize_core.contract.errors import InputError, StylizeError
-from stylize_core.engine.imageio import Picture, check_output_size, load_picture, load_picture_bytes, save_picture
+from stylize_core.engine.imageio import Picture, load_picture, load_picture_bytes
+from stylize_core.engine.saving import check_output_size, save_picture
 from helpers import CONTENT
 
 
@@ -138,18 +139,18 @@ def test_saved_file_has_the_usual_permissions(tmp_path):
 def test_a_failure_during_the_write_leaves_the_old_file_whole(tmp_path, monkeypatch, suffix):
     """The encoder has written half the file when the disk fills up: the old output stays as it was."""
     import errno
-    from stylize_core.engine import imageio
+    from stylize_core.engine import saving
     old = os.urandom(5000)
     (tmp_path / f"out{suffix}").write_bytes(old)
 
-    encode = imageio._encode
+    encode = saving._encode
 
     def half_then_full_disk(picture, stream, suffix):
         if isinstance(stream, io.BytesIO):  # the check that the type can be written at all
             return encode(picture, stream, suffix)
         stream.write(b"\x89PNG half of a picture")
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(imageio, "_encode", half_then_full_disk)
+    monkeypatch.setattr(saving, "_encode", half_then_full_disk)
     with pytest.raises(StylizeError, match="No space left on device: free some space or write elsewhere"):
         save_picture(Picture(np.zeros((4, 4, 3), np.float32)), tmp_path / f"out{suffix}")
     assert (tmp_path / f"out{suffix}").read_bytes() == old

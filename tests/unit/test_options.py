@@ -120,7 +120,7 @@ def string_literals(path: Path) -> set[str]:
 HOMONYMS = {
     "stylize_core/contract/progress.py: 'scales'": "an optimize event's count of scales",
     "plugin/neural-style-transfer/nst/bridge.py: 'scales'": "reads that event field",
-    "stylize_core/engine/imageio.py: 'quality'": "Pillow's JPEG quality",
+    "stylize_core/engine/saving.py: 'quality'": "Pillow's JPEG quality",
 }
 
 
