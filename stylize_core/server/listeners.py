@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..contract import paths
-from ..contract.client import LOOPBACK_FILE, PROTOCOL, Address
+from ..contract.protocol import LOOPBACK_FILE, PROTOCOL, Address
 from ..contract.paths import NotPrivate, state_folder, write_atomically
 
 TOKEN_MIN_LENGTH = 32

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .admission import Admission
-from ..contract.client import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
+from ..contract.protocol import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
                      MIN_TRANSFER_RATE, PROTOCOL, Channel, PayloadBudget, ProtocolError, default_socket_path, peer_uid,
                      unix_sockets_work)
 from ..contract.errors import InputError, StylizeError

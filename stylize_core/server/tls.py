@@ -48,7 +48,7 @@ def tls_context(folder: Path, host: str = "") -> tuple[ssl.SSLContext, str]:
 
 
 def fingerprint(pem_certificate: str) -> str:
-    """The SHA-256 of the certificate's DER bytes, in hex: what a client pins (contract/client.py)."""
+    """The SHA-256 of the certificate's DER bytes, in hex: what a client pins (contract/protocol.py, tls_connect)."""
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem_certificate)).hexdigest()
 
 
