@@ -1,6 +1,5 @@
 """The weight loaders: the embedded Caffe weights and torchvision-layout state dicts."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,10 +9,9 @@ import torch
 from stylize_core.contract.errors import InputError
 from stylize_core.engine.vgg import CAFFE, TORCHVISION, fold_input_convention, load_vgg19
 
+from data import make_vgg_reference as reference_module  # tests/data, on pytest's pythonpath
+
 DATA = Path(__file__).resolve().parents[1] / "data"
-spec = importlib.util.spec_from_file_location("make_vgg_reference", DATA / "make_vgg_reference.py")
-reference_module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reference_module)
 
 
 @pytest.fixture(scope="module")
