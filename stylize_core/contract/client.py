@@ -151,11 +151,18 @@ def request_header(address: Address, op: str, **fields) -> dict:
 def check_reply(reply: dict, address: Address) -> dict:
     """The server's first answer; ServerRefused, in words, when it is a refusal."""
     if reply.get("stage") == "error":
-        raise ServerRefused(str(reply.get("message", "refused")), str(reply.get("reason", "")), reply.get("ahead"))
+        raise ServerRefused(str(reply.get("message", "refused")), str(reply.get("reason", "")), reply.get("ahead"),
+                            option_of(reply))
     if reply.get("protocol") != PROTOCOL:
         raise ServerRefused(f"the server at {address.describe()} speaks protocol {reply.get('protocol', 1)}, this "
                             f"client {PROTOCOL}: install the same version on both sides", "version")
     return reply
+
+
+def option_of(event: dict) -> str | None:
+    """The option an error event names (a Settings field name), or None."""
+    option = event.get("option")
+    return option if isinstance(option, str) and option else None
 
 
 def run_on_server(address: Address, images: list[bytes], settings: dict, on_event: Callable[[dict], None],
@@ -163,9 +170,10 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
                   on_connect: Callable[[socket.socket], None] | None = None) -> tuple[int, bytes | None]:
     """One run on the server: the content, then the style images (.npy or image-file bytes), with the
     settings (option name -> value, options.py). Progress events go to on_event ("waiting" while
-    queued). Returns (exit status, the result's .npy bytes or None). Closing the connection (our
-    process dying, say) withdraws the request, queued or running: on_connect gets the connection,
-    for a caller that may withdraw it from another thread (withdraw())."""
+    queued; an "error" event always with its "reason" and "option", errors.py). Returns (exit status,
+    the result's .npy bytes or None). Closing the connection (our process dying, say) withdraws the
+    request, queued or running: on_connect gets the connection, for a caller that may withdraw it
+    from another thread (withdraw())."""
     connection = open_connection(address)
     if on_connect:
         on_connect(connection)
@@ -199,6 +207,8 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
                 return int(event.get("code", 1)), result
             if stage == "result":
                 result = bytes(payload)
+            elif stage == "error":
+                on_event({**event, "reason": str(event.get("reason") or "failed"), "option": option_of(event)})
             elif stage != "heartbeat":
                 on_event(event)
     finally:

@@ -77,12 +77,15 @@ class ServerUnreachable(ServerError):
 
 
 class ServerRefused(ServerError):
-    """The server answered but refused the request; `reason` is the protocol's word for why."""
+    """The server answered but refused the request; `reason` is the protocol's word for why, `ahead`
+    the runs ahead when it is busy, `option` the setting to change when the request's input is at
+    fault (a Settings field name, or None)."""
 
-    def __init__(self, message: str, reason: str, ahead: int | None = None):
+    def __init__(self, message: str, reason: str, ahead: int | None = None, option: str | None = None):
         super().__init__(message)
         self.reason = reason
         self.ahead = ahead
+        self.option = option
 
 
 class ServerLost(ServerError):

@@ -35,7 +35,7 @@ from .admission import Admission
 from ..contract.protocol import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES,
                      MIN_TRANSFER_RATE, PROTOCOL, Channel, PayloadBudget, ProtocolError, default_socket_path, peer_uid,
                      unix_sockets_work)
-from ..contract.errors import InputError, StylizeError
+from ..contract.errors import InputError, StylizeError, host_out_of_memory
 from ..contract.paths import state_folder
 from .listeners import (Listener, StartError, activated_listeners, loopback_listener, network_listener,
                         unix_listener)
@@ -106,9 +106,11 @@ class Job:
             raise ClientGone()
         self.send(event.fields())
 
-    def fail(self, message: str, exit_code: int) -> None:
-        """Report a failure: queued for the client if it is still there, never raising."""
-        self.send(Progress("error", message=" ".join(message.split()), exit_code=exit_code).fields())
+    def fail(self, error: StylizeError) -> None:
+        """Report a failure: queued for the client if it is still there, never raising. The event
+        carries the error's reason and option (errors.py) besides its one line and exit status."""
+        event = Progress("error", message=" ".join(str(error).split()), exit_code=error.exit_code).fields()
+        self.send({**event, "reason": error.reason, "option": error.option})
 
     def finish(self, code: int) -> None:
         self.send({"stage": "exit", "code": code})
@@ -212,7 +214,7 @@ class Runner:
                     run_job(job)
             except BaseException as error:  # noqa: BLE001 - whatever one job raises, the next still runs
                 log(f"{job.name}: the runner caught {type(error).__name__}: {error}")
-                job.fail(f"the server failed: {type(error).__name__}: {error}", 1)
+                job.fail(StylizeError(f"the server failed: {type(error).__name__}: {error}"))
                 job.finish(1)
             finally:
                 job.finished.set()
@@ -250,14 +252,15 @@ def run_job(job: Job) -> None:
         log(f"{job.name}: stopped, its client left")
         code = 130
     except StylizeError as error:
-        job.fail(str(error), error.exit_code)
+        job.fail(error)
         code = error.exit_code
     except MemoryError:
-        job.fail("out of memory: use a smaller --max-size", 3)
-        code = 3
+        error = host_out_of_memory()
+        job.fail(error)
+        code = error.exit_code
     except Exception as error:  # the server outlives any run's failure
         traceback.print_exc(file=sys.stderr)
-        job.fail(f"the server failed: {type(error).__name__}: {error}", 1)
+        job.fail(StylizeError(f"the server failed: {type(error).__name__}: {error}"))
         code = 1
     if code not in (0, 130) and job.withdrawn.is_set():
         log(f"{job.name}: failed after its client left")
@@ -391,7 +394,7 @@ class Connection:
             settings = settings_from_request(header.get("settings", {}), len(styles), self.server.memory_limit_mb,
                                              fixed_mb)
         except InputError as error:
-            self.refuse(" ".join(str(error).split()), "input")
+            self.refuse(" ".join(str(error).split()), "input", option=error.option)
             return
         finally:
             self.server.payloads.give(len(payload))
@@ -483,11 +486,12 @@ class Connection:
             return True
         return True
 
-    def refuse(self, message: str, reason: str, drain: bool = False, ahead: int | None = None) -> None:
+    def refuse(self, message: str, reason: str, drain: bool = False, ahead: int | None = None,
+               option: str | None = None) -> None:
         """Say why, in one error message, and close. `drain`: the client may still be sending; read
         what comes for a moment, so that closing does not reset the connection under our reply."""
         log(f"refused {self.peer}: {reason}: {message}")
-        reply = {"stage": "error", "message": message, "exit_code": 2, "reason": reason}
+        reply = {"stage": "error", "message": message, "exit_code": 2, "reason": reason, "option": option}
         if ahead is not None:
             reply["ahead"] = ahead
         try:

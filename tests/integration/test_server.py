@@ -178,6 +178,7 @@ def test_an_engine_error_during_the_run_comes_back_as_an_event(served, images):
     assert code == 2 and data is None
     assert events[-1]["stage"] == "error" and events[-1]["exit_code"] == 2
     assert "too small to stylize" in events[-1]["message"]
+    assert events[-1]["reason"] == "input" and "option" in events[-1], "the error event lost its reason or option"
     assert served.ping()["runs"] == 1 and run_on_server(served.address, images, QUICK, collect([]))[0] == 0
 
 

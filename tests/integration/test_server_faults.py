@@ -117,6 +117,9 @@ def test_a_fault_at_any_step_ends_only_that_run(server, images, monkeypatch, ste
     if not leaves and step != "send":
         assert code in (1, 3) and data is None, (code, events[-3:])
         assert "injected at" in events[-1]["message"] or "out of memory" in events[-1]["message"]
+        assert events[-1]["reason"] in ("memory", "failed") and "option" in events[-1]
+        if error in (OutOfMemoryError, MemoryError):
+            assert (events[-1]["reason"], events[-1]["option"]) == ("memory", "max_size"), events[-1]
     runs_before = served.scheduler.state()["runs"]
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(
