@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_processes import MARKER_VARIABLE, engine_processes, kill_marked, marked  # noqa: E402
+from engine_processes import MARKER_VARIABLE, engine_processes, kill_marked, marked
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
 SLEEP = "import time; time.sleep(120)"

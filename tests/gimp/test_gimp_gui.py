@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, venv_paths  # noqa: E402
-from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
+from gimp_runner import CHECKOUT, install_plugin, venv_paths
+from gui_session import GimpWindow, fresh_folder, step
 
-pytestmark = pytest.mark.gimp
 SHOTS = CHECKOUT / "artifacts" / "gui"
 DIALOG = "^Neural Style Transfer$"
 RUN_TIMEOUT = 600
@@ -162,12 +161,12 @@ def stop_decoy(decoy: subprocess.Popen) -> None:
     decoy.wait()
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
-def afternoon(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def afternoon(gimp_version, gimp_session):
     """Runs the whole session in GIMP `version`; returns what each step saw, keyed by step.
     Screenshots, GIMP's log and session.json land in artifacts/gui/<version>/."""
-    version = request.param
-    session = new_session(version, tmp_path_factory.mktemp(f"gimp{version}-gui-"))
+    version = gimp_version
+    session = gimp_session(version, "gui")
     venv = CHECKOUT / ".venv"
     config = install_plugin(session.profile, venv, worker_idle_timeout=60)
     window = GimpWindow(session, [CHECKOUT, *venv_paths(venv)], {"examples": str(CHECKOUT / "examples")},

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, venv_paths  # noqa: E402
-from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
-from test_gimp_gui import choose_style_file, painted, press_ok, screen_region, wait_for  # noqa: E402
-from test_gimp_gui_sandboxed import open_the_filter  # noqa: E402
-from test_gimp_sandboxed import HostServer  # noqa: E402
+from gimp_runner import CHECKOUT, install_plugin, venv_paths
+from gui_session import GimpWindow, fresh_folder, step
+from test_gimp_gui import choose_style_file, painted, press_ok, screen_region, wait_for
+from test_gimp_gui_sandboxed import open_the_filter
+from test_gimp_sandboxed import HostServer
 
-pytestmark = pytest.mark.gimp
 SHOTS = CHECKOUT / "artifacts" / "gui-preview"
 STRENGTHS = ("4", "0.3", "8", "2", "6")
 """Five changes of Strength, each far enough from the last to show."""
@@ -104,11 +103,11 @@ def mean_difference(before, after, box) -> float:
     return sum(ImageStat.Stat(ImageChops.difference(before.crop(box), after.crop(box))).mean) / 3
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
-def painter(request, tmp_path_factory):
-    version = request.param
-    work = tmp_path_factory.mktemp(f"gui-preview-{version}-")
-    session = new_session(version, work)
+@pytest.fixture(scope="module")
+def painter(gimp_version, gimp_session):
+    version = gimp_version
+    session = gimp_session(version, "gui-preview")
+    work = session.work
     venv = CHECKOUT / ".venv"
     install_plugin(session.profile, venv, worker_idle_timeout=600)
     session.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)

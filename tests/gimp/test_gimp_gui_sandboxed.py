@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session  # noqa: E402
-from gui_session import GimpWindow, fresh_folder, step  # noqa: E402
-from test_gimp_gui import (DIALOG, assert_restyled, choose_style_file, painted, press_ok, set_iterations,  # noqa: E402
+from gimp_runner import CHECKOUT
+from gui_session import GimpWindow, fresh_folder, step
+from test_gimp_gui import (DIALOG, assert_restyled, choose_style_file, painted, press_ok, set_iterations,
                            wait_for)
-from test_gimp_sandboxed import HostServer, install_server_only_plugin  # noqa: E402
+from test_gimp_sandboxed import HostServer, install_server_only_plugin
 
-pytestmark = pytest.mark.gimp
 SHOTS = CHECKOUT / "artifacts" / "gui-sandboxed"
 
 
@@ -45,12 +44,12 @@ def open_the_filter(window: GimpWindow, main: str) -> str:
     raise TimeoutError("Filters > Artistic > Neural Style Transfer... did not open its dialog")
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
-def session(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def session(gimp_version, gimp_session):
     """The whole GUI session in GIMP `version`; what each step saw, keyed by step."""
-    version = request.param
-    work = tmp_path_factory.mktemp(f"gui-sandboxed-{version}-")
-    gimp = new_session(version, work)
+    version = gimp_version
+    gimp = gimp_session(version, "gui-sandboxed")
+    work = gimp.work
     images = work / "images"
     images.mkdir()
     for name in ("tubingen.jpg", "starry_night.jpg", "the_scream.jpg"):

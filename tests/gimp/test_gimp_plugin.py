@@ -2,17 +2,14 @@
 
 import pytest
 
-from gimp_runner import (CHECKOUT, VERSION_IDS, VERSIONS, install_plugin, new_session, results,  # noqa: E402
-                         run_batch, venv_paths)
-
-pytestmark = pytest.mark.gimp
+from gimp_runner import CHECKOUT, install_plugin, results, run_batch, venv_paths
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
-def outcome(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def outcome(gimp_version, gimp_session):
     """Every case run in one GIMP `version` batch; the PNGs and the log land in artifacts/gimp/<version>/."""
-    version = request.param
-    session = new_session(version, tmp_path_factory.mktemp(f"gimp{version}-"))
+    version = gimp_version
+    session = gimp_session(version)
     venv = CHECKOUT / ".venv"
     config = install_plugin(session.profile, venv, worker_idle_timeout=20)
     artifacts = CHECKOUT / "artifacts" / "gimp" / version

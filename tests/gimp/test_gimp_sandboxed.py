@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from gimp_runner import CHECKOUT, VERSION_IDS, VERSIONS, new_session, results, run_batch  # noqa: E402
+from gimp_runner import CHECKOUT, VERSIONS, results, run_batch
 
-from stylize_core.installer import plugin_files  # noqa: E402
-from helpers import address_from_ready  # noqa: E402
+from stylize_core.installer import plugin_files
+from helpers import address_from_ready
 
-pytestmark = pytest.mark.gimp
 ARTIFACTS = CHECKOUT / "artifacts" / "gimp-sandboxed"
 
 
@@ -67,11 +66,11 @@ def kill_once_busy(server: HostServer, stop: threading.Event, killed: list) -> N
             return
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=VERSION_IDS)
-def outcome(request, tmp_path_factory):
-    version = request.param
-    work = tmp_path_factory.mktemp(f"gimp-sandboxed-{version}-")
-    session = new_session(version, work)
+@pytest.fixture(scope="module")
+def outcome(gimp_version, gimp_session):
+    version = gimp_version
+    session = gimp_session(version, "gimp-sandboxed")
+    work = session.work
     state = work / "state"
     images = work / "images"
     images.mkdir()
@@ -127,7 +126,7 @@ def install_server_only_plugin(profile: Path, address: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_gimps(tmp_path_factory):
+def two_gimps(tmp_path_factory, gimp_session):
     """Two sandboxed GIMPs share one server: the second asks while the first one's run goes on. The
     queue is the server's: one GIMP version (the newer) shows it."""
     version = VERSIONS[-1]
@@ -140,7 +139,7 @@ def two_gimps(tmp_path_factory):
     outcomes = {}
 
     def gimp(number: int, iterations: int) -> None:
-        session = new_session(version, work / f"gimp-{number}")
+        session = gimp_session(version, f"two-gimps-{number}")
         config = install_server_only_plugin(session.profile, server.address)
         settings = {"images": str(images), "config": str(config), "one_run_iterations": iterations}
         script = work / f"one-run-{number}.py"
