@@ -351,6 +351,7 @@ def test_lbfgs_on_cuda_reads_one_loss_per_iteration_one_late(fake_cuda, precisio
     recorder.assert_one_late_read_per_iteration()
 
 
+@pytest.mark.slow
 def test_lbfgs_history_ring_wraps_around_without_reads(fake_cuda):
     iterations = 2 * LBFGS_HISTORY + 3  # every ring slot reused twice, and three more
     recorder = fake_cuda(picture(64, 64, seed=0),

@@ -41,6 +41,7 @@ def retained_mb(where: str) -> float:
     return float(output)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the threshold it sets is glibc's")
 def test_freed_buffers_are_returned_inside_and_kept_by_glibc_outside():
     assert retained_mb("outside") > 300  # what the memory plan did not count on

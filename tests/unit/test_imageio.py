@@ -99,6 +99,7 @@ def test_truncated_png(tmp_path):
         load_picture(tmp_path / "t.png")
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     # A 1-bit PNG that claims 40000 x 40000 pixels is tiny on disk.
     Image.new("1", (40000, 40000)).save(tmp_path / "bomb.png")

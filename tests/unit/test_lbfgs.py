@@ -145,6 +145,7 @@ def test_each_loss_is_read_once_on_the_cpu_right_after_its_iteration(objective_a
     assert result.shape == content.shape and (result - content).abs().mean() > 1e-4  # the pixels moved
 
 
+@pytest.mark.slow
 def test_the_loss_falls_and_a_stall_stops_the_run(objective_and_image):
     objective, content = objective_and_image
     losses = []

@@ -140,6 +140,7 @@ def test_tile_cores_partition_the_image(length, tile, offset):
     assert (covered == 1).all()
 
 
+@pytest.mark.slow
 def test_tiled_gram_approximates_the_whole_gram():
     network = cached_network(None, "max", "cpu")
     image = torch.from_numpy(rgb_of(small(STYLE, 320))).permute(2, 0, 1).unsqueeze(0).contiguous()
@@ -171,6 +172,7 @@ def test_low_memory_limit_makes_a_smaller_working_size_or_tiles():
     assert "256x192, whole" not in plan
 
 
+@pytest.mark.slow
 def test_the_tile_grid_moves_every_iteration(monkeypatch):
     """Seams never settle: each evaluation cuts the image at a new random offset."""
     from stylize_core.engine import tiling

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from stylize_core import Settings
 from stylize_core.contract.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
@@ -105,6 +106,7 @@ def test_a_run_moves_the_calibration_towards_the_speed_it_showed(tmp_path, monke
     assert read_calibrations()[-1] == learned
 
 
+@pytest.mark.slow
 def test_full_runs_teach_the_calibration_and_previews_do_not(tmp_path, monkeypatch):
     """The dialog's previews come ten at a time at sizes whose per-pixel cost is not a full run's:
     they must not pull the estimate shown for the full run towards theirs."""

@@ -48,6 +48,7 @@ def test_folding_the_input_convention_is_exact():
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_torchvision_state_dict_gives_torchvisions_features(tmp_path):
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
