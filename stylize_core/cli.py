@@ -192,7 +192,7 @@ def stop_on_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        from .server.service import main as serve
+        from .server.cli import main as serve
         return serve(argv[1:])
     stop_on_signals()
     try:
