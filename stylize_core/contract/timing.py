@@ -11,9 +11,6 @@ falls as fixed costs spread, then rises as the activations outgrow the caches.
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
