@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Whoever read our output went away; nothing left to tell them.
         os._exit(1)
-    if "--stop-on-stdin-eof" in argv:
+    if early_options(argv).stop_on_stdin_eof:
         # The stdin watcher still blocks in a read; ending the interpreter normally would
         # abort on that thread's lock. Everything is written, so leave at once.
         sys.stdout.flush()
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def execute(argv: list[str], out: TextIO, err: TextIO) -> int:
     """One invocation: progress and errors go to out/err; the exit status is returned."""
-    mode = "json" if _wants_json(argv) else "none"
+    mode = "json" if early_options(argv).progress == "json" else "none"
     try:
         args = build_parser().parse_args(argv)
         if args.cleanup_dir is not None and not args.stop_on_stdin_eof:
@@ -242,8 +242,16 @@ def in_cli_terms(error: StylizeError) -> str:
     return str(error)
 
 
-def _wants_json(argv: list[str]) -> bool:
-    return "--progress=json" in argv or any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
+def early_options(argv: list[str]) -> argparse.Namespace:
+    """The options that shape how even a wrong command line is answered (--progress json: the error
+    as a JSON event) and how the process ends (--stop-on-stdin-eof), read before the full parse."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--progress")
+    parser.add_argument("--stop-on-stdin-eof", action="store_true")
+    try:
+        return parser.parse_known_args(argv)[0]
+    except argparse.ArgumentError:  # the full parse says what is wrong
+        return argparse.Namespace(progress=None, stop_on_stdin_eof=False)
 
 
 def reporter(mode: str, out: TextIO, err: TextIO) -> Reporter:
