@@ -349,7 +349,7 @@ def run_on_server(address, content, styles, settings: Settings, report: Reporter
 
 def result_size(content_size: tuple[int, int], settings: Settings) -> tuple[int, int]:
     """The (width, height) the result will have: the output size plan.make_plan gives the run, here
-    before the run (pyramid.py is plain arithmetic, no torch)."""
+    before the run (contract/schedule.py is plain arithmetic, no torch)."""
     from .contract.schedule import output_size, preview_size
     if settings.resolution == "preview":
         return preview_size(content_size)

@@ -2,7 +2,7 @@
 
 1. Plan (plan.py): the output size, the working size (the output's long side capped
    by max_size), the composition scales up to it, each twice the one before, then
-   (resolution "full") the detail scales up to the output's own size (pyramid.py);
+   (resolution "full") the detail scales up to the output's own size (contract/schedule.py);
    for each scale whether it runs whole or in tiles (tiling.py) within the memory
    budget (memory.py), and how long it all will take (timing.py, calibrate.py).
 2. Style targets: every style image, optionally recoloured to the content's

@@ -10,7 +10,7 @@ benchmarks/big_layer.py print the measured peaks next to these estimates):
 * the optimiser keeps whole-image buffers: the image, its gradient, the content,
   and for L-BFGS 2 x history vectors, 12 bytes per pixel each;
 * before it, each style image passes through VGG19 once for its Gram targets, at its
-  own size at that scale (pyramid.style_size: style_scale^2 times the scale's pixels),
+  own size at that scale (schedule.style_size: style_scale^2 times the scale's pixels),
   STYLE_PASS_BYTES_PER_PIXEL bytes a style pixel at the pass's peak. The optimisation
   starts once the passes are over, so a scale needs the larger of the two: for a style
   of the content's shape the passes' once style_scale is past about 2 (1.7-2.1 by

@@ -1,5 +1,5 @@
 """The run plan, made once before any pixel is touched: device, precision, the output size, the
-scales (pyramid.py) with their iterations and how each runs (whole or tiled) within a memory
+scales (contract/schedule.py) with their iterations and how each runs (whole or tiled) within a memory
 budget (memory.py: the optimisation, and each style image's pass at its size at that scale), the
 predicted time (timing.py), and what to do when the device runs out of memory anyway.
 """
