@@ -12,7 +12,6 @@ Screenshots in artifacts/gui-preview/<version>/.
 
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 

@@ -6,7 +6,6 @@ shows the plug-in's message and the image stays as it was. Screenshots in artifa
 """
 
 import shutil
-import sys
 import time
 from pathlib import Path
 

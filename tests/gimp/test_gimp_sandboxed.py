@@ -21,8 +21,6 @@ from pathlib import Path
 import pytest
 
 from gimp_runner import CHECKOUT, VERSIONS, results, run_batch
-
-from stylize_core.installer import plugin_files
 from helpers import address_from_ready
 
 ARTIFACTS = CHECKOUT / "artifacts" / "gimp-sandboxed"
@@ -177,7 +175,7 @@ def test_two_gimps_are_served_in_order_and_the_second_is_told_it_waits(two_gimps
 def test_gimp_sees_neither_the_checkout_nor_the_environment(outcome):
     isolation = outcome["isolation"]
     assert not isolation["checkout_seen"] and not isolation["venv_seen"]
-    assert isolation["engine_copies"] == sorted(path.name for path in (ROOT / "stylize_core" / "contract").glob("*.py")) and isolation["python"] == ""
+    assert isolation["engine_copies"] == sorted(path.name for path in (CHECKOUT / "stylize_core" / "contract").glob("*.py")) and isolation["python"] == ""
     assert isolation["server"].startswith("unix:")
 
 
