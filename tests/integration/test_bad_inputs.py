@@ -187,7 +187,22 @@ def run_case(arguments, inputs: Path, out: Path) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.parametrize("case,arguments,code,fragment", CASES, ids=[c[0] for c in CASES])
+# Quick cases: refused by the command line before it starts the engine (a few hundredths of a second).
+# Every other case starts it (about 2 s each on 2 busy cores) and is `slow`, but for one input file and
+# one output, which keep that path in the quick subset.
+QUICK_WITH_THE_ENGINE = {"truncated png", "output folder missing"}
+
+
+def refused_at_once(arguments: list[str]) -> bool:
+    return "-o" not in arguments and (arguments[0].startswith("-") or "--style-weights" in arguments)
+
+
+def marked(case, arguments, code, fragment):
+    slow = not refused_at_once(arguments) and case not in QUICK_WITH_THE_ENGINE
+    return pytest.param(case, arguments, code, fragment, id=case, marks=pytest.mark.slow if slow else ())
+
+
+@pytest.mark.parametrize("case,arguments,code,fragment", [marked(*c) for c in CASES])
 def test_bad_input_gets_one_line_and_changes_nothing(inputs, tmp_path, case, arguments, code, fragment):
     result = run_case(arguments, inputs, tmp_path)
     assert result.returncode == code, result.stderr
@@ -211,6 +226,7 @@ def test_odd_but_valid_input_works(inputs, tmp_path, arguments):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "read-only"]
 
 
+@pytest.mark.slow  # a real run onto a small mounted filesystem
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small full filesystem needs root")
 def test_a_full_disk_at_save_leaves_the_old_output_whole_and_no_temporary_file(inputs, tmp_path):
     """A tmpfs of 64 KB, mounted in a private mount namespace, holds an old output of 40 KB."""
@@ -232,6 +248,7 @@ def test_a_full_disk_at_save_leaves_the_old_output_whole_and_no_temporary_file(i
     assert hashlib.sha256(old).hexdigest() in result.stdout, "the old output was damaged"
 
 
+@pytest.mark.slow  # starts the engine (about 2 s)
 def test_a_read_only_output_is_refused_before_the_run(inputs, tmp_path):
     """As cp would: the folder lets us replace the file, the file's own mode says it is not to be written."""
     locked = tmp_path / "locked.png"
@@ -245,6 +262,7 @@ def test_a_read_only_output_is_refused_before_the_run(inputs, tmp_path):
     assert '"stage": "load"' not in result.stdout
 
 
+@pytest.mark.slow  # starts the engine (about 2 s)
 def test_an_output_type_too_small_for_the_result_is_refused_before_the_run(inputs, tmp_path):
     """--size 16384 makes a result larger than WebP holds: said before the run, not after it."""
     width, height = Image.open(inputs / "content.png").size
@@ -265,6 +283,7 @@ def test_an_output_type_too_small_for_the_result_is_refused_before_the_run(input
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # a real run
 def test_a_camera_portrait_comes_out_upright(inputs, tmp_path):
     """A JPEG stored sideways with EXIF Orientation 6, as phones write portraits: the result is upright."""
     stored = Image.open(inputs / "content.png").convert("RGB")

@@ -55,17 +55,22 @@ def test_json_progress_and_output(images, tmp_path):
     assert os.listdir(tmp_path) == ["out.png"]
 
 
+# The cases refused only once the engine has started (about 2-3 s each) are `slow`; the option errors,
+# refused at once, stay in the quick subset (test_bad_inputs keeps a file and an output case there too).
+STARTS_THE_ENGINE = pytest.mark.slow
+
+
 @pytest.mark.parametrize("case,code,fragment", [
-    ("missing content", 2, "content image not found"),
-    ("corrupt style", 2, "style image is not an image"),
-    ("empty style", 2, "empty file"),
-    ("tiny content", 2, "too small"),
+    pytest.param("missing content", 2, "content image not found", marks=STARTS_THE_ENGINE),
+    pytest.param("corrupt style", 2, "style image is not an image", marks=STARTS_THE_ENGINE),
+    pytest.param("empty style", 2, "empty file", marks=STARTS_THE_ENGINE),
+    pytest.param("tiny content", 2, "too small", marks=STARTS_THE_ENGINE),
     ("bad strength", 2, "strength must be"),
     ("bad quality", 2, "invalid choice"),
-    ("missing folder", 2, "output folder does not exist"),
-    ("bad extension", 2, "cannot write images of type"),
+    pytest.param("missing folder", 2, "output folder does not exist", marks=STARTS_THE_ENGINE),
+    pytest.param("bad extension", 2, "cannot write images of type", marks=STARTS_THE_ENGINE),
     ("absurd size", 2, "size must be between"),
-    ("wrong weights", 2, "weights file"),
+    pytest.param("wrong weights", 2, "weights file", marks=STARTS_THE_ENGINE),
     ("weights count", 2, "style weights"),
 ])
 def test_errors_are_one_line_and_leave_no_output(images, tmp_path, case, code, fragment):
@@ -110,6 +115,7 @@ def test_json_mode_reports_the_error_on_stdout_too(images, tmp_path):
     assert last["stage"] == "error" and "not found" in last["message"]
 
 
+@pytest.mark.slow  # a real run, stopped
 def test_stops_and_cleans_up_when_stdin_closes(images, tmp_path):
     work = Path(tempfile.mkdtemp(dir=tmp_path))  # as the plug-in makes its folder: private, in the temp folder
     (work / "content.png").write_bytes((images / "content.png").read_bytes())

@@ -16,7 +16,7 @@ from PIL import Image
 
 from nst import bridge, pixels, widgets
 from stylize_core.contract import client
-from helpers import CONTENT, STYLE, address_from_ready, small
+from helpers import CONTENT, STYLE, small
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "neural-style-transfer"
 PROJECT = str(PLUGIN.parent.parent)
@@ -101,20 +101,6 @@ def test_missing_or_broken_install_says_what_to_do(tmp_path):
     assert bridge.read_config(tmp_path)["server"] == "unix:/run/x.sock"
 
 
-@pytest.fixture
-def local_server(tmp_path, monkeypatch):
-    """This computer's server as the plug-in starts it, in a runtime folder of the test's own."""
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    yield
-    try:
-        os.kill(client.ping(client.local_address())["pid"], signal.SIGTERM)
-    except client.ServerError:
-        pass
-
-
 def test_an_environment_without_the_engine_says_to_reinstall(tmp_path, local_server):
     python = tmp_path / "python"
     python.write_text("#!/bin/sh\necho \"$0: No module named stylize_core\" >&2\nexit 1\n")
@@ -194,37 +180,31 @@ def test_server_failures_in_the_dialogs_words():
 
 
 @pytest.mark.slow
-def test_a_chosen_server_that_fails_is_said_not_hidden(job, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("private_state")  # the server's token and certificate in the test's own folder
+def test_a_chosen_server_that_fails_is_said_not_hidden(job, serve):
     """With a server address, a failure is the dialog's message; the run is not tried elsewhere."""
     folder = job
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     config = {"python": sys.executable, "project": PROJECT}
     content, style = layer_npy(folder / "c.png"), layer_npy(folder / "s.png")
     with pytest.raises(bridge.BridgeError, match="Cannot reach the engine server at 127.0.0.1:9 "):
         bridge.run_engine(config, QUICK, content, style, lambda e: None, server="tcp://token@127.0.0.1:9")
     with pytest.raises(bridge.BridgeError, match="is not unix:PATH"):
         bridge.run_engine(config, QUICK, content, style, lambda e: None, server="gpu-box")
-    served = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve", "--listen", "127.0.0.1:0"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        address = address_from_ready(json.loads(served.stdout.readline()))
-        wrong = client.Address("tls", host=address.host, port=address.port, token="guess",
-                               fingerprint=address.fingerprint)
-        with pytest.raises(bridge.BridgeError, match="refused the token"):
-            bridge.run_engine(config, QUICK, content, style, lambda e: None, server=str(wrong))
-        pid = client.ping(address)["pid"]
+    address = serve("--listen", "127.0.0.1:0").address
+    wrong = client.Address("tls", host=address.host, port=address.port, token="guess",
+                           fingerprint=address.fingerprint)
+    with pytest.raises(bridge.BridgeError, match="refused the token"):
+        bridge.run_engine(config, QUICK, content, style, lambda e: None, server=str(wrong))
+    pid = client.ping(address)["pid"]
 
-        def kill_the_server(event):
-            if event["stage"] == "optimize":
-                os.kill(pid, signal.SIGKILL)
-        events = []
-        with pytest.raises(bridge.BridgeError, match="stopped in the middle of the run. The image is unchanged"):
-            bridge.run_engine(config, {**QUICK, "iterations": 200}, content, style,
-                              lambda e: (events.append(e), kill_the_server(e)), server=str(address))
-        assert [e["stage"] for e in events].count("load") == 1, "the run was tried again elsewhere"
-    finally:
-        served.kill()
-        served.wait()
+    def kill_the_server(event):
+        if event["stage"] == "optimize":
+            os.kill(pid, signal.SIGKILL)
+    events = []
+    with pytest.raises(bridge.BridgeError, match="stopped in the middle of the run. The image is unchanged"):
+        bridge.run_engine(config, {**QUICK, "iterations": 200}, content, style,
+                          lambda e: (events.append(e), kill_the_server(e)), server=str(address))
+    assert [e["stage"] for e in events].count("load") == 1, "the run was tried again elsewhere"
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 PreviewRunner (plugin/neural-style-transfer/nst/preview.py) on a real engine server."""
 
 import io
-import sys
 import threading
 import time
 from pathlib import Path
@@ -73,13 +72,6 @@ def test_the_wait_after_a_change_is_never_longer_than_a_preview_takes():
     assert nst_preview.wait_before_preview_ms(0.0) == 1
 
 
-@pytest.fixture
-def served(tmp_path):
-    server = Served("--socket", str(tmp_path / "run" / "server.sock"), "--idle-timeout", "300")
-    yield server
-    server.stop()
-
-
 class Pane:
     """What the dialog would show: the outcomes delivered, in order, with a way to wait for one."""
 
@@ -128,6 +120,7 @@ def log_time(log: str, request: str, event: str) -> float:
 
 @pytest.mark.slow
 def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(served):
+    """`served`: a server of the test's own on a Unix socket (tests/integration/conftest.py)."""
     content = pixels.npy_bytes((np.asarray(small(CONTENT, 320).convert("RGBA"), np.float32) / 255)
                                .astype("<f4").tobytes(), 240, 320)
     style = io.BytesIO()

@@ -21,33 +21,16 @@ from PIL import Image
 
 from stylize_core.contract import client
 from stylize_core.contract.client import ServerLost, ServerRefused, ServerUnreachable, run_on_server
-from helpers import CONTENT, STYLE, Served, png_bytes, small
+from helpers import CONTENT, STYLE, small
 
-pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too")
+# private_state (tests/integration/conftest.py): tokens, certificates and records in the test's own folder.
+pytestmark = [pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too"),
+              pytest.mark.usefixtures("private_state")]
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user (nobody)")
 NOBODY = 65534
 QUICK = {"iterations": 2, "max_size": 64, "scales": 1, "resolution": "working"}
 LONG = {"iterations": 400, "max_size": 96, "scales": 1, "resolution": "working", "stall_tolerance": 0.0}
 """Minutes on the CPU: a run that is still going when the test acts on it."""
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path, monkeypatch):
-    """Tokens, certificates and the loopback file of this test's servers stay in its own folder."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-
-
-@pytest.fixture(scope="module")
-def images():
-    """The content and the style as the bytes of PNG files: what a client sends."""
-    return [png_bytes(CONTENT, 96), png_bytes(STYLE, 96)]
-
-
-@pytest.fixture
-def served(tmp_path):
-    server = Served("--socket", str(tmp_path / "run" / "server.sock"), "--idle-timeout", "300")
-    yield server
-    server.stop()
 
 
 def collect(events):
@@ -108,26 +91,23 @@ def request_line(header: dict) -> bytes:
 
 # --- runs, the queue and withdrawal ---------------------------------------------------------------------
 
-def test_first_use_starts_the_server_then_it_stays_warm(images, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
-    (tmp_path / "runtime").mkdir(mode=0o700)
+@pytest.mark.slow  # two real runs
+def test_first_use_starts_the_server_then_it_stays_warm(images, tmp_path, local_server):
     address = client.start_local_server(sys.executable, idle_timeout=120)
     pid = client.ping(address)["pid"]
-    try:
-        assert address.path == str(tmp_path / "runtime" / "stylize-core" / "server.sock")
-        assert stat.S_IMODE(Path(address.path).parent.stat().st_mode) == 0o700
-        assert stat.S_IMODE(Path(address.path).stat().st_mode) == 0o600
-        for _ in range(2):
-            events = []
-            code, data = run_on_server(address, images, QUICK, collect(events))
-            assert code == 0 and events[-1]["stage"] == "done"
-            assert [e["stage"] for e in events[:3]] == ["accepted", "load", "plan"]
-            assert result_picture(data).shape == (72, 96, 3)
-        assert client.ping(address)["pid"] == pid and client.ping(address)["runs"] == 2
-    finally:
-        os.kill(pid, signal.SIGTERM)
+    assert address.path == str(tmp_path / "runtime" / "stylize-core" / "server.sock")
+    assert stat.S_IMODE(Path(address.path).parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(address.path).stat().st_mode) == 0o600
+    for _ in range(2):
+        events = []
+        code, data = run_on_server(address, images, QUICK, collect(events))
+        assert code == 0 and events[-1]["stage"] == "done"
+        assert [e["stage"] for e in events[:3]] == ["accepted", "load", "plan"]
+        assert result_picture(data).shape == (72, 96, 3)
+    assert client.ping(address)["pid"] == pid and client.ping(address)["runs"] == 2
 
 
+@pytest.mark.slow  # a real run
 def test_alpha_comes_back_and_the_settings_reach_the_engine(served):
     rgba = np.random.default_rng(0).uniform(0, 1, (64, 80, 4)).astype("<f4")
     content = io.BytesIO()
@@ -170,6 +150,7 @@ def test_a_bad_request_is_refused_in_one_line(served, images, settings, images_o
     assert served.ping()["runs"] == 0
 
 
+@pytest.mark.slow  # two real runs
 def test_an_engine_error_during_the_run_comes_back_as_an_event(served, images):
     tiny = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(tiny, format="PNG")
@@ -189,6 +170,7 @@ def test_no_server_means_unreachable(images, tmp_path):
         run_on_server(client.parse_address("tcp://token@127.0.0.1:9"), images, QUICK, collect([]))
 
 
+@pytest.mark.slow  # real runs, one after the other
 def test_two_clients_are_served_in_order_and_the_second_hears_it_waits(served, images):
     first_events, second_events, timeline = [], [], []
 
@@ -214,6 +196,7 @@ def test_two_clients_are_served_in_order_and_the_second_hears_it_waits(served, i
     assert served.ping()["runs"] == 2
 
 
+@pytest.mark.slow  # a real run, then a second's wait
 def test_a_queued_client_that_leaves_is_dropped_unrun(served, images):
     """A client that gives up on a busy server (and runs the engine itself) must not have its
     request run later: that is the lost run the review found."""
@@ -234,25 +217,25 @@ def test_a_queued_client_that_leaves_is_dropped_unrun(served, images):
     assert served.ping()["runs"] == 1, "the request of a client that had left was run"
 
 
-def test_a_full_queue_says_busy_with_the_runs_ahead(tmp_path, images):
-    server = Served("--socket", str(tmp_path / "q" / "server.sock"), "--max-queue", "1")
-    try:
-        started = threading.Event()
-        runs = [in_background(run_on_server, server.address, images, LONG,
-                              lambda e: e["stage"] == "optimize" and started.set())]
-        assert started.wait(120)
-        runs.append(in_background(run_on_server, server.address, images, QUICK, collect([])))
-        wait_until(lambda: server.ping()["queued"] == 1, 10, "the second run was not queued")
-        with pytest.raises(ServerRefused, match="busy with 2 runs ahead") as refused:
-            run_on_server(server.address, images, QUICK, collect([]))
-        assert refused.value.reason == "busy" and refused.value.ahead == 2
-    finally:
-        server.stop()
+@pytest.mark.slow  # a long run started
+def test_a_full_queue_says_busy_with_the_runs_ahead(tmp_path, images, serve):
+    server = serve("--socket", str(tmp_path / "q" / "server.sock"), "--max-queue", "1")
+    started = threading.Event()
+    runs = [in_background(run_on_server, server.address, images, LONG,
+                          lambda e: e["stage"] == "optimize" and started.set())]
+    assert started.wait(120)
+    runs.append(in_background(run_on_server, server.address, images, QUICK, collect([])))
+    wait_until(lambda: server.ping()["queued"] == 1, 10, "the second run was not queued")
+    with pytest.raises(ServerRefused, match="busy with 2 runs ahead") as refused:
+        run_on_server(server.address, images, QUICK, collect([]))
+    assert refused.value.reason == "busy" and refused.value.ahead == 2
+    server.stop()  # the two runs it holds end without their results
     for thread, outcome in runs:
         thread.join(30)
         assert isinstance(outcome.get("error"), ServerLost)
 
 
+@pytest.mark.slow  # a long run, then a real one
 def test_a_client_that_is_killed_mid_run_stops_its_run(served, images, tmp_path):
     script = ("import sys, json, os; sys.path.insert(0, sys.argv[1]); from stylize_core.contract import client;"
               "images = [open(p, 'rb').read() for p in sys.argv[3:5]];"
@@ -271,6 +254,7 @@ def test_a_client_that_is_killed_mid_run_stops_its_run(served, images, tmp_path)
     assert run_on_server(served.address, images, QUICK, collect([]))[0] == 0
 
 
+@pytest.mark.slow  # a long run started
 def test_a_server_killed_mid_run_is_reported_not_waited_for(served, images):
     pid = served.ping()["pid"]
 
@@ -281,17 +265,15 @@ def test_a_server_killed_mid_run_is_reported_not_waited_for(served, images):
         run_on_server(served.address, images, LONG, kill_when_optimising)
 
 
-def test_a_stale_socket_file_is_replaced(images, tmp_path):
+@pytest.mark.slow  # a real run
+def test_a_stale_socket_file_is_replaced(images, tmp_path, serve):
     path = tmp_path / "stale" / "server.sock"
     path.parent.mkdir(mode=0o700)
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(path))
     dead.close()  # the file stays, nobody listens: what a crashed server leaves
-    server = Served("--socket", str(path))
-    try:
-        assert run_on_server(server.address, images, QUICK, collect([]))[0] == 0
-    finally:
-        server.stop()
+    server = serve("--socket", str(path))
+    assert run_on_server(server.address, images, QUICK, collect([]))[0] == 0
 
 
 def test_a_live_server_that_answers_no_probe_keeps_its_socket(served, tmp_path):
@@ -327,14 +309,15 @@ def test_a_live_server_that_answers_no_probe_keeps_its_socket(served, tmp_path):
     assert wait_until(answer, 30, "the first server stopped answering")["pid"] == pid
 
 
-def test_an_idle_server_exits_and_removes_its_socket(tmp_path):
+def test_an_idle_server_exits_and_removes_its_socket(tmp_path, serve):
     path = tmp_path / "idle" / "server.sock"
-    server = Served("--socket", str(path), "--idle-timeout", "1")
+    server = serve("--socket", str(path), "--idle-timeout", "1")
     assert path.exists()
     assert server.process.wait(timeout=60) == 0
     assert not path.exists()
 
 
+@pytest.mark.slow  # a server started on demand, and a real run
 def test_socket_activation_as_systemd_does_it(tmp_path, images):
     """The Flatpak route: a systemd user socket unit listens; the server starts on the first connection."""
     activate = "/usr/bin/systemd-socket-activate"
@@ -357,6 +340,7 @@ def test_socket_activation_as_systemd_does_it(tmp_path, images):
 
 # --- limits and timeouts: the review's findings ---------------------------------------------------------
 
+@pytest.mark.slow  # waits out the 10 s header timeout (a constant)
 def test_a_silent_client_is_cut_off_and_others_are_served_meanwhile(served):
     silent = client.open_connection(served.address)  # and says nothing
     silent.settimeout(30)
@@ -376,21 +360,19 @@ def test_an_oversize_json_line_is_refused(served):
     assert served.ping()["stage"] == "pong"
 
 
-def test_oversize_images_are_refused_before_they_are_read(tmp_path, images):
-    server = Served("--socket", str(tmp_path / "small" / "server.sock"), "--max-request-mb", "1")
-    try:
-        big = np.zeros((600, 600, 3), np.float32)  # 4.3 MB
-        stream = io.BytesIO()
-        np.save(stream, big)
-        started = time.monotonic()
-        with pytest.raises(ServerRefused, match="more than the limit of 1048576") as refused:
-            run_on_server(server.address, [stream.getvalue(), images[1]], QUICK, collect([]))
-        assert refused.value.reason == "too-large" and time.monotonic() - started < 5
-        assert server.ping()["runs"] == 0
-    finally:
-        server.stop()
+def test_oversize_images_are_refused_before_they_are_read(tmp_path, images, serve):
+    server = serve("--socket", str(tmp_path / "small" / "server.sock"), "--max-request-mb", "1")
+    big = np.zeros((600, 600, 3), np.float32)  # 4.3 MB
+    stream = io.BytesIO()
+    np.save(stream, big)
+    started = time.monotonic()
+    with pytest.raises(ServerRefused, match="more than the limit of 1048576") as refused:
+        run_on_server(server.address, [stream.getvalue(), images[1]], QUICK, collect([]))
+    assert refused.value.reason == "too-large" and time.monotonic() - started < 5
+    assert server.ping()["runs"] == 0
 
 
+@pytest.mark.slow  # waits out the 10 s transfer window (a constant)
 def test_a_slow_request_is_cut_off_in_words(served, images):
     connection = client.open_connection(served.address)
     header = {"protocol": 2, "op": "stylize", "settings": QUICK, "images": [1 << 20, 100], "bytes": (1 << 20) + 100}
@@ -489,40 +471,36 @@ def test_the_client_refuses_a_listener_of_another_user(images, tmp_path, shared_
 
 
 @ROOT_ONLY
-def test_the_server_refuses_a_peer_of_another_user_in_words(shared_tmp):
-    server = Served("--socket", str(shared_tmp / "own" / "server.sock"))
-    try:
-        os.chmod(shared_tmp / "own", 0o711)  # a mistake that lets other users reach the socket
-        os.chmod(server.address.path, 0o666)
-        peer = run_as_nobody("import socket, sys\n"
-                             "c = socket.socket(socket.AF_UNIX); c.settimeout(20); c.connect(sys.argv[1])\n"
-                             "c.sendall(b'{\"protocol\": 2, \"op\": \"ping\"}\\n'); print(c.makefile().read())",
-                             server.address.path)
-        replies = [json.loads(line) for line in peer.stdout.read().splitlines() if line.strip()]
-        assert replies and replies[0]["stage"] == "error" and replies[0]["reason"] == "peer"
-        assert "its own user" in replies[0]["message"]
-        assert not any(r["stage"] == "pong" for r in replies)
-    finally:
-        server.stop()
+def test_the_server_refuses_a_peer_of_another_user_in_words(shared_tmp, serve):
+    server = serve("--socket", str(shared_tmp / "own" / "server.sock"))
+    os.chmod(shared_tmp / "own", 0o711)  # a mistake that lets other users reach the socket
+    os.chmod(server.address.path, 0o666)
+    peer = run_as_nobody("import socket, sys\n"
+                         "c = socket.socket(socket.AF_UNIX); c.settimeout(20); c.connect(sys.argv[1])\n"
+                         "c.sendall(b'{\"protocol\": 2, \"op\": \"ping\"}\\n'); print(c.makefile().read())",
+                         server.address.path)
+    replies = [json.loads(line) for line in peer.stdout.read().splitlines() if line.strip()]
+    assert replies and replies[0]["stage"] == "error" and replies[0]["reason"] == "peer"
+    assert "its own user" in replies[0]["message"]
+    assert not any(r["stage"] == "pong" for r in replies)
 
 
-def test_loopback_needs_the_token_kept_in_a_private_file(tmp_path, images):
-    server = Served("--loopback")
-    try:
-        record = tmp_path / "state" / "stylize-core" / client.LOOPBACK_FILE
-        assert stat.S_IMODE(record.stat().st_mode) == 0o600
-        assert stat.S_IMODE((record.parent / "token").stat().st_mode) == 0o600
-        address = client.local_address("loopback")
-        assert address == server.address and address.host == "127.0.0.1"
-        for token, reason in (("wrong", "token"), ("", "token")):
-            replies = raw_exchange(address, request_line({"op": "ping", "token": token}))
-            assert replies[0]["stage"] == "error" and replies[0]["reason"] == reason
-        with pytest.raises(ServerRefused, match="wrong or missing token"):
-            run_on_server(client.Address("tcp", host="127.0.0.1", port=address.port, token="guess"), images, QUICK,
-                          collect([]))
-        assert run_on_server(address, images, QUICK, collect([]))[0] == 0
-    finally:
-        server.stop()
+@pytest.mark.slow  # a real run
+def test_loopback_needs_the_token_kept_in_a_private_file(tmp_path, images, serve):
+    server = serve("--loopback")
+    record = tmp_path / "state" / "stylize-core" / client.LOOPBACK_FILE
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert stat.S_IMODE((record.parent / "token").stat().st_mode) == 0o600
+    address = client.local_address("loopback")
+    assert address == server.address and address.host == "127.0.0.1"
+    for token, reason in (("wrong", "token"), ("", "token")):
+        replies = raw_exchange(address, request_line({"op": "ping", "token": token}))
+        assert replies[0]["stage"] == "error" and replies[0]["reason"] == reason
+    with pytest.raises(ServerRefused, match="wrong or missing token"):
+        run_on_server(client.Address("tcp", host="127.0.0.1", port=address.port, token="guess"), images, QUICK,
+                      collect([]))
+    assert run_on_server(address, images, QUICK, collect([]))[0] == 0
+    server.stop()
     assert not record.exists()
 
 
@@ -536,49 +514,45 @@ def test_plain_tcp_is_refused_off_loopback(tmp_path):
         client.parse_address("tls://token@192.0.2.7:8787")
 
 
-def test_tls_with_a_pinned_certificate_and_a_token(tmp_path, images):
+def test_tls_with_a_pinned_certificate_and_a_token(tmp_path, images, serve):
     """Another computer's server, here on another loopback port: TLS, a self-signed certificate made
     once and kept, its fingerprint pinned by the client, and the token."""
-    server = Served("--listen", "127.0.0.1:0")
+    server = serve("--listen", "127.0.0.1:0")
+    address = server.address
+    assert address.kind == "tls" and len(address.fingerprint) == 64
+    assert run_on_server(address, images, QUICK, collect([]))[0] == 0
+    impostor = client.Address("tls", host=address.host, port=address.port, token=address.token,
+                              fingerprint="0" * 64)
+    with pytest.raises(ServerRefused, match="shows another certificate") as refused:
+        client.ping(impostor)
+    assert refused.value.reason == "certificate"
+    with pytest.raises(ServerRefused, match="wrong or missing token"):
+        client.ping(client.Address("tls", host=address.host, port=address.port, token="guess",
+                                   fingerprint=address.fingerprint))
+    plain = socket.create_connection((address.host, address.port))  # no TLS at all: dropped
+    plain.settimeout(20)
+    plain.sendall(request_line({"op": "ping", "token": address.token}))
     try:
-        address = server.address
-        assert address.kind == "tls" and len(address.fingerprint) == 64
-        assert run_on_server(address, images, QUICK, collect([]))[0] == 0
-        impostor = client.Address("tls", host=address.host, port=address.port, token=address.token,
-                                  fingerprint="0" * 64)
-        with pytest.raises(ServerRefused, match="shows another certificate") as refused:
-            client.ping(impostor)
-        assert refused.value.reason == "certificate"
-        with pytest.raises(ServerRefused, match="wrong or missing token"):
-            client.ping(client.Address("tls", host=address.host, port=address.port, token="guess",
-                                       fingerprint=address.fingerprint))
-        plain = socket.create_connection((address.host, address.port))  # no TLS at all: dropped
-        plain.settimeout(20)
-        plain.sendall(request_line({"op": "ping", "token": address.token}))
-        try:
-            assert plain.recv(100) == b"", "a request without TLS got an answer"
-        except ConnectionResetError:
-            pass
-        plain.close()
-    finally:
-        server.stop()
+        assert plain.recv(100) == b"", "a request without TLS got an answer"
+    except ConnectionResetError:
+        pass
+    plain.close()
+    server.stop()  # and started again: the certificate must be the one it made
     certificate = tmp_path / "state" / "stylize-core" / "tls" / "cert.pem"
     assert stat.S_IMODE(certificate.with_name("key.pem").stat().st_mode) == 0o600
-    again = Served("--listen", "127.0.0.1:0")
-    try:
-        assert again.address.fingerprint == address.fingerprint, "the certificate was not kept"
-    finally:
-        again.stop()
+    again = serve("--listen", "127.0.0.1:0")
+    assert again.address.fingerprint == address.fingerprint, "the certificate was not kept"
     if os.path.exists("/usr/bin/openssl"):
         verified = subprocess.run(["openssl", "verify", "-CAfile", str(certificate), str(certificate)],
                                   capture_output=True, text=True)
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def test_the_cli_as_a_client_of_a_tls_server(tmp_path):
+@pytest.mark.slow  # the CLI's real runs through the server
+def test_the_cli_as_a_client_of_a_tls_server(tmp_path, serve):
     """The token travels in the server's private address file or the environment, never on a command line
     (every local user reads /proc/PID/cmdline) nor in the server's output."""
-    server = Served("--listen", "127.0.0.1:0")
+    server = serve("--listen", "127.0.0.1:0")
     small(CONTENT, 96).save(tmp_path / "content.png")
     small(STYLE, 96).save(tmp_path / "style.jpg")
     command = [sys.executable, "-m", "stylize_core", str(tmp_path / "content.png"), str(tmp_path / "style.jpg"),
@@ -586,22 +560,20 @@ def test_the_cli_as_a_client_of_a_tls_server(tmp_path):
                "--progress", "json"]
     address_file = server.ready["address_files"][0]
     token = server.address.token
-    try:
-        done = subprocess.run([*command, "--server-file", address_file], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        stages = [json.loads(line)["stage"] for line in done.stdout.splitlines()]
-        assert stages[:2] == ["load", "plan"] and stages[-2:] == ["save", "done"] and "optimize" in stages
-        assert Image.open(tmp_path / "out.png").size == (96, 72)
-        inline = subprocess.run([*command, "-o", str(tmp_path / "inline.png"), "--server", str(server.address)],
-                                capture_output=True, text=True, timeout=120)
-        assert inline.returncode == 2 and "--server-file" in inline.stderr and token not in inline.stderr
-        wrong = str(server.address).replace("@", "x@", 1)
-        refused = subprocess.run([*command, "-o", str(tmp_path / "no.png")], capture_output=True, text=True,
-                                 timeout=120, env={**os.environ, "STYLIZE_SERVER": wrong})
-        assert refused.returncode == 1 and not (tmp_path / "no.png").exists()
-        assert refused.stderr.strip().splitlines()[-1].startswith("stylize: error: server: wrong or missing token")
-    finally:
-        server.stop()
+    done = subprocess.run([*command, "--server-file", address_file], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    stages = [json.loads(line)["stage"] for line in done.stdout.splitlines()]
+    assert stages[:2] == ["load", "plan"] and stages[-2:] == ["save", "done"] and "optimize" in stages
+    assert Image.open(tmp_path / "out.png").size == (96, 72)
+    inline = subprocess.run([*command, "-o", str(tmp_path / "inline.png"), "--server", str(server.address)],
+                            capture_output=True, text=True, timeout=120)
+    assert inline.returncode == 2 and "--server-file" in inline.stderr and token not in inline.stderr
+    wrong = str(server.address).replace("@", "x@", 1)
+    refused = subprocess.run([*command, "-o", str(tmp_path / "no.png")], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "STYLIZE_SERVER": wrong})
+    assert refused.returncode == 1 and not (tmp_path / "no.png").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("stylize: error: server: wrong or missing token")
+    server.stop()
     assert token not in server.log() and token not in json.dumps(server.ready), "the server printed its token"
     gone = subprocess.run([*command, "-o", str(tmp_path / "gone.png"), "--server-file", address_file],
                           capture_output=True, text=True, timeout=120)

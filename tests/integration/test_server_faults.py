@@ -90,7 +90,11 @@ def make_step_fail(monkeypatch, step: str, fail) -> None:
 
 
 @pytest.mark.parametrize("leaves", [False, True], ids=["client stays", "client leaves"])
-@pytest.mark.parametrize("error", [OutOfMemoryError, RuntimeError, MemoryError, SystemExit])
+# Each case runs real (small) stylizations: RuntimeError at every step stays in the quick subset, the
+# other errors are `slow`.
+@pytest.mark.parametrize("error", [pytest.param(OutOfMemoryError, marks=pytest.mark.slow), RuntimeError,
+                                   pytest.param(MemoryError, marks=pytest.mark.slow),
+                                   pytest.param(SystemExit, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("step", STEPS)
 def test_a_fault_at_any_step_ends_only_that_run(server, images, monkeypatch, step, error, leaves):
     served, address = server

@@ -18,10 +18,12 @@ import pytest
 
 from stylize_core.contract import client
 from stylize_core.contract.client import ServerRefused, run_on_server
-from helpers import STYLE, Served, small
-from test_server import QUICK, LONG, NOBODY, ROOT_ONLY, images, in_background, private_state, wait_until  # noqa: F401
+from helpers import STYLE, small
+from test_server import QUICK, LONG, NOBODY, ROOT_ONLY, in_background, wait_until
 
-pytestmark = pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too")
+# private_state (tests/integration/conftest.py): tokens, certificates and records in the test's own folder.
+pytestmark = [pytest.mark.skipif(not client.unix_sockets_work(), reason="these tests use Unix sockets too"),
+              pytest.mark.usefixtures("private_state")]
 STEADY = {"iterations": 40, "max_size": 64, "scales": 1, "resolution": "working", "stall_tolerance": 0.0}
 """A run of a few seconds: long enough for later clients to queue behind it."""
 
@@ -45,22 +47,20 @@ def resident_bytes(pid: int) -> int:
 
 # --- 1. identical requests ------------------------------------------------------------------------------
 
-def test_three_clients_with_the_same_settings_each_get_their_result(tmp_path, images):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"))
-    try:
-        outcomes = []
-        for _ in range(3):
-            outcomes.append(in_background(run_on_server, served.address, images, STEADY, lambda event: None))
-            wait_until(lambda: served.ping()["running"] or served.ping()["queued"], 60, "the request was not queued")
-        for thread, _ in outcomes:
-            thread.join(300)
-        results = [outcome.get("value") for _, outcome in outcomes]
-        assert all(r is not None and r[0] == 0 for r in results), [o for _, o in outcomes]
-        first = result_of(results[0][1])
-        assert all(np.array_equal(first, result_of(r[1])) for r in results[1:]), "the same request, another result"
-        assert served.ping()["runs"] == 3
-    finally:
-        served.stop()
+@pytest.mark.slow  # three real runs
+def test_three_clients_with_the_same_settings_each_get_their_result(tmp_path, images, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"))
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(in_background(run_on_server, served.address, images, STEADY, lambda event: None))
+        wait_until(lambda: served.ping()["running"] or served.ping()["queued"], 60, "the request was not queued")
+    for thread, _ in outcomes:
+        thread.join(300)
+    results = [outcome.get("value") for _, outcome in outcomes]
+    assert all(r is not None and r[0] == 0 for r in results), [o for _, o in outcomes]
+    first = result_of(results[0][1])
+    assert all(np.array_equal(first, result_of(r[1])) for r in results[1:]), "the same request, another result"
+    assert served.ping()["runs"] == 3
 
 
 # --- 3. the token -------------------------------------------------------------------------------------
@@ -78,31 +78,28 @@ def test_a_token_file_without_a_valid_token_stops_the_server(tmp_path, text, whe
     assert (state / "token").read_text() == text, "the token file was changed"
 
 
-def test_the_token_made_at_first_start_is_long_random_and_private(tmp_path):
-    served = Served("--loopback")
-    try:
-        token_file = tmp_path / "state" / "stylize-core" / "token"
-        token = token_file.read_text().strip()
-        assert len(token) >= 32 and served.address.token == token
-        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        assert not [name for name in os.listdir(token_file.parent) if name.startswith(".")], "a temporary file left"
-    finally:
-        served.stop()
+def test_the_token_made_at_first_start_is_long_random_and_private(tmp_path, serve):
+    served = serve("--loopback")
+    token_file = tmp_path / "state" / "stylize-core" / "token"
+    token = token_file.read_text().strip()
+    assert len(token) >= 32 and served.address.token == token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert not [name for name in os.listdir(token_file.parent) if name.startswith(".")], "a temporary file left"
+    served.stop()
     assert token not in served.log()
 
 
 # --- 4, 5, 6. the socket's folder and path --------------------------------------------------------------
 
-def test_a_socket_in_a_folder_of_the_user_leaves_the_folder_as_it_was(tmp_path, images):
+@pytest.mark.slow  # a real run
+def test_a_socket_in_a_folder_of_the_user_leaves_the_folder_as_it_was(tmp_path, images, serve):
     folder = tmp_path / "home"
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
-    served = Served("--socket", str(folder / "x.sock"))
-    try:
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, "the server changed the mode of the user's folder"
-        assert run_on_server(served.address, images, QUICK, lambda event: None)[0] == 0
-    finally:
-        served.stop()
+    served = serve("--socket", str(folder / "x.sock"))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755, "the server changed the mode of the user's folder"
+    assert run_on_server(served.address, images, QUICK, lambda event: None)[0] == 0
+    served.stop()
     assert sorted(os.listdir(folder)) == [], "the server left files behind"
 
 
@@ -156,17 +153,15 @@ def test_without_xdg_runtime_dir_another_users_link_is_not_followed(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o755 and not os.listdir(target)
 
 
-def test_two_loopback_servers_keep_one_record_and_the_first_stays_reachable(tmp_path):
-    first = Served("--loopback")
-    try:
-        record = tmp_path / "state" / "stylize-core" / "loopback.json"
-        before = record.read_text()
-        second = start_server("--loopback")
-        assert second.returncode == 0 and "already listens on the loopback port" in second.stderr
-        assert record.read_text() == before
-        assert client.ping(client.read_address_file(record))["pid"] == first.process.pid
-    finally:
-        first.stop()
+def test_two_loopback_servers_keep_one_record_and_the_first_stays_reachable(tmp_path, serve):
+    first = serve("--loopback")
+    record = tmp_path / "state" / "stylize-core" / "loopback.json"
+    before = record.read_text()
+    second = start_server("--loopback")
+    assert second.returncode == 0 and "already listens on the loopback port" in second.stderr
+    assert record.read_text() == before
+    assert client.ping(client.read_address_file(record))["pid"] == first.process.pid
+    first.stop()
     assert not record.exists(), "the record outlived its server"
 
 
@@ -200,23 +195,20 @@ def test_a_port_in_use_and_an_unwritable_state_folder_are_said_in_one_line(tmp_p
     assert "Traceback" not in started.stderr
 
 
-def test_a_protocol_given_as_text_is_named_as_such(tmp_path):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"))
-    try:
-        connection = client.open_connection(served.address)
-        channel = client.Channel(connection)
-        channel.send({"protocol": "2", "op": "ping"})
-        reply = channel.read(time.monotonic() + 30)[0]
-        connection.close()
-        assert reply["reason"] == "version" and reply["message"] == "the request's protocol must be the number 2, not \"2\""
-    finally:
-        served.stop()
+def test_a_protocol_given_as_text_is_named_as_such(tmp_path, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"))
+    connection = client.open_connection(served.address)
+    channel = client.Channel(connection)
+    channel.send({"protocol": "2", "op": "ping"})
+    reply = channel.read(time.monotonic() + 30)[0]
+    connection.close()
+    assert reply["reason"] == "version" and reply["message"] == "the request's protocol must be the number 2, not \"2\""
 
 
 # --- 7. silent sockets ----------------------------------------------------------------------------------
 
-def test_silent_sockets_cannot_lock_clients_out_of_a_tls_server(tmp_path):
-    served = Served("--listen", "127.0.0.1:0")
+def test_silent_sockets_cannot_lock_clients_out_of_a_tls_server(tmp_path, serve):
+    served = serve("--listen", "127.0.0.1:0")
     silent = []
     try:
         for _ in range(40):
@@ -231,11 +223,10 @@ def test_silent_sockets_cannot_lock_clients_out_of_a_tls_server(tmp_path):
     finally:
         for sock in silent:
             sock.close()
-        served.stop()
 
 
-def test_one_peer_holds_only_its_share_of_unauthenticated_slots(tmp_path):
-    served = Served("--listen", "127.0.0.1:0", "--no-tls")
+def test_one_peer_holds_only_its_share_of_unauthenticated_slots(tmp_path, serve):
+    served = serve("--listen", "127.0.0.1:0", "--no-tls")
     silent = []
     try:
         for _ in range(20):
@@ -246,11 +237,10 @@ def test_one_peer_holds_only_its_share_of_unauthenticated_slots(tmp_path):
     finally:
         for sock in silent:
             sock.close()
-        served.stop()
 
 
-def test_busy_is_said_over_tls_where_the_client_can_read_it(tmp_path, images):
-    served = Served("--listen", "127.0.0.1:0", "--max-queue", "1")
+def test_busy_is_said_over_tls_where_the_client_can_read_it(tmp_path, images, serve):
+    served = serve("--listen", "127.0.0.1:0", "--max-queue", "1")
     try:
         waiting = [in_background(run_on_server, served.address, images, LONG, lambda event: None) for _ in range(2)]
         wait_until(lambda: served.ping()["queued"] == 1, 120, "the second run did not queue")
@@ -258,16 +248,16 @@ def test_busy_is_said_over_tls_where_the_client_can_read_it(tmp_path, images):
             run_on_server(served.address, images, QUICK, lambda event: None)
         assert refused.value.reason == "busy" and "busy" in str(refused.value)
     finally:
-        served.stop()
+        served.stop()  # the two runs it holds end without their results
         for thread, _ in waiting:
             thread.join(30)
 
 
-def test_connections_beyond_the_bound_are_told_busy_over_tls(tmp_path):
+def test_connections_beyond_the_bound_are_told_busy_over_tls(tmp_path, serve):
     """32 clients about to send their images hold the authenticated connections (for a window, until
     their pace fails); the next client hears "busy" over TLS, a refusal it can read (it was once plain
     text on the TLS port)."""
-    served = Served("--listen", "127.0.0.1:0")
+    served = serve("--listen", "127.0.0.1:0")
     uploading = []
     header = client.request_header(served.address, "stylize", settings=QUICK, images=[100 << 20, 0])
     try:
@@ -286,13 +276,12 @@ def test_connections_beyond_the_bound_are_told_busy_over_tls(tmp_path):
     finally:
         for connection in uploading:
             connection.close()
-        served.stop()
 
 
 # --- 8. payloads: memory as it arrives, a pace per window ------------------------------------------------
 
-def test_a_declared_size_takes_no_memory_until_its_bytes_arrive(tmp_path):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"), "--max-request-mb", "2000")
+def test_a_declared_size_takes_no_memory_until_its_bytes_arrive(tmp_path, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"), "--max-request-mb", "2000")
     connections = []
     try:
         served.ping()
@@ -307,40 +296,37 @@ def test_a_declared_size_takes_no_memory_until_its_bytes_arrive(tmp_path):
     finally:
         for connection in connections:
             connection.close()
-        served.stop()
 
 
-def test_a_drip_of_bytes_is_cut_off_within_a_window_or_two(tmp_path):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"))
-    try:
-        connection = client.open_connection(served.address)
-        connection.sendall(json.dumps({"protocol": 2, "op": "stylize", "settings": QUICK, "images": [1 << 20, 0],
-                                       "bytes": 1 << 20}).encode() + b"\n")
-        dripped, reply = 0, None
-        connection.settimeout(5)
-        while reply is None and dripped < 20:  # one byte every 2 s: an hour for a megabyte, in the old rule
-            try:
-                connection.sendall(b"\0")
-                dripped += 1
-                reply = client.Channel(connection).read(time.monotonic() + 2)[0]
-            except client.ProtocolError:
-                continue  # nothing said yet: drip on
-            except OSError:
-                break
-        if reply is None:
-            connection.settimeout(10)
-            reply = client.Channel(connection).read(time.monotonic() + 10)[0]
-        connection.close()
-        assert reply["reason"] == "timeout" and "moved too slowly" in reply["message"]
-        assert dripped <= 12, f"{dripped} bytes dripped over {2 * dripped} s were tolerated"
-        assert served.ping()["buffered_bytes"] == 0
-    finally:
-        served.stop()
+@pytest.mark.slow  # drips for a 10 s window or two
+def test_a_drip_of_bytes_is_cut_off_within_a_window_or_two(tmp_path, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"))
+    connection = client.open_connection(served.address)
+    connection.sendall(json.dumps({"protocol": 2, "op": "stylize", "settings": QUICK, "images": [1 << 20, 0],
+                                   "bytes": 1 << 20}).encode() + b"\n")
+    dripped, reply = 0, None
+    connection.settimeout(5)
+    while reply is None and dripped < 20:  # one byte every 2 s: an hour for a megabyte, in the old rule
+        try:
+            connection.sendall(b"\0")
+            dripped += 1
+            reply = client.Channel(connection).read(time.monotonic() + 2)[0]
+        except client.ProtocolError:
+            continue  # nothing said yet: drip on
+        except OSError:
+            break
+    if reply is None:
+        connection.settimeout(10)
+        reply = client.Channel(connection).read(time.monotonic() + 10)[0]
+    connection.close()
+    assert reply["reason"] == "timeout" and "moved too slowly" in reply["message"]
+    assert dripped <= 12, f"{dripped} bytes dripped over {2 * dripped} s were tolerated"
+    assert served.ping()["buffered_bytes"] == 0
 
 
-def test_requests_together_may_not_hold_more_than_the_buffer_cap(tmp_path):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"), "--max-request-mb", "6",
-                    "--max-buffered-mb", "8")
+def test_requests_together_may_not_hold_more_than_the_buffer_cap(tmp_path, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"), "--max-request-mb", "6",
+                   "--max-buffered-mb", "8")
     first = client.open_connection(served.address)
     try:
         first.sendall(json.dumps({"protocol": 2, "op": "stylize", "settings": QUICK, "images": [5 << 20, 0],
@@ -352,50 +338,48 @@ def test_requests_together_may_not_hold_more_than_the_buffer_cap(tmp_path):
     finally:
         first.close()
         wait_until(lambda: served.ping()["buffered_bytes"] == 0, 30, "a request's bytes were kept after it ended")
-        served.stop()
 
 
 # --- 9. a request's memory limit ------------------------------------------------------------------------
 
-def test_a_request_cannot_raise_the_servers_memory_budget(tmp_path, images):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"), "--memory-limit-mb", "1500")
-    try:
-        events = []
-        code, _ = run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 81000}, events.append)
-        assert code == 0
-        plan = next(event["message"] for event in events if event["stage"] == "plan")
-        assert "(1.5 GB usable" in plan, plan
-        events = []
-        run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 1200}, events.append)
-        assert "(1.2 GB usable" in next(event["message"] for event in events if event["stage"] == "plan")
-    finally:
-        served.stop()
+@pytest.mark.slow  # two real runs
+def test_a_request_cannot_raise_the_servers_memory_budget(tmp_path, images, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"), "--memory-limit-mb", "1500")
+    events = []
+    code, _ = run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 81000}, events.append)
+    assert code == 0
+    plan = next(event["message"] for event in events if event["stage"] == "plan")
+    assert "(1.5 GB usable" in plan, plan
+    events = []
+    run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 1200}, events.append)
+    assert "(1.2 GB usable" in next(event["message"] for event in events if event["stage"] == "plan")
+    served.stop()
     assert "memory_limit_mb=1500" in served.log() and "memory_limit_mb=81000" not in served.log()
 
 
-def test_without_a_server_limit_a_request_gets_at_most_what_is_free(tmp_path, images):
-    served = Served("--socket", str(tmp_path / "run" / "server.sock"))
-    try:
-        events = []
-        assert run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 10**7}, events.append)[0] == 0
-        plan = next(event["message"] for event in events if event["stage"] == "plan")
-        usable_gb = float(plan.split("(")[1].split(" GB usable")[0])
-        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        assert usable_gb < total_gb, plan
-        run_on_server(served.address, images, QUICK, lambda event: None)
-    finally:
-        served.stop()
+@pytest.mark.slow  # two real runs
+def test_without_a_server_limit_a_request_gets_at_most_what_is_free(tmp_path, images, serve):
+    served = serve("--socket", str(tmp_path / "run" / "server.sock"))
+    events = []
+    assert run_on_server(served.address, images, {**QUICK, "memory_limit_mb": 10**7}, events.append)[0] == 0
+    plan = next(event["message"] for event in events if event["stage"] == "plan")
+    usable_gb = float(plan.split("(")[1].split(" GB usable")[0])
+    total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    assert usable_gb < total_gb, plan
+    run_on_server(served.address, images, QUICK, lambda event: None)
+    served.stop()
     asked_nothing = [line for line in served.log().splitlines() if "accepted" in line][-1]
     assert "memory_limit_mb" not in asked_nothing, "a request that asked no limit is logged with one"
 
 
 # --- 10. a slow but steady reader -----------------------------------------------------------------------
 
-def test_a_slow_steady_reader_gets_its_whole_result_over_plain_tcp(tmp_path):
+@pytest.mark.slow  # reads for over 60 s, by design
+def test_a_slow_steady_reader_gets_its_whole_result_over_plain_tcp(tmp_path, serve):
     """A result of 43 MB read at about 600 KB/s, as through a thin SSH tunnel: over 60 s, longer than
     the one fixed timeout the server had (and far more than the kernel's buffers hold: the reader's
     is fixed at 64 KB); it must arrive whole."""
-    served = Served("--listen", "127.0.0.1:0", "--no-tls")
+    served = serve("--listen", "127.0.0.1:0", "--no-tls")
     side = 1900
     content = io.BytesIO()
     np.save(content, np.random.default_rng(1).uniform(0, 1, (side, side, 3)).astype("<f4"))
@@ -403,30 +387,28 @@ def test_a_slow_steady_reader_gets_its_whole_result_over_plain_tcp(tmp_path):
     small(STYLE, 64).save(style, format="PNG")
     images = [content.getvalue(), style.getvalue()]
     settings = {"iterations": 0, "max_size": 64, "scales": 1, "resolution": "working"}  # 64 px, upscaled
-    try:
-        connection = socket.socket()
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting: no autotuning
-        connection.settimeout(60)
-        connection.connect((served.address.host, served.address.port))
-        channel = client.Channel(connection)
-        channel.send(client.request_header(served.address, "stylize", settings=settings,
-                                           images=[len(image) for image in images]), images)
-        received = bytearray()
-        started = None
-        while True:
-            chunk = connection.recv(60_000)
-            if not chunk:
-                break
-            if started is None and b'"stage": "result"' in chunk:
-                started = time.monotonic()
-            received += chunk
-            time.sleep(0.1)  # the reader's own pace, about 600 KB/s: what the test is about, not a measurement
-        seconds = time.monotonic() - started
-        lines = received.split(b"\n")
-        headers = [json.loads(line) for line in lines if line.startswith(b"{\"stage\"")]
-        assert headers[-1] == {"stage": "exit", "code": 0}, (headers[-3:], len(received), served.log()[-1500:])
-        result_header = next(h for h in headers if h["stage"] == "result")
-        assert result_header["bytes"] > 43_000_000 and seconds > 60, seconds
-    finally:
-        served.stop()
+    connection = socket.socket()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting: no autotuning
+    connection.settimeout(60)
+    connection.connect((served.address.host, served.address.port))
+    channel = client.Channel(connection)
+    channel.send(client.request_header(served.address, "stylize", settings=settings,
+                                       images=[len(image) for image in images]), images)
+    received = bytearray()
+    started = None
+    while True:
+        chunk = connection.recv(60_000)
+        if not chunk:
+            break
+        if started is None and b'"stage": "result"' in chunk:
+            started = time.monotonic()
+        received += chunk
+        time.sleep(0.1)  # the reader's own pace, about 600 KB/s: what the test is about, not a measurement
+    seconds = time.monotonic() - started
+    lines = received.split(b"\n")
+    headers = [json.loads(line) for line in lines if line.startswith(b"{\"stage\"")]
+    assert headers[-1] == {"stage": "exit", "code": 0}, (headers[-3:], len(received), served.log()[-1500:])
+    result_header = next(h for h in headers if h["stage"] == "result")
+    assert result_header["bytes"] > 43_000_000 and seconds > 60, seconds
+    served.stop()
     assert "given up" not in served.log()
