@@ -194,13 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         from .server.cli import main as serve
         return serve(argv[1:])
+    stop_on_stdin_eof = early_options(argv).stop_on_stdin_eof  # read before a signal can stop us
     stop_on_signals()
     try:
         code = execute(argv, sys.stdout, sys.stderr)
     except BrokenPipeError:
         # Whoever read our output went away; nothing left to tell them.
         os._exit(1)
-    if early_options(argv).stop_on_stdin_eof:
+    if stop_on_stdin_eof:
         # The stdin watcher still blocks in a read; ending the interpreter normally would
         # abort on that thread's lock. Everything is written, so leave at once.
         sys.stdout.flush()
@@ -211,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def execute(argv: list[str], out: TextIO, err: TextIO) -> int:
     """One invocation: progress and errors go to out/err; the exit status is returned."""
-    mode = "json" if early_options(argv).progress == "json" else "none"
-    try:
+    mode = "none"
+    try:  # a stop signal may come at any moment from here: Interrupted is answered below
+        mode = "json" if early_options(argv).progress == "json" else "none"
         args = build_parser().parse_args(argv)
         if args.cleanup_dir is not None and not args.stop_on_stdin_eof:
             raise InputError("--cleanup-dir works only with --stop-on-stdin-eof: it names the folder to remove "
