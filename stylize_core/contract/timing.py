@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .schedule import composition_steps, detail_steps
+
 TARGET_PASS_SHARE = 0.3
 """A scale's targets, one forward pass for the content and one per style, each cost about this share of
 an iteration; measured on the detail scales of a 2560x1600 run (0.25-0.35 a pass)."""
@@ -84,8 +86,6 @@ def predict_by_resolution(content_size: tuple[int, int], settings, calibration: 
     working size) for `settings` (a Settings). The scales are the schedule's, as the engine's plan takes
     them; tiles and a shrunken working size are left out: the plan, which knows the free memory, says
     it exactly before it runs."""
-    from .schedule import composition_steps, detail_steps
-
     composition = composition_steps(content_size, settings.max_size, settings.scales, settings.iterations,
                                     settings.quality)
     work = [ScaleWork(step.width * step.height, step.iterations) for step in composition]

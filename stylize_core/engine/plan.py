@@ -111,12 +111,12 @@ def preview_plan(content_size, settings: Settings, device: torch.device, precisi
                  style_sizes: Sequence[tuple[int, int]], budget: int) -> RunPlan:
     """The preview: at most PREVIEW_SIDE on the long side, its own few iterations at two scales."""
     steps = preview_steps(content_size)
+    size = (steps[-1].width, steps[-1].height)  # the preview's: its last scale is its output
     scales = plan_scales(steps, device, settings, precision, budget, style_sizes)
     if scales is None:
         raise OutOfMemoryError(f"not enough memory on {device.type} even for a preview "
                                f"({budget / 2**30:.1f} GB usable)")
-    return RunPlan(device, precision, (steps[-1].width, steps[-1].height), scales, (steps[-1].width, steps[-1].height),
-                   budget, predicted(scales, calibration, len(style_sizes)))
+    return RunPlan(device, precision, size, scales, size, budget, predicted(scales, calibration, len(style_sizes)))
 
 
 def predicted(scales: tuple[Scale, ...], calibration: Calibration, n_styles: int) -> float:
