@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stylize_core.contract.options import BY_NAME
+from stylize_core.contract.settings import BY_NAME
 
 from results import write_results
 

@@ -5,7 +5,7 @@
 """
 
 from .contract.errors import InputError, OutOfMemoryError, StylizeError
-from .contract.options import OPTIONS
+from .contract.settings import OPTIONS
 from .contract.progress import Progress
 from .contract.settings import Settings
 

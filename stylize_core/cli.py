@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .contract.errors import InputError, Interrupted, StylizeError, host_out_of_memory
-from .contract.options import BY_NAME, OPTIONS
+from .contract.settings import BY_NAME, OPTIONS
 from .contract.progress import Reporter, json_lines, terminal_bar
 from .contract.settings import Settings
 

@@ -169,7 +169,7 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
                   accept_timeout: float = ACCEPT_TIMEOUT, max_result_bytes: int = MAX_RESULT_BYTES,
                   on_connect: Callable[[socket.socket], None] | None = None) -> tuple[int, bytes | None]:
     """One run on the server: the content, then the style images (.npy or image-file bytes), with the
-    settings (option name -> value, options.py). Progress events go to on_event ("waiting" while
+    settings (Settings field -> value, settings.py). Progress events go to on_event ("waiting" while
     queued; an "error" event always with its "reason" and "option", errors.py). Returns (exit status,
     the result's .npy bytes or None). Closing the connection (our process dying, say) withdraws the
     request, queued or running: on_connect gets the connection, for a caller that may withdraw it

@@ -6,8 +6,8 @@
    for each scale whether it runs whole or in tiles (tiling.py) within the memory
    budget (memory.py), and how long it all will take (timing.py, calibrate.py).
 2. Style targets: every style image, optionally recoloured to the content's
-   palette, is resized per scale to the scale's pixel count times style_scale^2
-   and its Gram matrices are blended by the style weights. The detail scales match
+   palette, is resized per scale to the plan's size for it (the scale's pixel
+   count times style_scale^2) and its Gram matrices are blended by the style weights. The detail scales match
    only the finest layers (relu1_1, relu2_1: the brushwork), and never from an
    enlarged painting: enlarging only blurs. The composition is the coarse scales':
    a detail scale's image, shrunk to the working size, is held to their result.
@@ -42,7 +42,6 @@ from .calibrate import calibration_for, learn_from_run, precision_for
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
 from ..contract.progress import ProgressCallback, Reporter
-from ..contract.schedule import style_size
 from ..contract.settings import Settings
 from .tiling import TiledObjective, tiled_style_grams
 from .vgg import VGG19Features, load_vgg19
@@ -208,7 +207,8 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
                    composition: torch.Tensor | None = None, curvature: Curvature | None = None):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
-        style_targets = blend_grams([style_grams(run, rgb, scale, tile) for rgb in run.style_rgbs],
+        style_targets = blend_grams([style_grams(run, rgb, size, scale, tile)
+                                     for rgb, size in zip(run.style_rgbs, scale.style_sizes, strict=True)],
                                     run.settings.style_weights or [1.0] * len(run.style_rgbs))
         content_target = None
         if tile is None:
@@ -222,10 +222,10 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
                     on_iteration, scale.memory.history, curvature)
 
 
-def style_grams(run: Run, rgb: np.ndarray, scale: Scale, tile: int | None) -> dict[str, torch.Tensor]:
-    """One style image's Gram targets at this scale (see step 2 of the module docstring)."""
-    size = style_size((rgb.shape[1], rgb.shape[0]), (scale.width, scale.height), run.settings.style_scale,
-                      scale.detail)
+def style_grams(run: Run, rgb: np.ndarray, size: tuple[int, int], scale: Scale,
+                tile: int | None) -> dict[str, torch.Tensor]:
+    """One style image's Gram targets at this scale, the image at `size` (the plan's, from the stroke size;
+    see step 2 of the module docstring)."""
     return style_grams_at(run, rgb, size, FINE_LAYERS if scale.detail else STYLE_LAYERS, tile)
 
 

@@ -33,6 +33,8 @@ class Scale:
     memory: ScalePlan
     detail: bool = False
     """Past the working size: only the painting's brushwork is added (engine.style_grams)."""
+    style_sizes: tuple[tuple[int, int], ...] = ()
+    """Each style image's (width, height) here: the stroke size sets it (schedule.style_size)."""
 
     @property
     def pixels(self) -> int:
@@ -139,12 +141,12 @@ def plan_scales(steps: Sequence[Step], device: torch.device, settings: Settings,
         forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
         # L-BFGS stores one pair of image-sized vectors per iteration, up to its history.
         history = max(1, min(LBFGS_HISTORY, iterations))
-        styles = [style_size(native, (width, height), settings.style_scale, detail) for native in style_sizes]
+        styles = tuple(style_size(native, (width, height), settings.style_scale, detail) for native in style_sizes)
         memory = plan_scale(width, height, device.type, settings.optimizer, history, precision, budget, forced,
                             styles)
         if memory is None:
             return tuple(scales) if stop_at_first_misfit else None
-        scales.append(Scale(width, height, iterations, memory, detail))
+        scales.append(Scale(width, height, iterations, memory, detail, styles))
     return tuple(scales)
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..contract.options import BY_NAME
+from ..contract.settings import BY_NAME
 from ..contract.paths import state_folder
 from ..contract.protocol import LOOPBACK_FILE, LOOPBACK_HOSTS, MAX_REQUEST_BYTES, default_socket_path, unix_sockets_work
 from .listeners import (Listener, StartError, activated_listeners, loopback_listener, network_listener,

@@ -19,7 +19,7 @@ import traceback
 from typing import TYPE_CHECKING, Callable
 
 from ..contract.errors import InputError
-from ..contract.options import BY_NAME, OPTIONS
+from ..contract.settings import BY_NAME, OPTIONS
 from ..contract.progress import Progress
 from ..contract.protocol import (HEADER_TIMEOUT, HEARTBEAT_INTERVAL, MIN_TRANSFER_RATE, PROTOCOL, Channel,
                                  ProtocolError, peer_uid)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..contract.errors import StylizeError, host_out_of_memory
-from ..contract.options import OPTIONS
+from ..contract.settings import OPTIONS
 from ..contract.progress import Progress
 
 if TYPE_CHECKING:  # importing them would import numpy and PIL: `stylize serve --help` answers without

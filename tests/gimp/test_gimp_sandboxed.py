@@ -1,7 +1,7 @@
 """The plug-in in a GIMP that sees neither the checkout nor the virtual environment, as in
 Flatpak's sandbox: GIMP 3 in the Debian root with only a work folder mounted (its profile, the
 pictures, the folder of the host server's socket). install.py --plugin-only --server-file installs the
-plug-in with its own copies of the engine's client.py and options.py; every run goes to a server
+plug-in with its own copies of the contract (client.py, settings.py, ...); every run goes to a server
 on the host: its Unix socket, its loopback port with the token in the plug-in's config, or a TLS
 server chosen in the dialog. Failures (a wrong token, no server, the server killed mid-run) are
 said in words and leave the image as it was."""

@@ -404,7 +404,7 @@ def test_the_contract_travels_with_the_plugin_and_a_server_address_stays_private
     if os.name == "posix":
         assert stat.S_IMODE(os.stat(folder / "stylize-config.json").st_mode) == 0o600
     manifest = json.loads((folder / "install-manifest.json").read_text())
-    assert {"stylize_core/contract/client.py", "stylize_core/contract/options.py"} <= set(manifest["files"])
+    assert {"stylize_core/contract/client.py", "stylize_core/contract/settings.py"} <= set(manifest["files"])
     assert plugin_files.uninstall_plugin(profile) == "removed" and not folder.exists()
 
 

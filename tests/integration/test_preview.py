@@ -12,7 +12,7 @@ import pytest
 from nst import pixels, widgets
 from nst import preview as nst_preview
 from stylize_core import Settings, stylize_picture
-from stylize_core.contract import options
+from stylize_core.contract.settings import BY_NAME
 from stylize_core.contract.schedule import PREVIEW_ITERATIONS, PREVIEW_SIDE
 from stylize_core.engine.imageio import load_picture
 from helpers import CONTENT, STYLE, Served, small
@@ -45,7 +45,7 @@ def test_the_region_read_for_a_preview_is_at_most_its_size_and_never_enlarged():
 
 
 def test_preview_is_the_engines_and_not_a_dialog_choice():
-    resolution = options.BY_NAME["resolution"]
+    resolution = BY_NAME["resolution"]
     dialog_choices = widgets.value_choices(resolution, widgets.WIDGETS["resolution"])
     assert "preview" in resolution.choices and "preview" not in dialog_choices
     assert Settings(resolution="preview").validate().resolution == "preview"

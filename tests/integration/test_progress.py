@@ -43,7 +43,7 @@ def test_the_terminal_bar_shows_the_plan_the_bar_and_what_was_written():
 def test_importing_the_package_and_the_cli_does_not_import_torch():
     """What keeps `stylize --help` and option errors instant: torch loads only when a run starts."""
     code = ("import sys, io\n"
-            "import stylize_core, stylize_core.cli, stylize_core.contract.options\n"
+            "import stylize_core, stylize_core.cli, stylize_core.contract.settings\n"
             "status = stylize_core.cli.execute(['c.png', 's.png', '-o', 'o.png', '--strength', 'nan'],"
             " io.StringIO(), io.StringIO())\n"
             "assert status == 2, status\n"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stylize_core import InputError, Settings, stylize
-from stylize_core.contract.options import OPTIONS, QUALITY_ITERATIONS
+from stylize_core.contract.settings import OPTIONS, QUALITY_ITERATIONS
 from helpers import CONTENT, STYLE, EXAMPLES, content_distance, rgb_of, small, style_distance
 
 pytestmark = pytest.mark.slow

@@ -1,18 +1,18 @@
-"""options.py is the one definition of every option: the dialog, the wire, the CLI and Settings agree."""
+"""settings.py declares every option once, as a Settings field: the dialog, the wire, the CLI and
+validation agree."""
 
 import ast
 import dataclasses
 import json
 import math
 import re
-import typing
 from pathlib import Path
 
 import pytest
 
 from stylize_core import InputError, Settings
 from stylize_core.cli import build_parser, settings_from_args
-from stylize_core.contract.options import BY_NAME, OPTIONS
+from stylize_core.contract.settings import BY_NAME, OPTIONS
 from nst import widgets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,16 +59,16 @@ def test_the_dialogs_defaults_are_the_engines_defaults():
     assert from_dialog == Settings()
 
 
-def test_the_settings_fields_are_the_option_table():
-    """Settings is written out for editors and type checkers: its fields, their order, defaults and types
-    are the table's."""
-    fields = dataclasses.fields(Settings)
-    hints = typing.get_type_hints(Settings)
-    assert [field.name for field in fields] == [option.name for option in OPTIONS]
-    for field, option in zip(fields, OPTIONS):
-        assert field.default == option.default, option.name
-        wanted = list[option.type] if option.many else option.type
-        assert hints[field.name] == (wanted | None if option.optional else wanted), option.name
+def test_each_field_declares_its_option():
+    """The table is read off the fields: their order, defaults, and from the type hint the value type,
+    whether None is allowed and whether it takes a list."""
+    assert [o.name for o in OPTIONS] == [f.name for f in dataclasses.fields(Settings)]
+    assert all(o.default == getattr(Settings(), o.name) and o.help for o in OPTIONS)
+    assert (BY_NAME["strength"].type, BY_NAME["strength"].optional, BY_NAME["strength"].many) == (float, False, False)
+    assert (BY_NAME["size"].type, BY_NAME["size"].optional, BY_NAME["size"].many) == (int, True, False)
+    assert (BY_NAME["style_weights"].type, BY_NAME["style_weights"].optional, BY_NAME["style_weights"].many) == (
+        float, True, True)
+    assert all((o.type is str) == bool(o.choices) or o.names_a_file for o in OPTIONS)
 
 
 def test_the_cli_defaults_are_the_settings_defaults():
@@ -124,29 +124,29 @@ HOMONYMS = {
 }
 
 
-def test_no_option_is_named_outside_options_py():
+def test_no_option_is_named_outside_settings_py():
     """An option's name, flag or plug-in name as a string anywhere else would be a second definition."""
     spellings = {spelling for o in OPTIONS for spelling in (o.name, widgets.argument_name(o.name), o.cli_flag)}
     # The installer runs the CLI as a user does (its tiny check stylization), as benchmarks and tests do;
     # the plug-in's widgets.py keys its labels by option name (test_every_widget_is_an_option).
     sources = [p for p in (ROOT / "stylize_core").rglob("*.py")
-               if p.name != "options.py" and "installer" not in p.parts]
+               if p.name != "settings.py" and "installer" not in p.parts]
     sources += [p for p in PLUGIN.rglob("*.py") if p.name != "widgets.py"]
     found = {f"{p.relative_to(ROOT)}: {text!r}" for p in sources for text in string_literals(p) & spellings}
     assert found == set(HOMONYMS)
 
 
 def test_stroke_size_reaches_the_loss_through_each_file_once():
-    """Declared (options.py), labelled (the plug-in's widgets.py), then carried by name by the dialog,
-    the request and Settings: only the engine reads the value from the settings, and the plan, which
-    sizes the painting's pass through the network by it (schedule.style_size)."""
+    """Declared (settings.py), labelled (the plug-in's widgets.py), then carried unnamed in the request's
+    settings and Settings: only the engine's plan reads it, to size each style image per scale
+    (schedule.style_size); the engine resizes the style to the plan's size and takes its Grams."""
     readers = []
     for path in list((ROOT / "stylize_core").rglob("*.py")) + list(PLUGIN.rglob("*.py")):
         text = path.read_text()
-        if any(name in text for name in (".style_scale", '"style_scale"', "style-scale")):
+        if any(name in text for name in (".style_scale", '"style_scale"', "style-scale", "style_scale:")):
             readers.append(path.relative_to(ROOT).as_posix())
-    assert sorted(readers) == ["plugin/neural-style-transfer/nst/widgets.py", "stylize_core/contract/options.py",
-                               "stylize_core/engine/api.py", "stylize_core/engine/plan.py"]
+    assert sorted(readers) == ["plugin/neural-style-transfer/nst/widgets.py", "stylize_core/contract/schedule.py",
+                               "stylize_core/contract/settings.py", "stylize_core/engine/plan.py"]
     assert widgets.WIDGETS["style_scale"].label == "Stroke si_ze"
 
 

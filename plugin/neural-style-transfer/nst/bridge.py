@@ -13,7 +13,7 @@ from typing import Callable
 from stylize_core.contract import client, schedule, timing
 from stylize_core.contract.errors import StylizeError
 from stylize_core.contract.installation import CONFIG_NAME
-from stylize_core.contract.options import BY_NAME
+from stylize_core.contract.settings import BY_NAME
 
 from .widgets import dialog_settings, label_in_words
 

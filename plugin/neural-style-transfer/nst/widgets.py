@@ -1,13 +1,13 @@
 """How the engine's options appear in the dialog, keyed by option name: labels with mnemonics, the
 Advanced fold, narrower ranges and fewer choices than the engine takes. The option table
-(stylize_core/contract/options.py) holds no GIMP words; tests check that every value the dialog
+(the Settings fields of stylize_core/contract/settings.py) holds no GIMP words; tests check that every value the dialog
 offers is valid to the engine and means the same there."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stylize_core.contract.options import BY_NAME, Option
+from stylize_core.contract.settings import BY_NAME, Option
 from stylize_core.contract.settings import Settings
 
 
@@ -72,9 +72,9 @@ def label_in_words(option_name: str) -> str:
 
 
 def request_settings(values: dict, **changes) -> dict:
-    """The dialog's values (keyed by argument name; the default where one is missing) as the Settings
-    fields a run request carries."""
-    fields = {name: BY_NAME[name].type(values.get(argument_name(name), BY_NAME[name].default)) for name in WIDGETS}
+    """The dialog's values (keyed by argument name) as the Settings fields a run request carries; the
+    engine's default stands for a value the dialog has not got."""
+    fields = {name: values[argument_name(name)] for name in WIDGETS if argument_name(name) in values}
     return {**fields, **changes}
 
 
