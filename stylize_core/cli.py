@@ -26,7 +26,7 @@ from .contract.settings import Settings
 
 PROG = "stylize"
 SERVER_VARIABLE = "STYLIZE_SERVER"
-GROUP_ORDER = ("look", "quality and size", "engine")
+GROUP_ORDER = ("look", "quality and size", "clips", "engine")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,10 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Restyle CONTENT after one or more STYLE images (Gatys et al. neural style "
         "transfer with VGG19). Images: any format Pillow reads, or float .npy arrays (H, W, 3|4).",
         epilog=f"The engine as a server, for the GIMP plug-in and --server: {PROG} serve --help")
-    parser.add_argument("content", help="the picture to restyle")
+    parser.add_argument("content", help="the picture to restyle, or a clip: a video file, an animated GIF or "
+                        "WebP, a folder of pictures or a quoted glob ('frames/*.png')")
     parser.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
-    parser.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .tif, .webp or .npy)")
+    parser.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .tif, .webp or .npy); for a clip a video "
+                        "(.mp4, .mkv, .mov, .webm, .avi), an animated .gif or .webp, or a new folder of PNG frames")
     groups = {name: parser.add_argument_group(name) for name in GROUP_ORDER}
+    groups["clips"].add_argument("--frames", metavar="A:B", type=frame_span, default=(0, None),
+                                 help="restyle frames A to B-1 only, counted from 0 (0:48 the first 48; 100: from "
+                                      "the 101st on). An interrupted clip continues where it stopped when the "
+                                      "same command is run again")
     for option in OPTIONS:
         default = "" if option.default is None else " (default %(default)s)"
         groups[option.group].add_argument(
@@ -68,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run on the server whose address is in FILE (only you may read it): the file the "
                        "server wrote its address to, copied here (tls://TOKEN@HOST:PORT#sha256=...)")
     return parser
+
+
+def frame_span(text: str) -> tuple[int, int | None]:
+    start, colon, stop = text.partition(":")
+    try:
+        span = (int(start or 0), int(stop) if stop else None)
+    except ValueError:
+        span = None
+    if not colon or span is None or span[0] < 0 or (span[1] is not None and span[1] <= span[0]):
+        raise argparse.ArgumentTypeError(f"{text!r} is not A:B with 0 <= A < B (either may be left out)")
+    return span
 
 
 def metavar(option) -> str | None:
@@ -264,7 +281,11 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     from .engine.imageio import load_picture
     from .engine.saving import check_output, check_output_size, save_picture
 
+    from .engine.clips import is_clip
+
     started = time.perf_counter()
+    if is_clip(args.content):
+        return run_clip(args, settings, report, started)
     # Everything that can be checked is checked before the expensive part.
     check_output(args.output, [args.content, *args.styles])
     memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
@@ -282,6 +303,21 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     report.save(output)
     save_picture(result, args.output)
     report.done(time.perf_counter() - started, output)
+    return 0
+
+
+def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, started: float) -> int:
+    from .engine.clipjob import stylize_clip
+    from .engine.imageio import load_picture
+
+    if server_address(args):
+        raise InputError("a clip is restyled by this computer's engine: leave out --server (a server takes "
+                         "pictures)")
+    memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
+    styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    output = stylize_clip(args.content, styles, args.output, settings, report.callback, args.frames,
+                          tuple(args.styles))
+    report.done(time.perf_counter() - started, os.path.abspath(output))
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional, TextIO
 @dataclass
 class Progress:
     stage: str
-    """"waiting", "load", "plan", "optimize", "save", "done" or "error"."""
+    """"waiting", "load", "plan", "optimize", "frame" (a clip's frame done), "save", "done" or "error"."""
     scale: int = 0
     """1-based index of the coarse-to-fine scale."""
     scales: int = 0
@@ -41,10 +41,17 @@ class Progress:
     """"plan": the predicted seconds of the optimisation, from this device's calibration (timing.py)."""
     ahead: int = 0
     """"waiting": runs a server does before this one."""
+    frame: int = 0
+    """A clip's: "frame", the frames done; "optimize", the 1-based frame being optimised."""
+    frames: int = 0
+    """A clip's frame count (0 where it is not known, and in a still's events)."""
 
     def fields(self) -> dict:
         """The fields that belong to this stage, as sent in JSON."""
-        return {"stage": self.stage, **{name: getattr(self, name) for name in STAGE_FIELDS[self.stage]}}
+        fields = {"stage": self.stage, **{name: getattr(self, name) for name in STAGE_FIELDS[self.stage]}}
+        if self.stage == "optimize" and self.frame:
+            fields.update(frame=self.frame, frames=self.frames)
+        return fields
 
 
 STAGE_FIELDS = {
@@ -52,6 +59,7 @@ STAGE_FIELDS = {
     "load": (),
     "plan": ("message", "predicted_s"),
     "optimize": ("scale", "scales", "width", "height", "iteration", "total", "loss", "fraction", "eta_s"),
+    "frame": ("frame", "frames", "fraction", "eta_s"),
     "save": ("output",),
     "done": ("output", "seconds"),
     "error": ("message", "exit_code"),
@@ -98,6 +106,10 @@ def json_lines(stream: TextIO = sys.stdout) -> ProgressCallback:
     return show
 
 
+def in_words(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallback:
     """A one-line bar redrawn in place: scale, iteration, loss, time left; then what was written."""
     def show(event: Progress) -> None:
@@ -107,8 +119,9 @@ def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallba
             stream.write(event.message + "\n")
         elif event.stage == "optimize":
             filled = int(round(event.fraction * width))
-            eta = f" ~{event.eta_s:.0f}s left" if event.eta_s is not None else ""
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event.fraction * 100:3.0f}% "
+            eta = f" ~{in_words(event.eta_s)} left" if event.eta_s is not None else ""
+            frame = f"frame {event.frame}/{event.frames or '?'} " if event.frame else ""
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event.fraction * 100:3.0f}% {frame}"
                          f"scale {event.scale}/{event.scales} {event.width}x{event.height} "
                          f"it {event.iteration}/{event.total} loss {event.loss:.4f}{eta}   ")
         elif event.stage == "save":

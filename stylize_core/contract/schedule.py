@@ -111,6 +111,17 @@ def composition_iterations(n_scales: int, iterations: int, quality: str) -> list
     return [per_scale[0]] * (n_scales - len(per_scale)) + list(per_scale)
 
 
+FRAME_ITERATION_SHARE = 0.6
+"""A clip's frames after the first run at the working size only, with this share of the finest
+composition scale's iterations: they start from the frame before, moved along the motion, near their
+answer (benchmarks/video.py)."""
+
+
+def frame_iterations(iterations: int, quality: str) -> int:
+    """Iterations at the working size for a clip's frame after the first (`iterations` 0: the quality's)."""
+    return max(1, round((iterations or QUALITY_ITERATIONS[quality][-1]) * FRAME_ITERATION_SHARE))
+
+
 def detail_iterations(n_scales: int, iterations: int, quality: str) -> list[int]:
     if iterations:
         return [iterations] * n_scales

@@ -26,6 +26,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,8 +38,9 @@ from ..contract.errors import InputError, StylizeError
 from .hostmemory import freed_memory_returned
 from .imageio import Picture, load_picture, resize_rgb, to_pil
 from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, blend_grams, gram_matrix
-from .optimize import Curvature, Objective, autocast_for, optimize
+from .optimize import Curvature, Objective, TemporalTarget, autocast_for, optimize
 from .calibrate import calibration_for, learn_from_run, precision_for
+from ..contract.timing import Calibration
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
 from ..contract.progress import ProgressCallback, Reporter
@@ -90,10 +92,22 @@ def stylize(content, styles, settings: Settings | None = None, progress: Progres
 
 def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
                     progress: ProgressCallback | None = None) -> Picture:
+    run = start_run(content, styles, settings, Reporter(progress))
+    memory_is_tight = run.plan.device.type == "cpu" and any(scale.memory.tile for scale in run.plan.scales)
+    with freed_memory_returned() if memory_is_tight else contextlib.nullcontext():
+        result = optimize_pyramid(run)
+    if settings.resolution != "preview":
+        # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
+        # for: learning from them would pull the full runs' estimate towards theirs.
+        learn_from_run(run.calibration, run.plan.predicted_seconds, time.perf_counter() - run.started)
+    return finished_picture(run, result)
+
+
+def start_run(content: Picture, styles: list[Picture], settings: Settings, report: Reporter) -> Run:
+    """Step 1: the device, the network and the plan, reported; the Run every scale is optimised with."""
     if not styles:
         raise InputError("at least one style image is needed")
     settings.validate(len(styles))
-    report = Reporter(progress)
     report.load()
     device = pick_device(settings.device)
     network = prepared_network(settings, device)
@@ -101,21 +115,19 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     calibration = calibration_for(network, device, precision)
     plan = make_plan(content.size, settings, device, precision, calibration, [style.size for style in styles])
     report.plan(plan.describe(), plan.predicted_seconds)
-    run = Run(plan, settings, content, styles, report, network)
-    memory_is_tight = device.type == "cpu" and any(scale.memory.tile for scale in plan.scales)
-    with freed_memory_returned() if memory_is_tight else contextlib.nullcontext():
-        result = optimize_pyramid(run)
-    if settings.resolution != "preview":
-        # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
-        # for: learning from them would pull the full runs' estimate towards theirs.
-        learn_from_run(calibration, plan.predicted_seconds, time.perf_counter() - run.started)
-    rgb = resize_rgb(result, plan.output_size)
-    if settings.preserve_colors == "luminance":
-        rgb = keep_content_chrominance(rgb, resize_rgb(content.rgb, plan.output_size))
+    return Run(plan, settings, content, styles, report, network, calibration)
+
+
+def finished_picture(run: Run, result: np.ndarray) -> Picture:
+    """Step 4: the optimised image at the output size, its colours and alpha as asked."""
+    content, output_size = run.content, run.plan.output_size
+    rgb = resize_rgb(result, output_size)
+    if run.settings.preserve_colors == "luminance":
+        rgb = keep_content_chrominance(rgb, resize_rgb(content.rgb, output_size))
     alpha = None
     if content.alpha is not None:
-        alpha = content.alpha if content.size == plan.output_size else np.asarray(
-            Image.fromarray(content.alpha, mode="F").resize(plan.output_size, Image.BICUBIC)).clip(0, 1)
+        alpha = content.alpha if content.size == output_size else np.asarray(
+            Image.fromarray(content.alpha, mode="F").resize(output_size, Image.BICUBIC)).clip(0, 1)
     return Picture(rgb, alpha)
 
 
@@ -137,6 +149,7 @@ class Run:
     styles: list[Picture]
     report: Reporter
     network: VGG19Features
+    calibration: Calibration
 
     def __post_init__(self):
         self.style_rgbs = [style.rgb for style in self.styles]
@@ -160,10 +173,13 @@ class Run:
         return report
 
 
-def optimize_pyramid(run: Run) -> np.ndarray:
+def optimize_pyramid(run: Run, start: np.ndarray | None = None,
+                     temporal_at: Callable[[Scale], TemporalTarget | None] | None = None) -> np.ndarray:
+    """Step 3 over the plan's scales; the first starts from `start` (an image at its size) where given,
+    and each scale holds to temporal_at(scale) where that gives a target (a clip's frames: frames.py)."""
     device = run.plan.device
     torch.manual_seed(run.settings.seed)
-    image = None
+    image = None if start is None else to_tensor(start, device)
     composition = None
     curvature = Curvature()
     cost_before = 0
@@ -178,13 +194,14 @@ def optimize_pyramid(run: Run) -> np.ndarray:
         if image is None:
             image = content if run.settings.init == "content" else (
                 0.5 + 0.1 * torch.randn(content.shape, generator=run.generator)).clamp(0, 1).to(device)
-        else:
+        elif image.shape[-2:] != content.shape[-2:]:
             image = F.interpolate(image, size=(scale.height, scale.width), mode="bicubic",
                                   align_corners=False).clamp(0, 1)
+        temporal = temporal_at(scale) if temporal_at else None
         on_iteration = run.on_iteration(number, scale, cost_before)
         while True:
             try:
-                image = optimize_scale(run, scale, image, content, on_iteration, composition, curvature)
+                image = optimize_scale(run, scale, image, content, on_iteration, composition, curvature, temporal)
                 break
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_out_of_memory(error):
@@ -204,7 +221,8 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.Tensor, on_iteration,
-                   composition: torch.Tensor | None = None, curvature: Curvature | None = None):
+                   composition: torch.Tensor | None = None, curvature: Curvature | None = None,
+                   temporal: TemporalTarget | None = None):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
         style_targets = blend_grams([style_grams(run, rgb, size, scale, tile)
@@ -215,7 +233,8 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
             with autocast_for(content, precision):
                 content_target = run.network(content, {CONTENT_LAYER})[CONTENT_LAYER]
     objective = Objective(run.network, style_targets, content_target, run.settings.strength,
-                          run.settings.content_weight, run.settings.tv_weight, precision, anchor=composition)
+                          run.settings.content_weight, run.settings.tv_weight, precision, anchor=composition,
+                          temporal=temporal)
     if tile is not None:
         objective = TiledObjective(objective, content, tile, run.generator)
     return optimize(image, objective, scale.iterations, run.settings.optimizer, run.settings.stall_tolerance,

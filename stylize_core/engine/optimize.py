@@ -49,10 +49,37 @@ def shrink_as_viewed(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
+LUMINANCE = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+TEMPORAL_WEIGHT = 3000.0
+"""The temporal term's weight at temporal_weight 1, on the same footing as ANCHOR_WEIGHT: a mean squared
+difference from the warped previous frame of 1e-4 weighs 0.3 (benchmarks/video.py)."""
+
+
+@dataclass
+class TemporalTarget:
+    """The previous frame's result moved to this frame, and where that move can be trusted."""
+    warped: torch.Tensor
+    """(1, 3, H, W)"""
+    reliable: torch.Tensor
+    """(1, 1, H, W), 1 where the motion was followed, 0 at occlusions"""
+    weight: float
+    luminance_only: bool = False
+    """Compare the luminance alone (the result's colours will be the content's)."""
+
+    def change(self, image: torch.Tensor) -> torch.Tensor:
+        """The mean squared change from the warped previous frame where the motion was followed."""
+        difference = image - self.warped
+        if self.luminance_only:
+            difference = (difference * LUMINANCE.to(difference)).sum(1, keepdim=True)
+        return (self.reliable * difference.pow(2)).mean()
+
+
 @dataclass
 class Objective:
     """STYLE_WEIGHT * strength * style + content_weight * content + tv_weight * total variation
-    (+ ANCHOR_WEIGHT * composition drift, on detail scales)."""
+    (+ ANCHOR_WEIGHT * composition drift, on detail scales)
+    (+ TEMPORAL_WEIGHT * temporal_weight * change from the previous frame where it was followed, on
+    a clip's frames after the first: Ruder et al. 2016, eq. 5)."""
     network: VGG19Features
     style_targets: dict[str, torch.Tensor]
     content_target: torch.Tensor
@@ -62,6 +89,7 @@ class Objective:
     precision: str = "fp32"
     anchor: torch.Tensor | None = None
     """Detail scales: the working-size result, whose composition the image must keep."""
+    temporal: TemporalTarget | None = None
 
     def __post_init__(self):
         # The network runs only as deep as the losses look: a detail scale matches the fine layers
@@ -76,16 +104,20 @@ class Objective:
                 + self.content_weight * content_loss(features[CONTENT_LAYER], target)
                 + self.tv_weight * total_variation(image))
 
-    def anchor_loss(self, image: torch.Tensor) -> torch.Tensor:
-        """How far the image, shrunk to the anchor's size, has drifted from it (0 without an anchor).
-        It looks at the whole image at once, so a tiled objective adds it once, not per tile."""
-        if self.anchor is None:
-            return torch.zeros((), device=image.device)
-        shrunk = shrink_as_viewed(image, tuple(self.anchor.shape[-2:]))
-        return ANCHOR_WEIGHT * (shrunk - self.anchor).pow(2).mean()
+    def whole_image_loss(self, image: torch.Tensor) -> torch.Tensor:
+        """The terms that look at the whole image at once, so a tiled objective adds them once, not per
+        tile: how far the image, shrunk to the anchor's size, has drifted from it, and how far it moved
+        from the warped previous frame where the motion was followed (0 without either)."""
+        loss = torch.zeros((), device=image.device)
+        if self.anchor is not None:
+            shrunk = shrink_as_viewed(image, tuple(self.anchor.shape[-2:]))
+            loss = loss + ANCHOR_WEIGHT * (shrunk - self.anchor).pow(2).mean()
+        if self.temporal is not None:
+            loss = loss + TEMPORAL_WEIGHT * self.temporal.weight * self.temporal.change(image)
+        return loss
 
     def evaluate(self, image: torch.Tensor) -> torch.Tensor:
-        loss = self(image) + self.anchor_loss(image)
+        loss = self(image) + self.whole_image_loss(image)
         loss.backward()
         return loss.detach()
 

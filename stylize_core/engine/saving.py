@@ -16,6 +16,7 @@ import secrets
 import stat
 import threading
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image
@@ -104,6 +105,13 @@ def save_picture(picture: Picture, path) -> Path:
     umask), a rewritten one keeps its own."""
     path = Path(path)
     check_output(path)
+    suffix = path.suffix.lower()
+    return save_atomically(path, lambda stream: _encode(picture, stream, suffix))
+
+
+def save_atomically(path: Path, encode: Callable[[BinaryIO], None]) -> Path:
+    """Write what encode(stream) writes to `path` atomically (the module's rule), with save_picture's
+    permissions."""
     folder = path.parent if str(path.parent) else Path(".")
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -113,7 +121,7 @@ def save_picture(picture: Picture, path) -> Path:
     try:
         handle = _create_temporary(folder, path.suffix.lower(), temporary)
         with os.fdopen(handle, "wb") as stream:
-            _encode(picture, stream, path.suffix.lower())
+            encode(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary[0], mode)  # made private (0600) so that no one reads it half-written

@@ -101,7 +101,7 @@ class TiledObjective:
             loss.backward()
             _slice(image.grad, core).add_(_slice(piece.grad, core_within_crop(core, crop)))
             total += loss.detach()
-        anchor = self.objective.anchor_loss(image)
-        if anchor.requires_grad:
-            anchor.backward()
-        return total + anchor.detach()
+        whole = self.objective.whole_image_loss(image)
+        if whole.requires_grad:
+            whole.backward()
+        return total + whole.detach()

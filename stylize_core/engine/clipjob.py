@@ -1,0 +1,149 @@
+"""stylize_clip(): a clip restyled into a video, an animation or a folder, safe to interrupt and resume.
+
+Each restyled frame is written, atomically, as a PNG into a work folder beside the output
+(`.NAME.frames/`), with a record of the run (`run.json`: the input, the styles, the settings and the
+frames asked for). Interrupted in any way (Ctrl+C, SIGTERM, a crash, a full disk), the frames done stay
+there; the same command run again finds the record, reads back the last frame done and continues after
+it (frames.py's Previous), so no frame is restyled twice. A work folder whose record is another run's is
+replaced. Once the last frame is done, the output is assembled into a temporary file beside it and
+renamed into place in one step (a folder of frames: the work folder is renamed), and the work folder
+goes: an output exists only complete, and nothing else is left behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..contract.errors import InputError
+from ..contract.paths import write_atomically
+from ..contract.progress import ProgressCallback, Reporter
+from ..contract.settings import Settings
+from .clips import Clip, output_kind, open_clip, write_animation, write_video
+from .frames import Previous, stylize_frames
+from .imageio import Picture, load_picture
+from .saving import check_output, save_atomically, save_picture
+
+RECORD = "run.json"
+FRAME_NAME = "frame_{:06d}.png"
+
+
+def stylize_clip(source: str, styles: list[Picture], output: str, settings: Settings,
+                 progress: ProgressCallback | None = None, span: tuple[int, int | None] = (0, None),
+                 style_sources: tuple[str, ...] = ()) -> Path:
+    """Restyle frames span[0]..span[1]-1 (0-based; None: to the end) of the clip at `source` into
+    `output`; returns the output's path. `style_sources` (the styles' files, where they are files)
+    are checked not to be the output."""
+    clip = open_clip(source)
+    start, stop = span[0], clip.count if span[1] is None else min(span[1], clip.count)
+    if not 0 <= start < stop:
+        raise InputError(f"--frames {span[0]}:{'' if span[1] is None else span[1]} holds no frame of the "
+                         f"clip's {clip.count} (frames are counted from 0)")
+    output_path = Path(output)
+    kind = output_kind(output)
+    check_clip_output(output_path, kind, clip, style_sources)
+    settings.validate(len(styles))
+    work = output_path.parent / f".{output_path.name}.frames"
+    record = run_record(clip, styles, settings, (start, stop))
+    done = frames_done(work, record)
+    previous = None
+    if done:
+        previous = Previous(next(clip.frames(start + done - 1, start + done)),
+                            load_picture(work / FRAME_NAME.format(done - 1), "restyled frame"))
+    remaining = stop - start - done
+    if remaining:
+        frames = clip.frames(start + done, stop)
+        restyled = stylize_frames(frames, styles, settings, progress, count=remaining, previous=previous)
+        for number, result in enumerate(restyled, start=done):
+            save_picture(Picture(result.rgb), work / FRAME_NAME.format(number))
+    Reporter(progress).save(str(output_path))
+    assemble(work, output_path, kind, clip, (start, stop))
+    return output_path
+
+
+def check_clip_output(output: Path, kind: str, clip: Clip, style_sources: tuple[str, ...]) -> None:
+    """Refuse an output that is an input or cannot be written, before any work."""
+    inputs = [Path(clip.source)] if clip.kind != "pictures" else [*clip.paths, Path(clip.source)]
+    inputs += [Path(style) for style in style_sources]
+    for path in inputs:
+        if output.resolve() == path.resolve() or (path.exists() and output.exists() and os.path.samefile(output, path)):
+            raise InputError(f"the output would overwrite the input {path}: choose another output name")
+    if clip.kind == "pictures" and any(output.resolve() == path.resolve().parent for path in clip.paths):
+        raise InputError(f"the output folder {output} holds the input frames: choose another folder")
+    if kind == "pictures":
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise InputError(f"the output folder {output} exists and is not empty: choose a new folder name")
+        if not output.parent.is_dir():
+            raise InputError(f"output folder does not exist: {output.parent} (create it, or write elsewhere)")
+    else:
+        check_output(output.with_suffix(".png"))  # the folder is writable (the suffix is checked apart)
+
+
+def run_record(clip: Clip, styles: list[Picture], settings: Settings, span: tuple[int, int]) -> dict:
+    """What makes two runs the same: the input (path, size, time), the styles' pixels, the settings."""
+    sources = clip.paths or [Path(clip.source)]
+    inputs = [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in sources]
+    styles_hash = hashlib.sha256()
+    for style in styles:
+        styles_hash.update(np.ascontiguousarray(style.rgb).tobytes())
+    return {"inputs": inputs, "styles": styles_hash.hexdigest(), "settings": dataclasses.asdict(settings),
+            "span": list(span)}
+
+
+def frames_done(work: Path, record: dict) -> int:
+    """The frames the same run has written before (0 for a new run: the work folder is made afresh)."""
+    try:
+        same = json.loads((work / RECORD).read_text()) == json.loads(json.dumps(record))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        remove_work_folder(work)
+        work.mkdir(mode=0o700)
+        write_atomically(work / RECORD, json.dumps(record))
+        return 0
+    done = 0
+    while (work / FRAME_NAME.format(done)).is_file():
+        done += 1
+    return done
+
+
+def remove_work_folder(work: Path) -> None:
+    """Remove a work folder this module made (its record or frame names only); refuse anything else."""
+    if not work.exists():
+        return
+    ours = all(entry.name == RECORD or (entry.name.startswith("frame_") and entry.suffix == ".png")
+               or entry.name.startswith(".stylize-") for entry in work.iterdir())
+    if not work.is_dir() or not ours:
+        raise InputError(f"{work} holds files this program did not write: move them away and run again")
+    shutil.rmtree(work)
+
+
+def restyled_frames(work: Path, count: int) -> Iterator[np.ndarray]:
+    for number in range(count):
+        yield np.round(load_picture(work / FRAME_NAME.format(number), "restyled frame").rgb * 255).astype(np.uint8)
+
+
+def assemble(work: Path, output: Path, kind: str, clip: Clip, span: tuple[int, int]) -> None:
+    """The output from the work folder's frames, atomically; then the work folder goes."""
+    count = span[1] - span[0]
+    if kind == "pictures":
+        (work / RECORD).unlink()
+        if output.exists():
+            output.rmdir()  # empty (check_clip_output)
+        os.rename(work, output)
+        return
+    suffix = output.suffix.lower()
+    if kind == "video":
+        save_atomically(output, lambda stream: write_video(stream, suffix, restyled_frames(work, count),
+                                                           clip.rate, clip, span))
+    else:
+        save_atomically(output, lambda stream: write_animation(stream, suffix, restyled_frames(work, count),
+                                                               clip.durations(*span)))
+    remove_work_folder(work)

@@ -1,0 +1,63 @@
+"""How the picture moves between two frames: optical flow, warping, and where the flow can be trusted.
+
+The flow is OpenCV's DIS (Kroeger et al. 2016): milliseconds a frame on a CPU and no weights to
+download. It is computed on the input frames, never on the restyled ones (their strokes would be
+followed instead of the scene). Reliability is Ruder et al.'s forward-backward check (2016, eq. 4):
+a pixel of frame t is followed back to frame t-1 and forward again; where it does not come back near
+itself it was occluded or disoccluded, and the temporal loss leaves it free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CONSISTENCY_SLACK = 0.01
+"""Ruder et al.'s check: |w + w_back|^2 <= 0.01 (|w|^2 + |w_back|^2) + 0.5."""
+CONSISTENCY_FLOOR = 0.5
+
+
+@dataclass
+class Motion:
+    """From frame t-1 to frame t, at one size (height, width)."""
+    backward: np.ndarray
+    """float32 (H, W, 2): where each pixel of frame t was in frame t-1 (dx, dy)."""
+    reliable: np.ndarray
+    """float32 (H, W): 1 where the backward flow is confirmed by the forward flow, else 0."""
+
+    def resized(self, size: tuple[int, int]) -> "Motion":
+        """The same motion at size (width, height): the flow's vectors scale with the picture."""
+        height, width = self.reliable.shape
+        if (width, height) == size:
+            return self
+        backward = cv2.resize(self.backward, size, interpolation=cv2.INTER_LINEAR)
+        backward[..., 0] *= size[0] / width
+        backward[..., 1] *= size[1] / height
+        reliable = (cv2.resize(self.reliable, size, interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.float32)
+        return Motion(backward, reliable)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.round(rgb * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def motion_between(previous_rgb: np.ndarray, current_rgb: np.ndarray) -> Motion:
+    """The motion from previous_rgb to current_rgb (float32 (H, W, 3), 0..1, the same size)."""
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    previous, current = _gray(previous_rgb), _gray(current_rgb)
+    forward = flow.calc(previous, current, None)
+    backward = flow.calc(current, previous, None)
+    forward_at_source = warp(forward, backward)
+    round_trip = ((forward_at_source + backward) ** 2).sum(-1)
+    allowed = CONSISTENCY_SLACK * ((forward_at_source ** 2).sum(-1) + (backward ** 2).sum(-1)) + CONSISTENCY_FLOOR
+    return Motion(backward, (round_trip <= allowed).astype(np.float32))
+
+
+def warp(picture: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """picture (frame t-1, (H, W, C)) moved to frame t: each pixel taken from where the flow says it was."""
+    height, width = backward.shape[:2]
+    x, y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(picture, x + backward[..., 0], y + backward[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
