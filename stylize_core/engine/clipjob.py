@@ -26,7 +26,7 @@ from ..contract.errors import InputError
 from ..contract.paths import write_atomically
 from ..contract.progress import ProgressCallback, Reporter
 from ..contract.settings import Settings
-from .clips import Clip, output_kind, open_clip, write_animation, write_video
+from .clips import Clip, audio_problem, output_kind, open_clip, write_animation, write_video
 from .frames import Previous, stylize_frames
 from .imageio import Picture, load_picture
 from .saving import check_output, save_atomically, save_picture
@@ -84,6 +84,9 @@ def check_clip_output(output: Path, kind: str, clip: Clip, style_sources: tuple[
             raise InputError(f"output folder does not exist: {output.parent} (create it, or write elsewhere)")
     else:
         check_output(output.with_suffix(".png"))  # the folder is writable (the suffix is checked apart)
+        problem = audio_problem(clip, output.suffix.lower()) if kind == "video" else None
+        if problem:
+            raise InputError(problem)
 
 
 def run_record(clip: Clip, styles: list[Picture], settings: Settings, span: tuple[int, int]) -> dict:

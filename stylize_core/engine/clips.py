@@ -8,7 +8,10 @@ the same timing and, from a video, its audio copied packet by packet (not re-enc
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
+import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -86,21 +89,36 @@ def _has_alpha(frame: Image.Image) -> bool:
     return frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info
 
 
+def _duration(frame: Image.Image) -> int:
+    """A frame's duration in ms (WebP says it once the frame is loaded); 100 where none is given."""
+    frame.load()
+    return frame.info.get("duration") or 100
+
+
 def is_clip(source: str) -> bool:
-    """A folder, a glob, a video file or an animated GIF/WebP: what the CLI restyles as a clip."""
+    """A folder, a glob, an animated GIF/WebP, or a file FFmpeg reads that is not a picture: what the CLI
+    restyles as a clip."""
     path = Path(source)
     if path.is_dir() or glob.has_magic(source):
         return True
     suffix = path.suffix.lower()
-    if suffix in READ_VIDEO_SUFFIXES:
-        return True
-    if suffix in ANIMATION_SUFFIXES and path.is_file():
+    if not path.is_file() or suffix == ".npy":
+        return False
+    if suffix in PICTURE_SUFFIXES:
+        if suffix not in ANIMATION_SUFFIXES:
+            return False
         try:
             with Image.open(path) as image:
                 return getattr(image, "n_frames", 1) > 1
         except OSError:
             return False
-    return False
+    if suffix in READ_VIDEO_SUFFIXES:
+        return True
+    try:  # any other file: a clip where FFmpeg finds streams in it
+        with av.open(source) as container:
+            return bool(container.streams)
+    except (av.FFmpegError, ValueError, OSError):
+        return False
 
 
 def open_clip(source: str) -> Clip:
@@ -117,7 +135,7 @@ def open_clip(source: str) -> Clip:
     if path.suffix.lower() in ANIMATION_SUFFIXES:
         try:
             with Image.open(path) as image:
-                durations = [frame.info.get("duration", 100) or 100 for frame in ImageSequence.Iterator(image)]
+                durations = [_duration(frame) for frame in ImageSequence.Iterator(image)]
         except OSError as error:
             raise InputError(f"cannot read {source}: {error}") from error
         return Clip(source, "animation", len(durations), durations_ms=durations)
@@ -149,45 +167,72 @@ def output_kind(output: str) -> str:
     return "pictures"
 
 
+def audio_problem(clip: Clip, suffix: str) -> str | None:
+    """Why the clip's audio cannot be copied into a `suffix` file as it is (None: it can, or has none)."""
+    if clip.kind != "video" or not clip.has_audio:
+        return None
+    with av.open(clip.source) as source, av.open(io.BytesIO(), "w", format=CONTAINER_FORMATS[suffix]) as probe:
+        audio = source.streams.audio[0]
+        try:
+            probe.add_stream_from_template(audio)
+        except ValueError:
+            return (f"the clip's sound ({audio.codec_context.name}) cannot go into a {suffix} file as it is: "
+                    f"write a .mkv (it takes any sound) or {', '.join(s for s in VIDEO_SUFFIXES if s not in (suffix, '.mkv'))}")
+    return None
+
+
 def write_video(stream: BinaryIO, suffix: str, frames: Iterable[np.ndarray], rate: Fraction, clip: Clip | None,
                 span: tuple[int, int]) -> None:
     """Encode frames (uint8 (H, W, 3)) at `rate` as a `suffix` file; the clip's audio for the frames of
-    `span` is copied."""
+    `span` is copied alongside, packet by packet, each before the first frame after it."""
     codec = VIDEO_SUFFIXES[suffix]
-    with av.open(stream, "w", format=CONTAINER_FORMATS[suffix]) as output:
-        stream = output.add_stream(codec, rate=rate, options=VIDEO_QUALITY.get(codec, {}))
-        stream.pix_fmt = "yuv420p"
-        for number, rgb in enumerate(frames):
-            if number == 0:
-                # 4:2:0 needs even sides: the last row or column is dropped, as FFmpeg's scale would.
-                stream.width, stream.height = rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:stream.height, :stream.width]),
-                                               format="rgb24")
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
+    frames = iter(frames)
+    first = next(frames)
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(av.open(stream, "w", format=CONTAINER_FORMATS[suffix]))
+        video = output.add_stream(codec, rate=rate, options=VIDEO_QUALITY.get(codec, {}))
+        # 4:2:0 needs even sides: the last row or column is dropped, as FFmpeg's scale would.
+        video.width, video.height, video.pix_fmt = first.shape[1] // 2 * 2, first.shape[0] // 2 * 2, "yuv420p"
+        audio = iter(())
         if clip is not None and clip.kind == "video" and clip.has_audio:
-            _copy_audio(clip, output, span)
+            source = stack.enter_context(av.open(clip.source))
+            whole = span[0] == 0 and span[1] >= clip.count
+            # The whole clip's audio as it is (an encoder's priming packets start before 0, and the
+            # sound may outlast the last frame); a part's: what plays during its frames.
+            audio = audio_packets(source, output, Fraction(0) if whole else span[0] / clip.rate,
+                                  None if whole else span[1] / clip.rate)
+        waiting = next(audio, None)  # (seconds, packet): all streams are added before the first mux
+        for number, rgb in enumerate(itertools.chain([first], frames)):
+            while waiting is not None and waiting[0] <= number / rate:
+                output.mux(waiting[1])
+                waiting = next(audio, None)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:video.height, :video.width]),
+                                               format="rgb24")
+            frame.pts, frame.time_base = number, 1 / rate  # one tick a frame: the rate exactly
+            output.mux(video.encode(frame))
+        output.mux(video.encode(None))
+        while waiting is not None:
+            output.mux(waiting[1])
+            waiting = next(audio, None)
 
 
-def _copy_audio(clip: Clip, output, span: tuple[int, int]) -> None:
-    """The audio packets from the first frame's time to the last's, as they are (not re-encoded)."""
-    begin, end = span[0] / clip.rate, span[1] / clip.rate
-    with av.open(clip.source) as source:
-        audio = source.streams.audio[0]
-        copied = output.add_stream_from_template(audio)
-        whole = span[0] == 0 and span[1] >= clip.count
-        for packet in source.demux(audio):
-            if packet.dts is None:
-                continue
-            when = packet.pts * audio.time_base if packet.pts is not None else 0
-            if not whole and not begin <= when < end:
-                continue
-            if not whole:
-                shift = int(begin / audio.time_base)
-                packet.pts -= shift
-                packet.dts -= shift
-            packet.stream = copied
-            output.mux(packet)
+def audio_packets(source, output, begin: Fraction, end: Fraction | None) -> Iterator[tuple[Fraction, av.Packet]]:
+    """The source's first audio stream added to `output` as it is (not re-encoded), and its packets from
+    `begin` to `end` (seconds; None: all of them) timed from `begin`, with their time from the output's
+    start."""
+    audio = source.streams.audio[0]
+    copied = output.add_stream_from_template(audio)
+    shift = int(begin / audio.time_base)
+    for packet in source.demux(audio):
+        if packet.dts is None or packet.pts is None:
+            continue  # the demuxer's flush packet
+        when = packet.pts * audio.time_base
+        if end is not None and not begin <= when < end:
+            continue
+        packet.pts -= shift
+        packet.dts -= shift
+        packet.stream = copied
+        yield when - begin, packet
 
 
 def write_animation(stream: BinaryIO, suffix: str, frames: Iterable[np.ndarray], durations_ms: list[int]) -> None:

@@ -40,7 +40,7 @@ from ..contract.settings import Settings
 from .api import TRUST_ELAPSED_AFTER, Run, finished_picture, optimize_pyramid, start_run, to_tensor
 from .calibrate import learn_from_run
 from .imageio import Picture, resize_rgb
-from .motion import Motion, motion_between, warp
+from .motion import Motion, motion_between, warp_sharp
 from .optimize import TemporalTarget
 from .plan import Scale, predicted
 
@@ -91,9 +91,9 @@ def stylize_frames(frames: Iterable[Picture], styles: list[Picture], settings: S
             run = start_run(first, styles, settings, Reporter(clip.inner))
             clip.planned(run, *predicted_frame_seconds(run))
             result = finished_picture(run, optimize_pyramid(run))
-            clip.frame_done()
             previous = Previous(first, rounded(result))
             yield result
+            clip.frame_done()  # once the caller has taken it (written it)
         else:
             run = start_run(previous.content, styles, settings, Reporter(clip.inner))
             clip.planned(run, 0.0, predicted_frame_seconds(run)[1])
@@ -110,9 +110,9 @@ def stylize_frames(frames: Iterable[Picture], styles: list[Picture], settings: S
             if following is not None:  # measured on the CPU while this frame is optimised
                 motion = motion_thread.submit(measured_motion, frame, following, working_size)
             result = restyled_following(run, frame, previous, moved, settings)
-            clip.frame_done()
             previous = Previous(frame, rounded(result))
             yield result
+            clip.frame_done()
             frame = following
         if settings.resolution != "preview":
             learn_from_run(run.calibration, clip.total_seconds, time.perf_counter() - clip.started)
@@ -132,7 +132,7 @@ def restyled_following(run: Run, frame: Picture, previous: Previous, motion: Mot
     run.started = time.perf_counter()
     first = run.plan.scales[0]
     size = (first.width, first.height)
-    moved = warp(resize_rgb(previous.result.rgb, size), motion.backward)
+    moved = warp_sharp(resize_rgb(previous.result.rgb, size), motion.backward)
     reliable = motion.reliable[..., None]
     start = moved * reliable + resize_rgb(frame.rgb, size) * (1 - reliable)
     weight = settings.temporal_weight
@@ -141,7 +141,7 @@ def restyled_following(run: Run, frame: Picture, previous: Previous, motion: Mot
         if weight == 0:
             return None
         here = motion.resized((scale.width, scale.height))
-        target = warp(resize_rgb(previous.result.rgb, (scale.width, scale.height)), here.backward)
+        target = warp_sharp(resize_rgb(previous.result.rgb, (scale.width, scale.height)), here.backward)
         device = run.plan.device
         return TemporalTarget(to_tensor(target, device), torch.from_numpy(here.reliable)[None, None].to(device),
                               weight, settings.preserve_colors == "luminance")

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Clips: frames restyled independently against the temporal mode, side by side in one run.
+
+Two clips, each --frames frames at --size px on the long side: the first frames of
+../shared/videos/vtest.avi (a fixed camera, people walking: occlusions), and a synthetic pan and
+zoom over ../shared/images/garden.jpg (a camera motion whose flow is known). Each is restyled after
+examples/starry_night.jpg (a) frame by frame as stills (stylize_picture) and (b) as a clip
+(stylize_frames, for each --temporal-weights), each mode in a process of its own (its peak memory).
+
+Printed per clip and mode: seconds per frame (the first and the rest), the ratio of the rest to a
+still's, the predicted clip time against the measured, the warping error (../shared/tools/temporal.py:
+Lai et al.'s E_warp with DIS flow on the input and Ruder's occlusion check; the input clip's own value
+is the floor) and its ratio to the floor, the style and content scores per frame
+(../shared/tools/evaluate.py) and their ratios to the independent frames', and peak memory.
+A contact sheet (frames 1, 1/3, 2/3 and last of input and each mode) and a GIF per mode go to --out.
+
+--memory-frames 48 480 instead runs the whole CLI (a video in, a video out) on a synthetic pan of
+that many frames at 64 px, and prints each run's peak memory: flat over the clip's length.
+
+    .venv/bin/python benchmarks/video.py [--frames 24] [--size 384] [--quality balanced]
+        [--temporal-weights 1] [--clips vtest pan] [--out DIR] [--json FILE]
+    .venv/bin/python benchmarks/video.py --memory-frames 48 480
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from results import write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+STYLE = ROOT / "examples" / "starry_night.jpg"
+
+
+def shared_tool(name: str):
+    """A measuring instrument from ../shared/tools, imported."""
+    folder = SHARED / "tools"
+    if not (folder / f"{name}.py").is_file():
+        sys.exit(f"video.py needs ../shared/tools/{name}.py (the shared instruments, beside the checkout)")
+    sys.path.insert(0, str(folder))
+    return __import__(name)
+
+
+def fitted(picture: Image.Image, size: int) -> np.ndarray:
+    scale = size / max(picture.size)
+    shape = (round(picture.width * scale) // 2 * 2, round(picture.height * scale) // 2 * 2)
+    return np.asarray(picture.convert("RGB").resize(shape, Image.LANCZOS))
+
+
+def clip_frames(name: str, count: int, size: int) -> list[np.ndarray]:
+    """uint8 RGB frames of the named clip."""
+    if name == "vtest":
+        import av
+        path = SHARED / "videos" / "vtest.avi"
+        if not path.is_file():
+            sys.exit(f"video.py needs {path} (the shared test clips)")
+        frames = []
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                frames.append(fitted(frame.to_image(), size))
+                if len(frames) == count:
+                    break
+        return frames
+    return pan_frames(count, size)
+
+
+def pan_frames(count: int, size: int) -> list[np.ndarray]:
+    """A camera panning right and zooming in over garden.jpg: crops that slide 0.4 % of the photo's
+    width and shrink 0.3 % a frame."""
+    path = SHARED / "images" / "garden.jpg"
+    if not path.is_file():
+        sys.exit(f"video.py needs {path} (the shared test photos)")
+    photo = Image.open(path).convert("RGB")
+    width, height = photo.size
+    frames = []
+    for t in range(count):
+        crop_width = width * 0.6 * (1 - 0.003 * t)
+        crop_height = crop_width * 2 / 3
+        left = width * 0.1 + width * 0.004 * t
+        top = (height - crop_height) / 2
+        crop = photo.resize((round(size), round(size * 2 / 3)), Image.LANCZOS,
+                            box=(left, top, left + crop_width, top + crop_height))
+        frames.append(np.asarray(crop))
+    return frames
+
+
+def run_mode(args) -> dict:
+    """One mode on one clip, in this process: the frames written to args.folder, the times returned."""
+    from stylize_core import Settings
+    from stylize_core.engine.api import stylize_picture
+    from stylize_core.engine.frames import stylize_frames
+    from stylize_core.engine.imageio import Picture, load_picture
+
+    frames = clip_frames(args.clip, args.frames, args.size)
+    style = load_picture(STYLE)
+    pictures = (Picture(frame.astype(np.float32) / 255) for frame in frames)
+    weight = 0.0 if args.mode == "independent" else float(args.mode)
+    settings = Settings(quality=args.quality, max_size=args.size, temporal_weight=weight)
+    predicted = []
+
+    def on_event(event):
+        if event.stage == "plan" and event.predicted_s is not None:
+            predicted.append(event.predicted_s)
+
+    folder = Path(args.folder)
+    times = []
+    started = time.perf_counter()
+    if args.mode == "independent":
+        results = (stylize_picture(picture, [style], settings, on_event) for picture in pictures)
+    else:
+        results = stylize_frames(pictures, [style], settings, on_event, count=len(frames))
+    for number, result in enumerate(results):
+        times.append(time.perf_counter() - started)
+        Image.fromarray(np.round(result.rgb * 255).astype(np.uint8)).save(folder / f"{number:04d}.png")
+        started = time.perf_counter()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    predicted_s = sum(predicted) if args.mode == "independent" else predicted[0]
+    return {"seconds": times, "predicted_s": predicted_s, "peak_mb": peak_mb}
+
+
+def measured(clip: str, mode: str, args, folder: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, __file__, "--one", "--clip", clip, "--mode", mode, "--folder", str(folder),
+               "--frames", str(args.frames), "--size", str(args.size), "--quality", args.quality]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def scores(inputs: Path, outputs: Path, evaluator) -> list[dict]:
+    names = sorted(p.name for p in outputs.glob("*.png"))
+    return [evaluator.evaluate(str(outputs / name), str(inputs / name), str(STYLE)) for name in names]
+
+
+def bgr(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB"))[..., ::-1].copy() for p in sorted(folder.glob("*.png"))]
+
+
+def contact_sheet(folders: list[Path], labels: list[str], target: Path) -> None:
+    rows = []
+    for folder in folders:
+        paths = sorted(folder.glob("*.png"))
+        picks = [paths[i] for i in sorted({0, len(paths) // 3, 2 * len(paths) // 3, len(paths) - 1})]
+        rows.append([Image.open(p).convert("RGB") for p in picks])
+    width, height = rows[0][0].size
+    sheet = Image.new("RGB", (width * len(rows[0]) + 140, height * len(rows)), "white")
+    from PIL import ImageDraw
+    draw = ImageDraw.Draw(sheet)
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        draw.text((4, r * height + height // 2), label, fill="black")
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (140 + c * width, r * height))
+    sheet.save(target)
+
+
+def gif(folder: Path, target: Path, fps: int = 10) -> None:
+    frames = [Image.open(p).convert("RGB") for p in sorted(folder.glob("*.png"))]
+    frames[0].save(target, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0)
+
+
+def compare(args) -> dict:
+    temporal, evaluate = shared_tool("temporal"), shared_tool("evaluate")
+    evaluator = evaluate.Evaluator()
+    out = Path(args.out)
+    figures = {}
+    for clip in args.clips:
+        inputs = out / clip / "input"
+        inputs.mkdir(parents=True, exist_ok=True)
+        for number, frame in enumerate(clip_frames(clip, args.frames, args.size)):
+            Image.fromarray(frame).save(inputs / f"{number:04d}.png")
+        modes = ["independent", *[f"{w:g}" for w in args.temporal_weights]]
+        figures[clip] = {}
+        for mode in modes:
+            folder = out / clip / ("independent" if mode == "independent" else f"temporal-{mode}")
+            result = measured(clip, mode, args, folder)
+            e_in, e_out, _ = temporal.warping_error(bgr(inputs), bgr(folder))
+            result.update(warping_error=e_out, input_warping_error=e_in, scores=scores(inputs, folder, evaluator))
+            gif(folder, out / clip / f"{folder.name}.gif")
+            figures[clip][mode] = result
+        contact_sheet([inputs] + [out / clip / ("independent" if m == "independent" else f"temporal-{m}")
+                                  for m in modes], ["input", *[m if m == "independent" else f"temporal {m}"
+                                                              for m in modes]], out / clip / "sheet.png")
+        report(clip, figures[clip])
+    return figures
+
+
+def report(clip: str, modes: dict) -> None:
+    still = modes["independent"]
+    still_s = float(np.mean(still["seconds"]))
+    still_style = np.array([s["style_gram"] for s in still["scores"]])
+    still_content = np.array([s["content"] for s in still["scores"]])
+    print(f"\n{clip}: {len(still['seconds'])} frames; input warping error {still['input_warping_error']:.5f}")
+    print(f"{'mode':>12} {'first s':>8} {'rest s':>7} {'rest/still':>10} {'pred/meas':>9} {'E_warp':>8} "
+          f"{'/input':>6} {'/indep':>6} {'style':>6} {'/indep':>6} {'content':>7} {'/indep':>6} {'peak MB':>8}")
+    for mode, figures in modes.items():
+        seconds = figures["seconds"]
+        rest = float(np.mean(seconds[1:])) if len(seconds) > 1 else seconds[0]
+        style = np.array([s["style_gram"] for s in figures["scores"]])
+        content = np.array([s["content"] for s in figures["scores"]])
+        print(f"{mode:>12} {seconds[0]:8.1f} {rest:7.1f} {rest / still_s:10.2f} "
+              f"{figures['predicted_s'] / sum(seconds):9.2f} {figures['warping_error']:8.5f} "
+              f"{figures['warping_error'] / figures['input_warping_error']:6.2f} "
+              f"{figures['warping_error'] / still['warping_error']:6.2f} {style.mean():6.3f} "
+              f"{np.mean(style / still_style):6.2f} {content.mean():7.3f} {np.mean(content / still_content):6.2f} "
+              f"{figures['peak_mb']:8.0f}")
+
+
+def memory_run(count: int, folder: Path) -> float:
+    """The CLI on a synthetic pan of `count` frames at 64 px (a video in, a video out): peak MB."""
+    import av
+    source = folder / f"pan{count}.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 42, "yuv420p"
+        for frame in pan_frames(count, 64):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:42, :64]),
+                                                                   format="rgb24")))
+        container.mux(stream.encode(None))
+    command = [sys.executable, "-c", "import resource, sys; from stylize_core.cli import main; code = main(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)",
+               str(source), str(STYLE), "-o", str(folder / f"out{count}.mp4"), "--quality", "fast",
+               "--progress", "none"]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return int(output.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--quality", default="balanced")
+    parser.add_argument("--temporal-weights", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--clips", nargs="+", default=["vtest", "pan"], choices=["vtest", "pan"])
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "stylize-video"))
+    parser.add_argument("--json")
+    parser.add_argument("--memory-frames", type=int, nargs="+")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clip", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_mode(args)))
+        return
+    if args.memory_frames:
+        with tempfile.TemporaryDirectory() as folder:
+            peaks = {count: memory_run(count, Path(folder)) for count in args.memory_frames}
+        first = peaks[args.memory_frames[0]]
+        for count, peak in peaks.items():
+            print(f"{count:5d} frames: peak {peak:7.0f} MB ({peak / first:.3f}x the first)")
+        write_results(args.json, {"memory_peak_mb": peaks})
+        return
+    figures = compare(args)
+    print(f"\ncontact sheets and GIFs: {args.out}/<clip>/")
+    write_results(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()
