@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""GIMP 3 plug-in: Filters > Artistic > Neural Style Transfer...
+"""GIMP 3 plug-in: Filters > Artistic > Neural Style Transfer... and Filters > Animation > Neural Style
+Transfer (frames)...
 
-Restyles the selected layer after a style image file or another layer, and adds the result as a new
-layer directly above it, in one undo step. The engine runs in the project's engine server (this
-computer's own, started on first use, or one elsewhere); the modules in nst/ do the rest.
+The first restyles the selected layer after a style image file or another layer, and adds the result
+as a new layer directly above it, in one undo step. The second restyles an animation, the image's
+layers as its frames, without flicker, into a new image. The engine runs in the project's engine server
+(this computer's own, started on first use, or one elsewhere); the modules in nst/ do the rest.
 """
 
 import sys
@@ -24,6 +26,7 @@ from nst import bridge, layers, pixels, widgets  # noqa: E402
 from nst.dialog import NeuralStyleDialog, server_of, option_values  # noqa: E402
 
 PROCEDURE = "plug-in-neural-style-transfer"
+FRAMES_PROCEDURE = "plug-in-neural-style-transfer-frames"
 
 
 def run(procedure, run_mode, image, drawables, config, data):
@@ -51,11 +54,57 @@ def run(procedure, run_mode, image, drawables, config, data):
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
-def stylize_layer(layer, config, plugin_config: dict) -> bytes:
-    """The layer's pixels sent to the engine with progress, the restyled pixels back (the image is not
-    changed yet)."""
-    width, height = layer.get_width(), layer.get_height()
-    content = layers.layer_npy(layer)
+def run_frames(procedure, run_mode, image, drawables, config, data):
+    """An animation restyled frame by frame (the image's layers, bottom first) into a new image."""
+    Gegl.init(None)
+    try:
+        plugin_config = bridge.read_config(PLUGIN_DIR)
+    except bridge.BridgeError as error:
+        return fail(procedure, str(error))
+    problem = layers.frame_problem(image)
+    if problem:
+        return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
+    frames = layers.animation_frames(image)
+    layers.recall_style_layer(image, config)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        GimpUi.init(FRAMES_PROCEDURE)
+        frame_ids = {frame.get_id() for frame in frames}
+        # The preview shows the selected frame, else the first one (a group's look cannot be previewed).
+        shown = [d for d in drawables if d.get_id() in frame_ids and not d.is_group()][:1] or \
+            [f for f in frames if not f.is_group()][:1] or frames[:1]
+        if not NeuralStyleDialog(procedure, image, shown, config, plugin_config, frames).run():
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    problem = layers.style_problem(config, frames)
+    if problem:
+        return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
+    width, height = image.get_width(), image.get_height()
+    contents = [layers.frame_npy(frame, width, height) for frame in frames]
+    try:
+        results = [data for data, _ in (checked_npy(result, (height, width, 4)) for result in
+                                       run_with_progress(contents, config, plugin_config))]
+    except (bridge.BridgeError, pixels.PixelError) as error:
+        return fail(procedure, str(error))
+    animation = layers.new_animation(image, frames, results)
+    layers.remember_style_layer(config)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.Display.new(animation)
+        Gimp.displays_flush()
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    values.remove(1)  # the declared return value's default, after the status
+    values.insert(1, GObject.Value(Gimp.Image, animation))
+    return values
+
+
+def checked_npy(result: bytes, shape: tuple[int, int, int]) -> tuple[bytes, tuple]:
+    data, got = pixels.parse_npy(result)
+    if got != shape:
+        raise bridge.BridgeError(f"the engine returned {got}, expected {shape}")
+    return data, got
+
+
+def run_with_progress(content, config, plugin_config: dict):
+    """The content (a layer's .npy bytes, or a list of frames') restyled by the engine, with GIMP's
+    progress bar following it."""
     if config.get_property("style-source") == "layer":
         style = layers.layer_npy(config.get_property("style-layer"))
     else:
@@ -72,11 +121,15 @@ def stylize_layer(layer, config, plugin_config: dict) -> bytes:
             Gimp.progress_update(fraction)
 
     result = bridge.run_engine(plugin_config, settings, content, style, on_event, server=server)
-    data, shape = pixels.parse_npy(result)
-    if shape != (height, width, 4):
-        raise bridge.BridgeError(f"the engine returned {shape}, expected {(height, width, 4)}")
     Gimp.progress_end()
-    return data
+    return result
+
+
+def stylize_layer(layer, config, plugin_config: dict) -> bytes:
+    """The layer's pixels sent to the engine with progress, the restyled pixels back (the image is not
+    changed yet)."""
+    result = run_with_progress(layers.layer_npy(layer), config, plugin_config)
+    return checked_npy(result, (layer.get_height(), layer.get_width(), 4))[0]
 
 
 def fail(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
@@ -96,18 +149,31 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return [PROCEDURE]
+        return [PROCEDURE, FRAMES_PROCEDURE]
 
     def do_create_procedure(self, name):
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        if name == FRAMES_PROCEDURE:
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_frames, None)
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
+                                           | Gimp.ProcedureSensitivityMask.DRAWABLES
+                                           | Gimp.ProcedureSensitivityMask.NO_DRAWABLES)
+            procedure.set_menu_label("Neural Style Transfer (_frames)...")
+            procedure.add_menu_path("<Image>/Filters/Animation")
+            procedure.set_documentation(
+                "Restyle an animation after a painting, without flicker",
+                "Restyles every frame of an animation (the image's layers, the bottom one first) after a style "
+                "image or a layer, each frame held to the one before along the motion, into a new image with "
+                "the same frames, names and timings.", name)
+        else:
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+            procedure.set_menu_label("_Neural Style Transfer...")
+            procedure.add_menu_path("<Image>/Filters/Artistic")
+            procedure.set_documentation(
+                "Restyle the layer after a painting",
+                "Adds the selected layer, restyled after a style image or another layer "
+                "(Gatys et al. neural style transfer), as a new layer above it.", name)
         procedure.set_image_types("*")
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.set_menu_label("_Neural Style Transfer...")
-        procedure.add_menu_path("<Image>/Filters/Artistic")
-        procedure.set_documentation(
-            "Restyle the layer after a painting",
-            "Adds the selected layer, restyled after a style image or another layer "
-            "(Gatys et al. neural style transfer), as a new layer above it.", name)
         procedure.set_attribution("stylize_core authors", "stylize_core authors", "2026")
         flags = GObject.ParamFlags.READWRITE
         procedure.add_choice_argument("style-source", "Style so_urce", "Take the style from an image file "
@@ -128,6 +194,8 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure.add_string_argument("server-address", "Server address", "The address in the file `stylize serve` wrote: "
                                       "tls://TOKEN@HOST:PORT#sha256=... (another computer), tcp://TOKEN@127.0.0.1:PORT "
                                       "(an SSH tunnel) or unix:PATH", "", flags)
+        if name == FRAMES_PROCEDURE:
+            procedure.add_image_return_value("new-image", "New image", "The restyled animation", False, flags)
         return procedure
 
 

@@ -167,21 +167,25 @@ def option_of(event: dict) -> str | None:
 
 def run_on_server(address: Address, images: list[bytes], settings: dict, on_event: Callable[[dict], None],
                   accept_timeout: float = ACCEPT_TIMEOUT, max_result_bytes: int = MAX_RESULT_BYTES,
-                  on_connect: Callable[[socket.socket], None] | None = None) -> tuple[int, bytes | None]:
+                  on_connect: Callable[[socket.socket], None] | None = None,
+                  frames: int | None = None) -> tuple[int, bytes | list[bytes] | None]:
     """One run on the server: the content, then the style images (.npy or image-file bytes), with the
     settings (Settings field -> value, settings.py). Progress events go to on_event ("waiting" while
     queued; an "error" event always with its "reason" and "option", errors.py). Returns (exit status,
-    the result's .npy bytes or None). Closing the connection (our process dying, say) withdraws the
-    request, queued or running: on_connect gets the connection, for a caller that may withdraw it
-    from another thread (withdraw())."""
+    the result's .npy bytes or None). `frames`: the first `frames` images are a clip's frames, and the
+    result is the list of the restyled frames' .npy bytes (those done, when the run failed).
+    Closing the connection (our process dying, say) withdraws the request, queued or running:
+    on_connect gets the connection, for a caller that may withdraw it from another thread
+    (withdraw())."""
     connection = open_connection(address)
     if on_connect:
         on_connect(connection)
     channel = Channel(connection)
     try:
         try:
+            clip = {} if frames is None else {"frames": frames}
             channel.send(request_header(address, "stylize", settings=settings,
-                                        images=[len(image) for image in images]), images)
+                                        images=[len(image) for image in images], **clip), images)
         except (OSError, ProtocolError):
             pass  # a server that refuses early stops reading: its reply says why
         first, _ = channel.read(time.monotonic() + accept_timeout, idle_limit=accept_timeout)
@@ -195,7 +199,7 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
     try:
         check_reply(first, address)
         on_event(first)
-        result = None
+        result = None if frames is None else []
         while True:
             try:
                 event, payload = channel.read(max_payload=max_result_bytes, rate=MIN_RESULT_RATE)
@@ -206,7 +210,10 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
             if stage == "exit":
                 return int(event.get("code", 1)), result
             if stage == "result":
-                result = bytes(payload)
+                if frames is None:
+                    result = bytes(payload)
+                else:
+                    result.append(bytes(payload))
             elif stage == "error":
                 on_event({**event, "reason": str(event.get("reason") or "failed"), "option": option_of(event)})
             elif stage != "heartbeat":

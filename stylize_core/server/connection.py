@@ -54,19 +54,35 @@ def settings_from_request(values, n_styles: int, budget_mb: Callable[[], int], f
     return settings
 
 
-def decode_images(sizes, payload: bytes, memory_limit: int | None):
+def decode_images(sizes, payload: bytes, memory_limit: int | None, frames: int = 1):
+    """The request's pictures: its first `frames` (a clip's frames, or the one content) and the styles."""
     from ..engine.imageio import load_picture_bytes
-    if not isinstance(sizes, list) or len(sizes) < 2 or not all(
+    if not isinstance(sizes, list) or len(sizes) < frames + 1 or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
-        raise InputError("images must list the byte counts of the content and at least one style image")
+        raise InputError("images must list the byte counts of the content (or the clip's frames) and at least "
+                         "one style image")
     if sum(sizes) != len(payload):
         raise InputError(f"the images' byte counts add up to {sum(sizes)}, but {len(payload)} bytes came")
     pictures, start, view = [], 0, memoryview(payload)
+    styles = len(sizes) - frames
     for number, size in enumerate(sizes):
-        what = "content image" if number == 0 else "style image" if len(sizes) == 2 else f"style image {number}"
+        if number < frames:
+            what = "content image" if frames == 1 else f"frame {number + 1}"
+        else:
+            what = "style image" if styles == 1 else f"style image {number - frames + 1}"
         pictures.append(load_picture_bytes(view[start:start + size], what, memory_limit))
         start += size
-    return pictures[0], pictures[1:]
+    return pictures[:frames], pictures[frames:]
+
+
+def frame_count(header: dict) -> int | None:
+    """A clip request's number of frames (its first images); None for a still."""
+    frames = header.get("frames")
+    if frames is None:
+        return None
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise InputError(f"frames must be a count of the request's first images, not {json.dumps(frames)[:40]}")
+    return frames
 
 
 def protocol_problem(value) -> str | None:
@@ -179,14 +195,16 @@ class Connection:
             return None
         try:
             fixed_mb = server.fixed_memory_limit_mb
-            content, styles = decode_images(header.get("images"), payload, fixed_mb and fixed_mb * 2**20)
+            frames = frame_count(header)
+            contents, styles = decode_images(header.get("images"), payload, fixed_mb and fixed_mb * 2**20,
+                                             frames or 1)
             settings = settings_from_request(header.get("settings", {}), len(styles), server.memory_limit_mb, fixed_mb)
         except InputError as error:
             self.refuse(" ".join(str(error).split()), "input", option=error.option)
             return None
         finally:
             server.payloads.give(len(payload))
-        return Job(settings, content, styles, name=f"from {self.peer}")
+        return Job(settings, contents, styles, name=f"from {self.peer}", clip=frames is not None)
 
     def refuse_protocol(self, error: ProtocolError) -> None:
         """A request that broke the protocol, was too big or too slow: refused with the error's reason."""

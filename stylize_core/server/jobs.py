@@ -61,10 +61,13 @@ class Job:
     compared by identity: two clients asking for the same run are still two runs (comparing
     their fields would compare the pixels, which numpy refuses)."""
     settings: Settings
-    content: Picture
+    contents: list[Picture]
+    """The content, or a clip's frames."""
     styles: list[Picture]
     name: str = ""
     """"request N from PEER", for the log."""
+    clip: bool = False
+    """The contents are a clip's frames, restyled in order with temporal consistency (frames.py)."""
     outbox: "queue.Queue[tuple[dict, bytes]]" = field(default_factory=queue.Queue)
     withdrawn: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
@@ -206,19 +209,35 @@ class Runner:
         self.warm.set()
 
 
+def results_of(job: Job):
+    """The job's results as they are done: one picture, or a clip's frames one by one."""
+    from ..engine.api import stylize_picture
+    from ..engine.frames import stylize_frames
+    if job.clip:
+        return stylize_frames(iter(job.contents), job.styles, job.settings, job.progress, count=len(job.contents))
+    return [stylize_picture(job.contents[0], job.styles, job.settings, job.progress)]
+
+
+def send_result(job: Job, result, frame: int | None) -> None:
+    """One result's pixels to the client (a clip's: numbered from 1, sent as soon as each is done)."""
+    from ..engine.imageio import npy_bytes
+    data = npy_bytes(result)
+    if job.withdrawn.is_set():
+        raise ClientGone()
+    message = {"stage": "result", "shape": [result.rgb.shape[0], result.rgb.shape[1],
+                                            3 if result.alpha is None else 4]}
+    if frame is not None:
+        message["frame"] = frame
+    job.send(message, data)
+
+
 def run_job(job: Job) -> None:
     """Run one job to its end: the result, or one error message, then the exit status. Nothing it
     raises leaves it: a failure is reported to the client if the client is still there."""
-    from ..engine.api import stylize_picture
-    from ..engine.imageio import npy_bytes
     started = time.perf_counter()
     try:
-        result = stylize_picture(job.content, job.styles, job.settings, job.progress)
-        data = npy_bytes(result)
-        if job.withdrawn.is_set():
-            raise ClientGone()
-        job.send({"stage": "result", "shape": [result.rgb.shape[0], result.rgb.shape[1],
-                                                3 if result.alpha is None else 4]}, data)
+        for number, result in enumerate(results_of(job), start=1):
+            send_result(job, result, number if job.clip else None)
         job.send(Progress("done", seconds=round(time.perf_counter() - started, 2)).fields())
         code = 0
     except ClientGone:

@@ -242,3 +242,31 @@ def test_the_temporal_term_holds_the_strokes_still():
         pictures = (Picture(frame.astype(np.float32) / 255) for frame in frames)
         results[weight] = list(stylize_frames(pictures, [style], settings, count=len(frames)))
     assert flicker(frames, results[1.0]) < 0.3 * flicker(frames, results[0.0])
+
+
+def npy(frame: np.ndarray) -> bytes:
+    import io
+    stream = io.BytesIO()
+    np.save(stream, frame.astype(np.float32) / 255)
+    return stream.getvalue()
+
+
+@pytest.mark.usefixtures("private_state")
+def test_a_clip_on_the_server_is_one_queued_run_whose_frames_come_back_as_done(served):
+    """The plug-in's route: the frames and the style in one request; the events tell the frames, and
+    each restyled frame comes back numbered."""
+    from stylize_core.contract.client import run_on_server
+    frames = pan(3)
+    events = []
+    settings = {"quality": "fast", "max_size": 64}
+    code, results = run_on_server(served.address, [npy(f) for f in frames] + [npy(pan(1, (48, 48))[0])], settings,
+                                  events.append, frames=3)
+    assert code == 0 and len(results) == 3
+    shapes = [np.load(__import__("io").BytesIO(data)).shape for data in results]
+    assert shapes == [(48, 64, 3)] * 3
+    assert [e["frame"] for e in events if e["stage"] == "frame"] == [1, 2, 3]
+    assert {e.get("frames") for e in events if e["stage"] == "optimize"} == {3}
+    assert served.ping()["runs"] == 1
+    refused = []
+    with pytest.raises(Exception, match="frames must be a count"):
+        run_on_server(served.address, [npy(frames[0]), npy(frames[1])], settings, refused.append, frames=0)

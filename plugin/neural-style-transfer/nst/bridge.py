@@ -45,11 +45,15 @@ def describe_progress(event: dict) -> tuple[float | None, str | None]:
     """(fraction 0..1 or None, status text or None) for one progress event."""
     stage = event.get("stage")
     if stage == "optimize":
-        text = (f"Neural Style Transfer: scale {event['scale']}/{event['scales']}, "
+        frame = f"frame {event['frame']}/{event['frames']}, " if event.get("frame") else ""
+        text = (f"Neural Style Transfer: {frame}scale {event['scale']}/{event['scales']}, "
                 f"iteration {event['iteration']}/{event['total']}")
         if event.get("eta_s") is not None:
-            text += f", ~{max(1, round(event['eta_s']))} s left"
+            eta = event["eta_s"]
+            text += f", ~{max(1, round(eta))} s left" if eta < 90 else f", ~{timing.describe_seconds(eta)} left"
         return float(event.get("fraction", 0.0)), text
+    if stage == "frame":
+        return float(event.get("fraction", 0.0)), f"Neural Style Transfer: frame {event['frame']}/{event['frames']} done"
     if stage == "waiting":
         ahead = event.get("ahead", 0)
         return None, f"Neural Style Transfer: waiting: {ahead} run{'s' if ahead != 1 else ''} ahead"
@@ -57,11 +61,12 @@ def describe_progress(event: dict) -> tuple[float | None, str | None]:
     return None, texts.get(stage)
 
 
-def run_engine(config: dict, settings: dict, content: bytes, style: bytes | Path,
-               on_event: Callable[[dict], None], server: str = "", on_connect=None) -> bytes:
+def run_engine(config: dict, settings: dict, content: bytes | list[bytes], style: bytes | Path,
+               on_event: Callable[[dict], None], server: str = "", on_connect=None) -> bytes | list[bytes]:
     """The restyled layer (.npy bytes) for the content (.npy bytes) after the style (.npy bytes of a
     layer, or a picture file's path), with `settings` (Settings fields, widgets.request_settings);
-    BridgeError says what went wrong in the dialog's words.
+    BridgeError says what went wrong in the dialog's words. A list of contents is a clip's frames, in
+    order: the result is the list of the restyled frames.
 
     With a server address (the dialog's `server`, else the config's) the run happens there; without
     one, on this computer's own server, started when none answers. on_connect gets each server
@@ -73,13 +78,15 @@ def run_engine(config: dict, settings: dict, content: bytes, style: bytes | Path
             failures.append(event)
         on_event(event)
 
-    payloads = [content, style_bytes(style)]
+    frames = len(content) if isinstance(content, list) else None
+    payloads = [*(content if frames else [content]), style_bytes(style)]
     address_text = server or config.get("server", "")
     if address_text:
-        status, result = run_on(parse_server_address(address_text), payloads, settings, watch, on_connect)
+        status, result = run_on(parse_server_address(address_text), payloads, settings, watch, on_connect,
+                                frames=frames)
     else:
-        status, result = run_on_local_server(config, payloads, settings, watch, on_connect)
-    if status != 0 or result is None:
+        status, result = run_on_local_server(config, payloads, settings, watch, on_connect, frames)
+    if status != 0 or result is None or (frames and len(result) != frames):
         if failures:
             failure = failures[-1]
             raise BridgeError(failure_in_words(failure.get("message", ""), failure.get("reason"),
@@ -96,17 +103,17 @@ def parse_server_address(text: str):
 
 
 def run_on(address, payloads: list[bytes], settings: dict, on_event: Callable[[dict], None], on_connect=None,
-           retry_unreachable: Callable[[], object] | None = None) -> tuple[int, bytes | None]:
+           retry_unreachable: Callable[[], object] | None = None, frames: int | None = None):
     """client.run_on_server, its failures in the dialog's words; where the server cannot be reached,
     retry_unreachable (if any) gives the address to try once more."""
     try:
         try:
-            return client.run_on_server(address, payloads, settings, on_event, on_connect=on_connect)
+            return client.run_on_server(address, payloads, settings, on_event, on_connect=on_connect, frames=frames)
         except client.ServerUnreachable:
             if retry_unreachable is None:
                 raise
             address = retry_unreachable()
-            return client.run_on_server(address, payloads, settings, on_event, on_connect=on_connect)
+            return client.run_on_server(address, payloads, settings, on_event, on_connect=on_connect, frames=frames)
     except client.ServerRefused as error:
         if error.reason == "input":  # the request itself: a corrupt style file, say
             raise BridgeError(failure_in_words(str(error), error.reason, getattr(error, "option", None))) from None
@@ -116,7 +123,7 @@ def run_on(address, payloads: list[bytes], settings: dict, on_event: Callable[[d
 
 
 def run_on_local_server(config: dict, payloads: list[bytes], settings: dict, on_event: Callable[[dict], None],
-                        on_connect=None) -> tuple[int, bytes | None]:
+                        on_connect=None, frames: int | None = None):
     """The run on this computer's warm server, started when none answers (and once more should it
     be gone by the time the run is sent)."""
     if not has_python(config):
@@ -132,7 +139,7 @@ def run_on_local_server(config: dict, payloads: list[bytes], settings: dict, on_
                               f"install.py again in {config.get('project') or 'the project folder'}. "
                               "The image is unchanged.") from None
 
-    return run_on(client.local_address(transport) or start(), payloads, settings, on_event, on_connect, start)
+    return run_on(client.local_address(transport) or start(), payloads, settings, on_event, on_connect, start, frames)
 
 
 def style_bytes(style: bytes | Path) -> bytes:
@@ -177,9 +184,9 @@ def server_error_in_words(error, address) -> str:
     return f"The engine server at {where} refused the run: {error}"
 
 
-def describe_time(values: dict, layer_size: tuple[int, int], on_server: bool = False) -> str:
+def describe_time(values: dict, layer_size: tuple[int, int], on_server: bool = False, frames: int = 1) -> str:
     """What the run will cost, for the dialog: from this computer's calibration (measured by the engine's
-    first run) and the dialog's values (keyed by argument name)."""
+    first run) and the dialog's values (keyed by argument name); `frames` > 1: an animation's frames."""
     if on_server:
         return "Time: as fast as the server's device (this computer's speed says nothing of it)"
     settings = dialog_settings(values)
@@ -187,6 +194,12 @@ def describe_time(values: dict, layer_size: tuple[int, int], on_server: bool = F
     if calibration is None:
         return "Time: measured on the first run on this computer"
     where = "this CPU" if calibration.device_type == "cpu" else calibration.device_name
+    if frames > 1:
+        try:
+            seconds = timing.predict_clip(layer_size, settings, calibration, frames)
+        except StylizeError as error:
+            return f"Time: unknown ({error})"
+        return f"About {timing.describe_seconds(seconds)} for the {frames} frames on {where}"
     try:
         working, full = timing.predict_by_resolution(layer_size, settings, calibration)
     except StylizeError as error:  # a layer too small, say: the run says so too

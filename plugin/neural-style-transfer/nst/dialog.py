@@ -11,7 +11,7 @@ from gi.repository import GdkPixbuf, Gimp, GimpUi, GLib, GObject, Gtk
 from stylize_core.contract.schedule import PREVIEW_SIDE
 
 from .bridge import BridgeError, chosen_server, describe_time
-from .layers import problem_with, read_small
+from .layers import problem_with, read_small, style_problem
 from .preview import STYLE_SIDE, PreviewRunner
 from .widgets import WIDGETS, argument_name, argument_names
 
@@ -41,15 +41,20 @@ def string_values(*values):
 class NeuralStyleDialog:
     """Shows the settings until they make sense or the user cancels (run)."""
 
-    def __init__(self, procedure, image, drawables, config, plugin_config: dict):
+    def __init__(self, procedure, image, drawables, config, plugin_config: dict, frames: list | None = None):
+        """`frames`: an animation's frame layers, all restyled; the preview and the time line take one of
+        them, drawables[0]."""
         self.image, self.drawables, self.config, self.plugin_config = image, drawables, config, plugin_config
-        self.dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
+        self.frames = frames
+        title = "Neural Style Transfer (frames)" if frames else "Neural Style Transfer"
+        self.dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
         self.runner: PreviewRunner | None = None
         self.preview_timer = 0
         self.lay_out()
         self.add_style_thumbnail()
         if len(drawables) == 1:
-            self.add_time_line((drawables[0].get_width(), drawables[0].get_height()))
+            self.add_time_line((image.get_width(), image.get_height()) if frames else
+                               (drawables[0].get_width(), drawables[0].get_height()))
             if isinstance(drawables[0], Gimp.Layer) and not drawables[0].is_group():
                 self.add_live_preview()
 
@@ -57,7 +62,7 @@ class NeuralStyleDialog:
         """True to go on with the run, False when the user cancelled."""
         try:
             while self.dialog.run():
-                problem = problem_with(self.drawables, self.config)
+                problem = self.problem()
                 if problem is None:
                     return True
                 Gimp.message(problem)
@@ -65,6 +70,10 @@ class NeuralStyleDialog:
         finally:
             self.stop_preview()  # the server is free for the run at once
             self.dialog.destroy()
+
+    def problem(self) -> str | None:
+        """What stops the run, in words (an animation's frames are all taken: only the style counts)."""
+        return style_problem(self.config, self.frames) if self.frames else problem_with(self.drawables, self.config)
 
     def lay_out(self) -> None:
         """What a painter needs first, then the rest folded away under "Advanced"."""
@@ -125,7 +134,8 @@ class NeuralStyleDialog:
 
         def refresh(*_):
             on_server = self.config.get_property("engine") == "server"
-            label.set_text(describe_time(option_values(self.config), layer_size, on_server))
+            label.set_text(describe_time(option_values(self.config), layer_size, on_server,
+                                         len(self.frames) if self.frames else 1))
 
         self.follow([*argument_names(), "engine"], refresh)
         refresh()
@@ -161,7 +171,7 @@ class NeuralStyleDialog:
 
     def start_preview(self) -> bool:
         self.preview_timer = 0
-        problem = problem_with(self.drawables, self.config)
+        problem = self.problem()
         if problem:
             self.preview_status.set_text(f"Preview: {problem}")
             return False

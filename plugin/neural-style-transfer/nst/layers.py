@@ -1,5 +1,6 @@
 """The image side of the plug-in: which layers a run may take, their pixels as the engine takes them,
-and the result inserted as a new layer above the source in one undo step."""
+and the result inserted as a new layer above the source in one undo step; an animation's frames (its
+top-level layers, bottom first) read at the image's size, and the restyled ones as a new image."""
 
 from __future__ import annotations
 
@@ -19,11 +20,17 @@ def problem_with(drawables, config) -> str | None:
     layer = drawables[0]
     if layer.is_group():
         return "The selected layer is a layer group: select a normal layer to restyle."
+    return style_problem(config, [layer])
+
+
+def style_problem(config, restyled=()) -> str | None:
+    """What is wrong with the chosen style, in the user's words (a style layer must not be among the
+    `restyled` layers); None when it will do."""
     if config.get_property("style-source") == "layer":
         style = config.get_property("style-layer")
         if style is None:
             return "Choose a style layer, or switch the style source to an image file."
-        if style.get_id() == layer.get_id():
+        if any(style.get_id() == layer.get_id() for layer in restyled):
             return "The style layer is the layer being restyled: choose another layer as the style."
         if style.is_group():
             return "The style layer is a layer group: choose a normal layer."
@@ -103,3 +110,43 @@ def insert_result(image, layer, data: bytes, name: str) -> None:
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
+
+
+def animation_frames(image) -> list:
+    """The image's frames as GIMP's animation playback and GIF/WebP export take them: its top-level
+    layers, the bottom one first (a layer group is one frame: what it shows)."""
+    return list(reversed(image.get_layers()))
+
+
+def frame_problem(image) -> str | None:
+    if len(image.get_layers()) < 2:
+        return ("The image has one layer: an animation's frames are its layers (open a GIF or WebP "
+                "animation, or add a layer per frame). For one layer use Filters \u203a Artistic \u203a "
+                "Neural Style Transfer.")
+    return None
+
+
+def frame_npy(layer, width: int, height: int) -> bytes:
+    """A frame at the image's size (width, height): the layer where it lies, transparent elsewhere."""
+    _, offset_x, offset_y = layer.get_offsets()
+    data = layer.get_buffer().get(Gegl.Rectangle.new(-offset_x, -offset_y, width, height), 1.0, PIXEL_FORMAT,
+                                  Gegl.AbyssPolicy.NONE)
+    return npy_bytes(data, height, width)
+
+
+def new_animation(image, frames: list, results: list[bytes]):
+    """A new image of the restyled frames: one layer per frame, bottom first, each named as its
+    frame (names carry GIMP's timing and combine tags: "(100ms)", "(replace)"), so that
+    Filters \u203a Animation \u203a Playback and GIF/WebP export take it as it is."""
+    width, height = image.get_width(), image.get_height()
+    animation = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
+    animation.undo_disable()  # a new image: nothing to undo in it
+    for frame, data in zip(frames, results):
+        layer = Gimp.Layer.new(animation, frame.get_name(), width, height, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                               Gimp.LayerMode.NORMAL)
+        animation.insert_layer(layer, None, 0)  # on top: the frames keep their order
+        buffer = layer.get_buffer()
+        buffer.set(Gegl.Rectangle.new(0, 0, width, height), PIXEL_FORMAT, data)
+        buffer.flush()
+    animation.undo_enable()
+    return animation
