@@ -18,7 +18,7 @@ A contact sheet (frames 1, 1/3, 2/3 and last of input and each mode) and a GIF p
 that many frames at 64 px, and prints each run's peak memory: flat over the clip's length.
 
     .venv/bin/python benchmarks/video.py [--frames 24] [--size 384] [--quality balanced]
-        [--temporal-weights 1] [--clips vtest pan] [--out DIR] [--json FILE]
+        [--temporal-weights 1] [--clips vtest pan] [--out DIR] [--json FILE] [--reuse-independent]
     .venv/bin/python benchmarks/video.py --memory-frames 48 480
 """
 
@@ -130,7 +130,21 @@ def run_mode(args) -> dict:
 
 
 def measured(clip: str, mode: str, args, folder: Path) -> dict:
+    """One mode's run (its times and peak memory), or with --reuse-independent the independent frames'
+    figures kept from an earlier run with the same clip, size and quality (independent frames do not
+    depend on the temporal code being tuned)."""
+    kept = folder / "run.json"
+    if mode == "independent" and args.reuse_independent and kept.is_file():
+        figures = json.loads(kept.read_text())
+        if figures.get("asked") == [args.frames, args.size, args.quality]:
+            return figures["result"]
     folder.mkdir(parents=True, exist_ok=True)
+    result = run_in_child(clip, mode, args, folder)
+    kept.write_text(json.dumps({"asked": [args.frames, args.size, args.quality], "result": result}))
+    return result
+
+
+def run_in_child(clip: str, mode: str, args, folder: Path) -> dict:
     command = [sys.executable, __file__, "--one", "--clip", clip, "--mode", mode, "--folder", str(folder),
                "--frames", str(args.frames), "--size", str(args.size), "--quality", args.quality]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -138,7 +152,7 @@ def measured(clip: str, mode: str, args, folder: Path) -> dict:
 
 
 def scores(inputs: Path, outputs: Path, evaluator) -> list[dict]:
-    names = sorted(p.name for p in outputs.glob("*.png"))
+    names = sorted(p.name for p in outputs.glob("*.png"))[:len(list(inputs.glob("*.png")))]
     return [evaluator.evaluate(str(outputs / name), str(inputs / name), str(STYLE)) for name in names]
 
 
@@ -243,6 +257,8 @@ def main() -> None:
     parser.add_argument("--clips", nargs="+", default=["vtest", "pan"], choices=["vtest", "pan"])
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "stylize-video"))
     parser.add_argument("--json")
+    parser.add_argument("--reuse-independent", action="store_true",
+                        help="take the independent frames from an earlier run into the same --out")
     parser.add_argument("--memory-frames", type=int, nargs="+")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)

@@ -96,7 +96,7 @@ class Settings:
         None, "Plan for at most this much memory (default: what the device has free)",
         range=(256, 2**24), group="engine", flag="--memory-limit", metavar="MB")
     temporal_weight: float = option(
-        1.0, "Clips: how firmly each frame keeps the strokes of the frame before where the motion is "
+        1.0, "How firmly each frame of a clip keeps the strokes of the frame before where the motion is "
         "followed (0 restyles every frame on its own, and it flickers)", range=(0.0, 100.0), group="clips")
     weights: str | None = option(
         None, "A VGG19 state dict in torchvision's layout instead of the embedded Caffe weights "

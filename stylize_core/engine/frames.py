@@ -9,8 +9,8 @@ So:
    working size (motion.py: DIS optical flow, and where it is reliable by the forward-backward check),
    on the CPU, in a thread, while the device still optimises the frame before.
 3. The previous result, moved along that motion, is where the frame starts wherever the motion is
-   reliable; elsewhere (occluded, disoccluded, come in at a border) it starts from the content frame,
-   as a still does.
+   reliable; elsewhere (disoccluded, on a motion boundary, come in at a border) it starts from the
+   content frame recoloured to the painting's palette (colour statistics matched).
 4. Only the working size is optimised, with schedule.frame_iterations (it starts near its answer),
    then the detail scales of a full-resolution plan as a still's; every scale's loss adds the temporal
    term: the change from the moved previous result where the motion is reliable (optimize.Objective).
@@ -39,6 +39,7 @@ from ..contract.schedule import frame_iterations
 from ..contract.settings import Settings
 from .api import TRUST_ELAPSED_AFTER, Run, finished_picture, optimize_pyramid, start_run, to_tensor
 from .calibrate import learn_from_run
+from .color import match_color_statistics
 from .imageio import Picture, resize_rgb
 from .motion import Motion, motion_between, warp_sharp
 from .optimize import TemporalTarget
@@ -134,7 +135,11 @@ def restyled_following(run: Run, frame: Picture, previous: Previous, motion: Mot
     size = (first.width, first.height)
     moved = warp_sharp(resize_rgb(previous.result.rgb, size), motion.backward)
     reliable = motion.reliable[..., None]
-    start = moved * reliable + resize_rgb(frame.rgb, size) * (1 - reliable)
+    # What the motion does not bring starts from the content frame in the painting's colours: in the
+    # photo's own, a few iterations leave it a photo (the style loss is global: a small patch of it
+    # pulls little), and the next frames would hold it so.
+    fresh = match_color_statistics(resize_rgb(frame.rgb, size), moved).clip(0, 1)
+    start = moved * reliable + fresh * (1 - reliable)
     weight = settings.temporal_weight
 
     def temporal_at(scale: Scale) -> TemporalTarget | None:

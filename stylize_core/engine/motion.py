@@ -2,9 +2,11 @@
 
 The flow is OpenCV's DIS (Kroeger et al. 2016): milliseconds a frame on a CPU and no weights to
 download. It is computed on the input frames, never on the restyled ones (their strokes would be
-followed instead of the scene). Reliability is Ruder et al.'s forward-backward check (2016, eq. 4):
-a pixel of frame t is followed back to frame t-1 and forward again; where it does not come back near
-itself it was occluded or disoccluded, and the temporal loss leaves it free.
+followed instead of the scene). Reliability is Ruder et al.'s (2016, eq. 4): a pixel of frame t is
+followed back to frame t-1 and forward again, and where it does not come back near itself it was
+occluded or disoccluded; a pixel on a motion boundary (where the flow changes sharply: the edge of a
+walking person) is not trusted either, nor one whose source lies outside frame t-1 (it came in at a
+border). The temporal loss leaves those free.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import numpy as np
 CONSISTENCY_SLACK = 0.01
 """Ruder et al.'s check: |w + w_back|^2 <= 0.01 (|w|^2 + |w_back|^2) + 0.5."""
 CONSISTENCY_FLOOR = 0.5
+BOUNDARY_SLACK = 0.01
+"""Ruder et al.'s motion boundaries: |grad u|^2 + |grad v|^2 > 0.01 |w|^2 + 0.002."""
+BOUNDARY_FLOOR = 0.002
 
 
 @dataclass
@@ -52,7 +57,15 @@ def motion_between(previous_rgb: np.ndarray, current_rgb: np.ndarray) -> Motion:
     forward_at_source = warp(forward, backward)
     round_trip = ((forward_at_source + backward) ** 2).sum(-1)
     allowed = CONSISTENCY_SLACK * ((forward_at_source ** 2).sum(-1) + (backward ** 2).sum(-1)) + CONSISTENCY_FLOOR
-    return Motion(backward, (round_trip <= allowed).astype(np.float32))
+    dv_dy, dv_dx = np.gradient(backward[..., 1])
+    du_dy, du_dx = np.gradient(backward[..., 0])
+    sharpness = du_dx ** 2 + du_dy ** 2 + dv_dx ** 2 + dv_dy ** 2
+    boundary = sharpness > BOUNDARY_SLACK * (backward ** 2).sum(-1) + BOUNDARY_FLOOR
+    height, width = backward.shape[:2]
+    x, y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    source_x, source_y = x + backward[..., 0], y + backward[..., 1]
+    inside = (source_x > -0.5) & (source_x < width - 0.5) & (source_y > -0.5) & (source_y < height - 0.5)
+    return Motion(backward, ((round_trip <= allowed) & ~boundary & inside).astype(np.float32))
 
 
 def warp(picture: np.ndarray, backward: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:

@@ -50,9 +50,11 @@ def shrink_as_viewed(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
 
 LUMINANCE = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-TEMPORAL_WEIGHT = 3000.0
-"""The temporal term's weight at temporal_weight 1, on the same footing as ANCHOR_WEIGHT: a mean squared
-difference from the warped previous frame of 1e-4 weighs 0.3 (benchmarks/video.py)."""
+TEMPORAL_WEIGHT = 9000.0
+"""The temporal term's weight at temporal_weight 1: a mean squared change of 1e-4 from the warped previous
+frame where the motion is reliable weighs 0.9, about the style loss. Chosen by benchmarks/video.py
+(docs/measurements.md): a third of it let the strokes drift (a warping error 1.7x the input clip's own on
+the pan), more smeared them (the style score 1.08x independent frames' at 5/3 of it)."""
 
 
 @dataclass

@@ -174,3 +174,16 @@ def results(log: str) -> dict:
         if line.startswith(RESULT_MARK):
             merged.update(json.loads(line[len(RESULT_MARK):]))
     return merged
+
+
+def run_cases(session: GimpSession, cases: str, case_settings: dict, artifacts: Path, venv: Path) -> dict:
+    """Run tests/gimp/<cases> in the session's GIMP batch with CASE_SETTINGS prepended; its log goes
+    to artifacts/gimp.log, its RESULT lines come back merged (none at all fails the test)."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    script = session.work / cases
+    script.write_text(f"CASE_SETTINGS = {case_settings!r}\n" + (CHECKOUT / "tests" / "gimp" / cases).read_text())
+    log = run_batch(session, script, [CHECKOUT, artifacts, *venv_paths(venv)])
+    (artifacts / "gimp.log").write_text(log)
+    found = results(log)
+    assert found, "GIMP printed no results:\n" + log[-3000:]
+    return found

@@ -3,11 +3,9 @@
 # (layers, dirty flag, pixels, leftovers) through files; the test itself clicks and types
 # with xdotool. DRIVER_SETTINGS is prepended by the test.
 import glob
-import json
 import os
 import sys
 import tempfile
-import time
 
 from gi.repository import Gegl, Gimp, Gio
 
@@ -17,6 +15,7 @@ EXCHANGE = DRIVER_SETTINGS["exchange"]
 MARKER = DRIVER_SETTINGS["marker"]  # in the environment of every process this session's GIMP started
 sys.path.insert(0, DRIVER_SETTINGS["helpers"])
 from engine_processes import engine_processes  # noqa: E402
+from gui_exchange import answer_requests  # noqa: E402
 
 
 def pixels(drawable):
@@ -75,18 +74,4 @@ baseline_ids = {layer.get_id() for layer in image.get_layers()}
 Gimp.Display.new(image)
 Gimp.displays_flush()
 
-request_path = os.path.join(EXCHANGE, "request.json")
-while True:
-    if not os.path.exists(request_path):
-        time.sleep(0.1)
-        continue
-    with open(request_path) as stream:
-        request = json.load(stream)
-    os.remove(request_path)
-    if request["op"] == "quit":
-        break
-    answer = facts(image, source, source_before, baseline_ids)
-    reply = os.path.join(EXCHANGE, f"reply-{request['id']}.json")
-    with open(reply + ".part", "w") as stream:
-        json.dump(answer, stream)
-    os.replace(reply + ".part", reply)
+answer_requests(EXCHANGE, lambda: facts(image, source, source_before, baseline_ids))

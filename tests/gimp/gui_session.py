@@ -39,7 +39,8 @@ class GimpWindow:
         self.exchange = Path(f"{root}{self.exchange_inside}")
         self.exchange.mkdir(parents=True, exist_ok=True)
         # The driver's helper goes with it: a sandboxed session sees no checkout.
-        shutil.copy2(Path(__file__).with_name("engine_processes.py"), self.exchange / "engine_processes.py")
+        for helper in ("engine_processes.py", "gui_exchange.py"):
+            shutil.copy2(Path(__file__).with_name(helper), self.exchange / helper)
         settings = {**driver_settings, "exchange": str(self.exchange_inside), "marker": session.marker,
                     "helpers": str(self.exchange_inside)}
         (self.exchange / "driver.py").write_text(f"DRIVER_SETTINGS = {settings!r}\n" + driver.read_text())

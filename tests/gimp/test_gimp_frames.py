@@ -3,7 +3,7 @@ animation's layers restyled into a new image with the same frames, names and tim
 
 import pytest
 
-from gimp_runner import CHECKOUT, install_plugin, results, run_batch, venv_paths
+from gimp_runner import CHECKOUT, install_plugin, run_cases
 
 
 @pytest.fixture(scope="module")
@@ -12,16 +12,8 @@ def outcome(gimp_version, gimp_session):
     venv = CHECKOUT / ".venv"
     install_plugin(session.profile, venv, worker_idle_timeout=20)
     artifacts = CHECKOUT / "artifacts" / "gimp" / gimp_version / "frames"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    script = session.work / "frames_cases.py"
     case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(artifacts)}
-    script.write_text(f"CASE_SETTINGS = {case_settings!r}\n" +
-                      (CHECKOUT / "tests" / "gimp" / "frames_cases.py").read_text())
-    log = run_batch(session, script, [CHECKOUT, artifacts, *venv_paths(venv)])
-    (artifacts / "gimp.log").write_text(log)
-    found = results(log)
-    assert found, "GIMP printed no results:\n" + log[-3000:]
-    return found
+    return run_cases(session, "frames_cases.py", case_settings, artifacts, venv)
 
 
 def test_registered_under_filters_animation(outcome):

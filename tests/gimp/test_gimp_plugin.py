@@ -2,7 +2,7 @@
 
 import pytest
 
-from gimp_runner import CHECKOUT, install_plugin, results, run_batch, venv_paths
+from gimp_runner import CHECKOUT, install_plugin, run_cases
 
 
 @pytest.fixture(scope="module")
@@ -13,16 +13,8 @@ def outcome(gimp_version, gimp_session):
     venv = CHECKOUT / ".venv"
     config = install_plugin(session.profile, venv, worker_idle_timeout=20)
     artifacts = CHECKOUT / "artifacts" / "gimp" / version
-    artifacts.mkdir(parents=True, exist_ok=True)
-    script = session.work / "cases.py"
     case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(artifacts), "config": str(config)}
-    script.write_text(f"CASE_SETTINGS = {case_settings!r}\n" +
-                      (CHECKOUT / "tests" / "gimp" / "plugin_cases.py").read_text())
-    log = run_batch(session, script, [CHECKOUT, artifacts, *venv_paths(venv)])
-    (artifacts / "gimp.log").write_text(log)
-    found = results(log)
-    assert found, "GIMP printed no results:\n" + log[-3000:]
-    return found
+    return run_cases(session, "plugin_cases.py", case_settings, artifacts, venv)
 
 
 def assert_styled_layer_added(case):

@@ -270,3 +270,27 @@ def test_a_clip_on_the_server_is_one_queued_run_whose_frames_come_back_as_done(s
     refused = []
     with pytest.raises(Exception, match="frames must be a count"):
         run_on_server(served.address, [npy(frames[0]), npy(frames[1])], settings, refused.append, frames=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("changes", [
+    {"preserve_colors": "luminance"}, {"preserve_colors": "histogram", "style_scale": 2.0},
+    {"resolution": "full", "max_size": 64}, {"tile_size": 128, "max_size": 160},
+    {"resolution": "preview"}, {"strength": 3.0, "style_weights": [1.0, 2.0]}],
+    ids=["luminance", "histogram-strokes", "full", "tiles", "preview", "two-styles"])
+def test_every_option_works_on_a_clip(changes):
+    """Each option the still takes, on a clip of three frames: the frames come back at the output's size,
+    restyled, and following the motion (less change than frames restyled on their own would have)."""
+    frames = pan(3, (160, 120))
+    styles = [Picture(np.asarray(Image.open(path).convert("RGB").resize((96, 72)), np.float32) / 255)
+              for path in (STYLE, CONTENT)][:2 if "style_weights" in changes else 1]
+    settings = Settings(**{"quality": "fast", "max_size": 96, **changes})
+    pictures = [Picture(frame.astype(np.float32) / 255) for frame in frames]
+    results = list(stylize_frames(iter(pictures), styles, settings, count=3))
+    expected = (120, 160, 3) if settings.resolution != "preview" else results[0].rgb.shape
+    assert [r.rgb.shape for r in results] == [expected] * 3
+    assert all(np.abs(r.rgb - np.asarray(Image.fromarray(f).resize(r.size), np.float32) / 255).mean() > 0.03
+               for r, f in zip(results, frames))
+    if changes.get("preserve_colors") == "luminance":
+        from stylize_core.engine.color import keep_content_chrominance
+        assert np.allclose(keep_content_chrominance(results[1].rgb, pictures[1].rgb), results[1].rgb, atol=0.02)
