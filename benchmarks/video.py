@@ -77,14 +77,15 @@ def clip_frames(name: str, count: int, size: int) -> list[np.ndarray]:
 
 def pan_frames(count: int, size: int) -> list[np.ndarray]:
     """A camera panning right and zooming in over garden.jpg: crops that slide 0.4 % of the photo's
-    width and shrink 0.3 % a frame."""
+    width and shrink 0.3 % a frame (and back again after 120 frames)."""
     path = SHARED / "images" / "garden.jpg"
     if not path.is_file():
         sys.exit(f"video.py needs {path} (the shared test photos)")
     photo = Image.open(path).convert("RGB")
     width, height = photo.size
     frames = []
-    for t in range(count):
+    for number in range(count):
+        t = number % 240 if number % 240 < 120 else 240 - number % 240  # back and forth past 120 frames
         crop_width = width * 0.6 * (1 - 0.003 * t)
         crop_height = crop_width * 2 / 3
         left = width * 0.1 + width * 0.004 * t

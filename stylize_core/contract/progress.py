@@ -88,6 +88,10 @@ class Reporter:
                  loss: float, fraction: float, eta_s: float | None) -> None:
         self.callback(Progress("optimize", scale, scales, width, height, iteration, total, loss, fraction, eta_s))
 
+    def frame(self, frame: int, frames: int, fraction: float, eta_s: float | None) -> None:
+        """A clip's frame is done (and written): `frame` of `frames` (0 where not known)."""
+        self.callback(Progress("frame", frame=frame, frames=frames, fraction=fraction, eta_s=eta_s))
+
     def save(self, output: str) -> None:
         self.callback(Progress("save", output=output))
 
@@ -124,6 +128,9 @@ def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallba
             stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event.fraction * 100:3.0f}% {frame}"
                          f"scale {event.scale}/{event.scales} {event.width}x{event.height} "
                          f"it {event.iteration}/{event.total} loss {event.loss:.4f}{eta}   ")
+        elif event.stage == "frame":
+            eta = f", ~{in_words(event.eta_s)} left" if event.eta_s is not None else ""
+            stream.write(f"\rframe {event.frame}/{event.frames or '?'} done{eta}".ljust(width + 50))
         elif event.stage == "save":
             stream.write("\n")
         elif event.stage == "done" and event.output:

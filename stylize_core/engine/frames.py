@@ -194,8 +194,7 @@ class ClipProgress:
         self.done_seconds += self.frame_seconds()
         self.done += 1
         fraction = self.fraction(0.0)
-        self.report.callback(Progress("frame", frame=self.done, frames=self.count or 0, fraction=fraction,
-                                      eta_s=self.time_left(fraction)))
+        self.report.frame(self.done, self.count or 0, fraction, self.time_left(fraction))
 
     def inner(self, event: Progress) -> None:
         """A frame's own events: its plan is the clip's (said once), its iterations count in the clip."""

@@ -13,6 +13,7 @@ def every_event(report: Reporter) -> None:
     report.load()
     report.plan("memory: about 1.00 GB")
     report.optimize(1, 2, 64, 48, 3, 10, 0.5, 0.25, 12.0)
+    report.frame(3, 24, 0.125, 600.0)
     report.save("/tmp/out.png")
     report.done(4.321, "/tmp/out.png")
     report.error("style image not found: x.png", 2)
@@ -26,9 +27,10 @@ def test_json_lines_carry_each_stages_fields_and_nothing_else():
     for event in events:
         assert set(event) == {"stage", *STAGE_FIELDS[event["stage"]]}
     assert events[0] == {"stage": "waiting", "ahead": 2}
-    assert events[4] == {"stage": "save", "output": "/tmp/out.png"}
-    assert events[5] == {"stage": "done", "output": "/tmp/out.png", "seconds": 4.32}
-    assert events[6] == {"stage": "error", "message": "style image not found: x.png", "exit_code": 2}
+    assert events[4] == {"stage": "frame", "frame": 3, "frames": 24, "fraction": 0.125, "eta_s": 600.0}
+    assert events[5] == {"stage": "save", "output": "/tmp/out.png"}
+    assert events[6] == {"stage": "done", "output": "/tmp/out.png", "seconds": 4.32}
+    assert events[7] == {"stage": "error", "message": "style image not found: x.png", "exit_code": 2}
 
 
 def test_the_terminal_bar_shows_the_plan_the_bar_and_what_was_written():
@@ -37,6 +39,7 @@ def test_the_terminal_bar_shows_the_plan_the_bar_and_what_was_written():
     text = stream.getvalue()
     assert text.startswith("waiting: 2 runs ahead\n")
     assert "memory: about 1.00 GB\n" in text and "scale 1/2 64x48 it 3/10" in text and "~12s left" in text
+    assert "frame 3/24 done, ~10 min left" in text
     assert "wrote /tmp/out.png in 4.3 s" in text
 
 

@@ -121,6 +121,7 @@ HOMONYMS = {
     "stylize_core/contract/progress.py: 'scales'": "an optimize event's count of scales",
     "plugin/neural-style-transfer/nst/bridge.py: 'scales'": "reads that event field",
     "stylize_core/engine/saving.py: 'quality'": "Pillow's JPEG quality",
+    "stylize_core/engine/clips.py: 'quality'": "Pillow's WebP quality",
 }
 
 
