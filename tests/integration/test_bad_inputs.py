@@ -114,7 +114,7 @@ CASES = [
     ("zero-size npy", ["{in}/zero-size.npy", "{in}/style.jpg"], 2, "no pixels"),
     ("flat npy", ["{in}/flat.npy", "{in}/style.jpg"], 2, "array"),
     ("complex npy", ["{in}/complex.npy", "{in}/style.jpg"], 2, "unsupported pixel type"),
-    ("folder as content", ["{in}/a-folder", "{in}/style.jpg"], 2, "is a folder"),
+    ("folder as content", ["{in}/a-folder", "{in}/style.jpg"], 2, "no pictures in"),  # a folder is a clip
     ("fifo as content", ["{in}/fifo.png", "{in}/style.jpg"], 2, "not a regular file"),
     ("unreadable content", ["{in}/unreadable.png", "{in}/style.jpg"], 2, "permission denied"),
     ("weights not a state dict", ["{in}/content.png", "{in}/style.jpg", "--weights", "{in}/weights.pth"], 2,

@@ -233,9 +233,26 @@ def test_device_is_honoured():
                 Settings(**{**BASE, "device": "cuda"}))
 
 
+def test_temporal_weight_holds_a_clips_frames_to_the_one_before(content):
+    """A camera moving 3 px a frame: the higher the weight, the less the second result differs from the
+    first moved along the motion (0: the second frame's strokes are its own)."""
+    from stylize_core.engine.frames import stylize_frames
+    from stylize_core.engine.imageio import Picture
+    from stylize_core.engine.motion import motion_between, warp
+    frames = [np.ascontiguousarray(content[:, shift:shift + 80]) for shift in (0, 3)]
+    style = Picture(rgb_of(small(STYLE, 96)))
+    change = {}
+    for weight in (0.0, 4.0):
+        first, second = stylize_frames((Picture(f) for f in frames), [style],
+                                       Settings(quality="fast", max_size=80, temporal_weight=weight))
+        motion = motion_between(*frames)
+        change[weight] = float(((warp(first.rgb, motion.backward) - second.rgb) ** 2)[motion.reliable > 0].mean())
+    assert change[4.0] < 0.5 * change[0.0]
+
+
 def test_every_option_has_an_effect_test():
     tested = {"strength", "content_weight", "tv_weight", "style_scale", "quality", "iterations", "max_size", "size",
               "scales", "preserve_colors", "seed", "init", "style_weights", "stall_tolerance", "optimizer", "pooling",
               "tile_size", "memory_limit_mb", "weights", "precision", "device",
-              "resolution"}  # resolution: tests/unit/test_full_resolution.py
+              "resolution", "temporal_weight"}  # resolution: tests/unit/test_full_resolution.py
     assert {option.name for option in OPTIONS} == tested
