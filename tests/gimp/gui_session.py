@@ -172,6 +172,20 @@ class GimpWindow:
             self.close()
         return seen
 
+    def open_from_menu(self, main: str, menu_keys: tuple[str, ...], item_key: str, dialog: str, what: str) -> str:
+        """A procedure's dialog opened from the menus by their mnemonics (menu_keys, then item_key), as a
+        person would try again when a menu opened too slowly to take the next key."""
+        for attempt in range(3):
+            self.focus(main)
+            self.keys(*menu_keys)
+            time.sleep(1)
+            self.keys(item_key)
+            try:
+                return self.wait_window(dialog, timeout=20)
+            except TimeoutError:
+                self.keys("Escape", "Escape", "Escape")
+        raise TimeoutError(f"{what} did not open its dialog")
+
     # --- the end --------------------------------------------------------------------------------------
 
     def close(self) -> None:

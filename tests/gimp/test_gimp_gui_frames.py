@@ -19,19 +19,9 @@ NAMES = ["pan 4 (300ms)", "pan 3 (150ms)", "pan 2 (150ms)", "pan 1 (150ms)"]  # 
 
 
 def open_the_filter(window: GimpWindow, main: str) -> str:
-    """Filters > Animation > Neural Style Transfer (frames)..., by the menus' mnemonics (Alt+R, I, F), as a
-    person would try again when a menu opened too slowly to take the next key."""
-    for attempt in range(3):
-        window.focus(main)
-        window.keys("alt+r", "i")
-        time.sleep(1)
-        window.screenshot("0-menu-filters-animation.png")
-        window.keys("f")
-        try:
-            return window.wait_window(DIALOG, timeout=20)
-        except TimeoutError:
-            window.keys("Escape", "Escape", "Escape")
-    raise TimeoutError("Filters > Animation > Neural Style Transfer (frames)... did not open its dialog")
+    """Filters > Animation > Neural Style Transfer (frames)..., by the menus' mnemonics (Alt+R, I, F)."""
+    return window.open_from_menu(main, ("alt+r", "i"), "f", DIALOG,
+                                 "Filters > Animation > Neural Style Transfer (frames)...")
 
 
 @pytest.fixture(scope="module")

@@ -29,18 +29,8 @@ def use_server(window: GimpWindow, dialog: str, address: str) -> None:
 
 
 def open_the_filter(window: GimpWindow, main: str) -> str:
-    """Filters > Artistic > Neural Style Transfer..., by the menu's mnemonics, as a person would
-    try again when a menu opened too slowly to take the next key."""
-    for attempt in range(3):
-        window.focus(main)
-        window.keys("alt+r", "a")
-        time.sleep(1)
-        window.keys("n")
-        try:
-            return window.wait_window(DIALOG, timeout=20)
-        except TimeoutError:
-            window.keys("Escape", "Escape", "Escape")
-    raise TimeoutError("Filters > Artistic > Neural Style Transfer... did not open its dialog")
+    """Filters > Artistic > Neural Style Transfer..., by the menu's mnemonics."""
+    return window.open_from_menu(main, ("alt+r", "a"), "n", DIALOG, "Filters > Artistic > Neural Style Transfer...")
 
 
 @pytest.fixture(scope="module")
