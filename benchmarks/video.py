@@ -6,6 +6,9 @@ Two clips, each --frames frames at --size px on the long side: the first frames 
 zoom over ../shared/images/garden.jpg (a camera motion whose flow is known). Each is restyled after
 examples/starry_night.jpg (a) frame by frame as stills (stylize_picture) and (b) as a clip
 (stylize_frames, for each --temporal-weights), each mode in a process of its own (its peak memory).
+With --carried, the pan also gets (c) the steadiest restyling it can have: the photo's panned-over
+part restyled once and cropped as the camera moves (carried_painting), the floor of the warping error
+for a painting's strokes under this motion.
 
 Printed per clip and mode: seconds per frame (the first and the rest), the ratio of the rest to a
 still's, the predicted clip time against the measured, the warping error (../shared/tools/temporal.py:
@@ -19,12 +22,14 @@ that many frames at 64 px, and prints each run's peak memory: flat over the clip
 
     .venv/bin/python benchmarks/video.py [--frames 24] [--size 384] [--quality balanced]
         [--temporal-weights 1] [--clips vtest pan] [--out DIR] [--json FILE] [--reuse-independent]
+        [--carried]
     .venv/bin/python benchmarks/video.py --memory-frames 48 480
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -75,25 +80,55 @@ def clip_frames(name: str, count: int, size: int) -> list[np.ndarray]:
     return pan_frames(count, size)
 
 
-def pan_frames(count: int, size: int) -> list[np.ndarray]:
-    """A camera panning right and zooming in over garden.jpg: crops that slide 0.4 % of the photo's
-    width and shrink 0.3 % a frame (and back again after 120 frames)."""
-    path = SHARED / "images" / "garden.jpg"
-    if not path.is_file():
-        sys.exit(f"video.py needs {path} (the shared test photos)")
-    photo = Image.open(path).convert("RGB")
-    width, height = photo.size
-    frames = []
+def pan_boxes(count: int, width: int, height: int) -> list[tuple[float, float, float, float]]:
+    """The pan's crops of a width x height photo: they slide 0.4 % of its width and shrink 0.3 % a
+    frame, panning right and zooming in (and back again after 120 frames)."""
+    boxes = []
     for number in range(count):
-        t = number % 240 if number % 240 < 120 else 240 - number % 240  # back and forth past 120 frames
+        t = number % 240 if number % 240 < 120 else 240 - number % 240
         crop_width = width * 0.6 * (1 - 0.003 * t)
         crop_height = crop_width * 2 / 3
         left = width * 0.1 + width * 0.004 * t
         top = (height - crop_height) / 2
-        crop = photo.resize((round(size), round(size * 2 / 3)), Image.LANCZOS,
-                            box=(left, top, left + crop_width, top + crop_height))
-        frames.append(np.asarray(crop))
-    return frames
+        boxes.append((left, top, left + crop_width, top + crop_height))
+    return boxes
+
+
+def garden() -> Image.Image:
+    path = SHARED / "images" / "garden.jpg"
+    if not path.is_file():
+        sys.exit(f"video.py needs {path} (the shared test photos)")
+    return Image.open(path).convert("RGB")
+
+
+def pan_frames(count: int, size: int) -> list[np.ndarray]:
+    """A camera panning right and zooming in over garden.jpg (pan_boxes), frames size px wide."""
+    photo = garden()
+    return [np.asarray(photo.resize((round(size), round(size * 2 / 3)), Image.LANCZOS, box=box))
+            for box in pan_boxes(count, *photo.size)]
+
+
+def carried_painting(count: int, size: int, settings, style) -> list[np.ndarray]:
+    """The steadiest restyling a pan can have: the part of the photo the whole pan sees, restyled
+    once as a still at the first frame's scale, then cropped and resized as the pan crops the photo
+    (the painting moves exactly with the camera). Its warping error is the floor for a painting's
+    strokes under this motion, which the input's own (a smooth photo) is not."""
+    from stylize_core.engine.api import stylize_picture
+    from stylize_core.engine.imageio import Picture
+
+    photo = garden()
+    boxes = pan_boxes(count, *photo.size)
+    union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    scale = size / (boxes[0][2] - boxes[0][0])
+    canvas_size = (round((union[2] - union[0]) * scale), round((union[3] - union[1]) * scale))
+    canvas = np.asarray(photo.resize(canvas_size, Image.LANCZOS, box=union)).astype(np.float32) / 255
+    wide = dataclasses.replace(settings, max_size=max(canvas_size))
+    painted = stylize_picture(Picture(canvas), [style], wide).rgb
+    painting = Image.fromarray(np.round(painted * 255).astype(np.uint8))
+    ratio = painting.width / (union[2] - union[0])
+    return [np.asarray(painting.resize((round(size), round(size * 2 / 3)), Image.LANCZOS,
+                                       box=tuple((b[i] - union[i % 2]) * ratio for i in range(4))))
+            for b in boxes]
 
 
 def run_mode(args) -> dict:
@@ -106,7 +141,7 @@ def run_mode(args) -> dict:
     frames = clip_frames(args.clip, args.frames, args.size)
     style = load_picture(STYLE)
     pictures = (Picture(frame.astype(np.float32) / 255) for frame in frames)
-    weight = 0.0 if args.mode == "independent" else float(args.mode)
+    weight = float(args.mode) if args.mode not in ("independent", "carried") else 0.0
     settings = Settings(quality=args.quality, max_size=args.size, temporal_weight=weight)
     predicted = []
 
@@ -119,6 +154,9 @@ def run_mode(args) -> dict:
     started = time.perf_counter()
     if args.mode == "independent":
         results = (stylize_picture(picture, [style], settings, on_event) for picture in pictures)
+    elif args.mode == "carried":
+        results = (Picture(frame.astype(np.float32) / 255)
+                   for frame in carried_painting(len(frames), args.size, settings, style))
     else:
         results = stylize_frames(pictures, [style], settings, on_event, count=len(frames))
     for number, result in enumerate(results):
@@ -135,7 +173,7 @@ def measured(clip: str, mode: str, args, folder: Path) -> dict:
     figures kept from an earlier run with the same clip, size and quality (independent frames do not
     depend on the temporal code being tuned)."""
     kept = folder / "run.json"
-    if mode == "independent" and args.reuse_independent and kept.is_file():
+    if mode in ("independent", "carried") and args.reuse_independent and kept.is_file():
         figures = json.loads(kept.read_text())
         if figures.get("asked") == [args.frames, args.size, args.quality]:
             return figures["result"]
@@ -193,20 +231,24 @@ def compare(args) -> dict:
         inputs.mkdir(parents=True, exist_ok=True)
         for number, frame in enumerate(clip_frames(clip, args.frames, args.size)):
             Image.fromarray(frame).save(inputs / f"{number:04d}.png")
-        modes = ["independent", *[f"{w:g}" for w in args.temporal_weights]]
+        modes = ["independent", *[f"{w:g}" for w in args.temporal_weights],
+                 *(["carried"] if args.carried and clip == "pan" else [])]
         figures[clip] = {}
         for mode in modes:
-            folder = out / clip / ("independent" if mode == "independent" else f"temporal-{mode}")
+            folder = out / clip / mode_folder(mode)
             result = measured(clip, mode, args, folder)
             e_in, e_out, _ = temporal.warping_error(bgr(inputs), bgr(folder))
             result.update(warping_error=e_out, input_warping_error=e_in, scores=scores(inputs, folder, evaluator))
             gif(folder, out / clip / f"{folder.name}.gif")
             figures[clip][mode] = result
-        contact_sheet([inputs] + [out / clip / ("independent" if m == "independent" else f"temporal-{m}")
-                                  for m in modes], ["input", *[m if m == "independent" else f"temporal {m}"
-                                                              for m in modes]], out / clip / "sheet.png")
+        contact_sheet([inputs] + [out / clip / mode_folder(m) for m in modes],
+                      ["input", *[mode_folder(m).replace("-", " ") for m in modes]], out / clip / "sheet.png")
         report(clip, figures[clip])
     return figures
+
+
+def mode_folder(mode: str) -> str:
+    return mode if mode in ("independent", "carried") else f"temporal-{mode}"
 
 
 def report(clip: str, modes: dict) -> None:
@@ -260,6 +302,8 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--reuse-independent", action="store_true",
                         help="take the independent frames from an earlier run into the same --out")
+    parser.add_argument("--carried", action="store_true",
+                        help="on the pan, also the painting carried by the camera (the steadiest possible)")
     parser.add_argument("--memory-frames", type=int, nargs="+")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
