@@ -17,7 +17,8 @@ Resolution "auto" finishes at full size where that is predicted to take at most 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence, TypeVar
 
 from .errors import InputError
 
@@ -120,6 +121,17 @@ answer (benchmarks/video.py)."""
 def frame_iterations(iterations: int, quality: str) -> int:
     """Iterations at the working size for a clip's frame after the first (`iterations` 0: the quality's)."""
     return max(1, round((iterations or QUALITY_ITERATIONS[quality][-1]) * FRAME_ITERATION_SHARE))
+
+
+StepLike = TypeVar("StepLike")  # a Step, or the engine's plan.Scale: a dataclass with iterations and detail
+
+
+def frame_steps(first_frame: Sequence[StepLike], iterations: int, quality: str) -> list[StepLike]:
+    """The scales of a clip's frame after the first, from the first frame's: the working size (its
+    finest composition scale) with frame_iterations, then its detail scales as they are."""
+    working = max(index for index, step in enumerate(first_frame) if not step.detail)
+    return [replace(first_frame[working], iterations=frame_iterations(iterations, quality)),
+            *first_frame[working + 1:]]
 
 
 def detail_iterations(n_scales: int, iterations: int, quality: str) -> list[int]:

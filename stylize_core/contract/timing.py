@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .schedule import composition_steps, detail_steps, finishes_at_full_size, frame_iterations
+from .schedule import composition_steps, detail_steps, finishes_at_full_size, frame_steps
 
 TARGET_PASS_SHARE = 0.3
 """A scale's targets, one forward pass for the content and one per style, each cost about this share of
@@ -184,16 +184,16 @@ def latest_for(device_choice: str, path: Path | None = None) -> Calibration | No
 def predict_clip(content_size: tuple[int, int], settings, calibration: Calibration, frames: int,
                  n_styles: int = 1) -> float:
     """Seconds for a clip of `frames` frames of content_size: the first as a still (at the size the
-    Automatic rule would finish at), each other at the working size with frame_iterations (and the
-    detail scales where the first finishes at full size), as the engine's frames.py runs them."""
+    Automatic rule would finish at), each other with schedule.frame_steps, as the engine's frames.py
+    runs them."""
     working, full = predict_by_resolution(content_size, settings, calibration, n_styles)
     at_full = full is not None and finishes_at_full_size(settings.resolution, full)
-    composition = composition_steps(content_size, settings.max_size, settings.scales, settings.iterations,
-                                    settings.quality)
-    last = composition[-1]
-    following = [ScaleWork(last.width * last.height, frame_iterations(settings.iterations, settings.quality))]
+    steps = composition_steps(content_size, settings.max_size, settings.scales, settings.iterations,
+                              settings.quality)
     if at_full:
-        following += [ScaleWork(step.width * step.height, step.iterations, detail=True) for step in
-                      detail_steps((last.width, last.height), content_size, settings.iterations, settings.quality)]
+        last = steps[-1]
+        steps += detail_steps((last.width, last.height), content_size, settings.iterations, settings.quality)
+    following = [ScaleWork(step.width * step.height, step.iterations, step.detail)
+                 for step in frame_steps(steps, settings.iterations, settings.quality)]
     first = full if at_full else working
     return first + (frames - 1) * predict_seconds(following, calibration, n_styles)

@@ -35,7 +35,7 @@ import torch
 
 from ..contract.errors import InputError
 from ..contract.progress import Progress, ProgressCallback, Reporter
-from ..contract.schedule import frame_iterations
+from ..contract.schedule import frame_steps
 from ..contract.settings import Settings
 from .api import TRUST_ELAPSED_AFTER, Run, finished_picture, optimize_pyramid, start_run, to_tensor
 from .calibrate import learn_from_run
@@ -55,10 +55,8 @@ class Previous:
 
 
 def following_scales(scales: tuple[Scale, ...], settings: Settings) -> tuple[Scale, ...]:
-    """Step 4's scales: the working size with frame_iterations, then the detail scales as planned."""
-    working = max(i for i, scale in enumerate(scales) if not scale.detail)
-    return (replace(scales[working], iterations=frame_iterations(settings.iterations, settings.quality)),
-            *scales[working + 1:])
+    """Step 4's scales, from the first frame's plan."""
+    return tuple(frame_steps(scales, settings.iterations, settings.quality))
 
 
 def predicted_frame_seconds(first: Run) -> tuple[float, float]:

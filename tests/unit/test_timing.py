@@ -8,6 +8,7 @@ import pytest
 
 from stylize_core import Settings
 from stylize_core.contract.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
+                                          predict_clip,
                                  predict_seconds, read_calibrations, remember, seconds_at, write_json)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +123,22 @@ def test_full_runs_teach_the_calibration_and_previews_do_not(tmp_path, monkeypat
     assert read_calibrations()[-1] == measured
     stylize(content, style, Settings(max_size=128, iterations=3, device="cpu"))
     assert read_calibrations()[-1] != measured
+
+
+@pytest.mark.parametrize("size, settings", [
+    ((640, 400), Settings()),  # Automatic, finishing at full size
+    ((2560, 1600), Settings(resolution="full", max_size=256)),  # detail scales on every frame
+    ((2560, 1600), Settings(resolution="working", iterations=7, scales=2)),
+    ((300, 200), Settings(quality="fast")),
+])
+def test_the_dialogs_clip_time_is_the_engines(size, settings):
+    """The plug-in's time line for a clip (timing.predict_clip) says what the engine's clip plan will:
+    the first frame's scales, then every other frame's (frames.following_scales), one calibration."""
+    import torch
+
+    from stylize_core.engine.frames import following_scales
+    from stylize_core.engine.plan import make_plan, predicted
+
+    plan = make_plan(size, settings, torch.device("cpu"), "fp32", CPU, [(512, 400)])
+    engine = plan.predicted_seconds + 9 * predicted(following_scales(plan.scales, settings), CPU, 1)
+    assert predict_clip(size, settings, CPU, 10) == pytest.approx(engine, rel=1e-3)
