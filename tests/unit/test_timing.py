@@ -8,8 +8,8 @@ import pytest
 
 from stylize_core import Settings
 from stylize_core.contract.timing import (Calibration, ScaleWork, describe_seconds, latest_for, predict_by_resolution,
-                                          predict_clip,
-                                 predict_seconds, read_calibrations, remember, seconds_at, write_json)
+                                          predict_clip, predict_seconds, read_calibrations, remember, seconds_at,
+                                          write_json)
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = Calibration("cpu|x|fp32|torch 2", "cpu", "x86", ((0.01, 0.05), (0.04, 0.16), (0.15, 0.6)), ((0.25, 0.8),))
