@@ -2,10 +2,13 @@
 # of a real photo and prints one "RESULT {json}" line per case. CASE_SETTINGS is prepended by the test.
 import json
 import os
+import sys
 
 from gi.repository import Gegl, Gimp, Gio
 
 Gegl.init(None)
+sys.path.insert(0, CASE_SETTINGS["helpers"])
+from gimp_animation import pan_animation  # noqa: E402
 PROCEDURE = Gimp.get_pdb().lookup_procedure("plug-in-neural-style-transfer-frames")
 EXAMPLES = CASE_SETTINGS["examples"]
 OUT = CASE_SETTINGS["out"]
@@ -32,22 +35,8 @@ def mean_difference(a, b):
 
 
 def animation():
-    """Four frames of a pan over the photo (the bottom layer first), the third a smaller layer with
-    offsets, as GIMP's GIF import makes them."""
-    photo = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(EXAMPLES, "tubingen.jpg")))
-    photo.scale(128, 96)
-    image = Gimp.Image.new(96, 64, Gimp.ImageBaseType.RGB)
-    for number, name in enumerate(NAMES):
-        layer = Gimp.Layer.new_from_drawable(photo.get_layers()[0], image)
-        image.insert_layer(layer, None, 0)
-        layer.set_name(name)
-        layer.set_offsets(-8 - 4 * number, -16)
-        if number == 2:
-            layer.resize(80, 56, -8, -4)
-        else:
-            layer.resize_to_image_size()
-    photo.delete()
-    return image
+    """Four frames of a pan over the photo, the third a smaller layer with offsets."""
+    return pan_animation(EXAMPLES, NAMES, (96, 64), (128, 96), (-8, -16), 4, smaller=(2, (80, 56, -8, -4)))
 
 
 def run(image, **options):

@@ -2,10 +2,9 @@
 # tests/gimp/test_gimp_gui_frames.py. It opens an animation (four frames of a pan over the example photo,
 # named with GIMP's timing tags) in a display, then answers the test's questions about the open images
 # through files. DRIVER_SETTINGS is prepended by the test.
-import os
 import sys
 
-from gi.repository import Gegl, Gimp, Gio
+from gi.repository import Gegl, Gimp
 
 Gegl.init(None)
 EXAMPLES = DRIVER_SETTINGS["examples"]
@@ -14,6 +13,7 @@ MARKER = DRIVER_SETTINGS["marker"]
 sys.path.insert(0, DRIVER_SETTINGS["helpers"])
 from engine_processes import engine_processes  # noqa: E402
 from gui_exchange import answer_requests  # noqa: E402
+from gimp_animation import pan_animation  # noqa: E402
 
 NAMES = ["pan 1 (150ms)", "pan 2 (150ms)", "pan 3 (150ms)", "pan 4 (300ms)"]
 
@@ -23,16 +23,7 @@ def pixels(drawable):
     return bytes(drawable.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.CLAMP))
 
 
-photo = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(EXAMPLES, "tubingen.jpg")))
-photo.scale(224, 168)
-image = Gimp.Image.new(160, 120, Gimp.ImageBaseType.RGB)
-for number, name in enumerate(NAMES):
-    layer = Gimp.Layer.new_from_drawable(photo.get_layers()[0], image)
-    image.insert_layer(layer, None, 0)
-    layer.set_name(name)
-    layer.set_offsets(-20 - 6 * number, -24)
-    layer.resize_to_image_size()
-photo.delete()
+image = pan_animation(EXAMPLES, NAMES, (160, 120), (224, 168), (-20, -24), 6)
 image.undo_enable()
 image.clean_all()
 before = [pixels(layer) for layer in image.get_layers()]

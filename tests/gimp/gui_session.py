@@ -39,7 +39,7 @@ class GimpWindow:
         self.exchange = Path(f"{root}{self.exchange_inside}")
         self.exchange.mkdir(parents=True, exist_ok=True)
         # The driver's helper goes with it: a sandboxed session sees no checkout.
-        for helper in ("engine_processes.py", "gui_exchange.py"):
+        for helper in ("engine_processes.py", "gui_exchange.py", "gimp_animation.py"):
             shutil.copy2(Path(__file__).with_name(helper), self.exchange / helper)
         settings = {**driver_settings, "exchange": str(self.exchange_inside), "marker": session.marker,
                     "helpers": str(self.exchange_inside)}

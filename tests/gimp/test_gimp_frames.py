@@ -12,7 +12,8 @@ def outcome(gimp_version, gimp_session):
     venv = CHECKOUT / ".venv"
     install_plugin(session.profile, venv, worker_idle_timeout=20)
     artifacts = CHECKOUT / "artifacts" / "gimp" / gimp_version / "frames"
-    case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(artifacts)}
+    case_settings = {"examples": str(CHECKOUT / "examples"), "out": str(artifacts),
+                     "helpers": str(CHECKOUT / "tests" / "gimp")}
     return run_cases(session, "frames_cases.py", case_settings, artifacts, venv)
 
 
