@@ -108,7 +108,7 @@ def pan_frames(count: int, size: int) -> list[np.ndarray]:
             for box in pan_boxes(count, *photo.size)]
 
 
-def carried_painting(count: int, size: int, settings, style) -> list[np.ndarray]:
+def carried_painting(count: int, size: int, settings, style, progress=None) -> list[np.ndarray]:
     """The steadiest restyling a pan can have: the part of the photo the whole pan sees, restyled
     once as a still at the first frame's scale, then cropped and resized as the pan crops the photo
     (the painting moves exactly with the camera). Its warping error is the floor for a painting's
@@ -123,7 +123,7 @@ def carried_painting(count: int, size: int, settings, style) -> list[np.ndarray]
     canvas_size = (round((union[2] - union[0]) * scale), round((union[3] - union[1]) * scale))
     canvas = np.asarray(photo.resize(canvas_size, Image.LANCZOS, box=union)).astype(np.float32) / 255
     wide = dataclasses.replace(settings, max_size=max(canvas_size))
-    painted = stylize_picture(Picture(canvas), [style], wide).rgb
+    painted = stylize_picture(Picture(canvas), [style], wide, progress).rgb
     painting = Image.fromarray(np.round(painted * 255).astype(np.uint8))
     ratio = painting.width / (union[2] - union[0])
     return [np.asarray(painting.resize((round(size), round(size * 2 / 3)), Image.LANCZOS,
@@ -156,7 +156,7 @@ def run_mode(args) -> dict:
         results = (stylize_picture(picture, [style], settings, on_event) for picture in pictures)
     elif args.mode == "carried":
         results = (Picture(frame.astype(np.float32) / 255)
-                   for frame in carried_painting(len(frames), args.size, settings, style))
+                   for frame in carried_painting(len(frames), args.size, settings, style, on_event))
     else:
         results = stylize_frames(pictures, [style], settings, on_event, count=len(frames))
     for number, result in enumerate(results):
