@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .tif, .webp or .npy); for a clip a video "
                         "(.mp4, .mkv, .mov, .webm, .avi), an animated .gif or .webp, or a new folder of PNG frames")
     groups = {name: parser.add_argument_group(name) for name in GROUP_ORDER}
+    groups["look"].add_argument("--style-mask", metavar="N=MASK", type=style_mask, action="append", default=[],
+                                help="paint with style image N (counted from 1) only where the picture MASK, the "
+                                     "content's size, is white (grey: partly); styles without a mask paint the rest. "
+                                     "Repeat for several styles")
     groups["clips"].add_argument("--frames", metavar="A:B", type=frame_span, default=(0, None),
                                  help="restyle frames A to B-1 only, counted from 0 (0:48 the first 48; 100: from "
                                       "the 101st on). An interrupted clip continues where it stopped when the "
@@ -74,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run on the server whose address is in FILE (only you may read it): the file the "
                        "server wrote its address to, copied here (tls://TOKEN@HOST:PORT#sha256=...)")
     return parser
+
+
+def style_mask(text: str) -> tuple[int, str]:
+    number, equals, path = text.partition("=")
+    if not equals or not number.isdigit() or int(number) < 1 or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N=MASK (N: the style image's number, from 1)")
+    return int(number), path
 
 
 def frame_span(text: str) -> tuple[int, int | None]:
@@ -287,23 +298,50 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     if is_clip(args.content):
         return run_clip(args, settings, report, started)
     # Everything that can be checked is checked before the expensive part.
-    check_output(args.output, [args.content, *args.styles])
+    mask_paths = style_mask_paths(args.style_mask, len(args.styles))
+    check_output(args.output, [args.content, *args.styles, *filter(None, mask_paths)])
     memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
     content = load_picture(args.content, "content image", memory_limit)
     check_output_size(args.output, result_size(content.size, settings))
     styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    regions = regions_of(mask_paths, memory_limit)
     address = server_address(args)
     if address:
+        if regions:
+            raise InputError("styles in regions (--style-mask) are painted by this computer's engine: leave out "
+                             "--server")
         result = run_on_server(address, content, styles, settings, report)
     else:
         # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
         from .engine.api import stylize_picture
-        result = stylize_picture(content, styles, settings, report.callback)
+        result = stylize_picture(content, styles, settings, report.callback, regions)
     output = os.path.abspath(args.output)
     report.save(output)
     save_picture(result, args.output)
     report.done(time.perf_counter() - started, output)
     return 0
+
+
+def style_mask_paths(masks: list[tuple[int, str]], n_styles: int) -> list[str | None]:
+    """--style-mask's masks, one per style image (None: the rest of the layer)."""
+    paths: list[str | None] = [None] * n_styles
+    for number, path in masks:
+        if number > n_styles:
+            raise InputError(f"--style-mask {number}={path}: there are only {n_styles} style images", "style_mask")
+        if paths[number - 1] is not None:
+            raise InputError(f"--style-mask gives style {number} two masks", "style_mask")
+        paths[number - 1] = path
+    return paths
+
+
+def regions_of(mask_paths: list[str | None], memory_limit: int | None):
+    """The masks' pictures, one per style (None: the rest of the layer); None without any."""
+    from .engine.imageio import load_picture
+
+    if not any(mask_paths):
+        return None
+    return [path and load_picture(path, f"the mask of style {number}", memory_limit)
+            for number, path in enumerate(mask_paths, start=1)]
 
 
 def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, started: float) -> int:
@@ -313,10 +351,11 @@ def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, sta
     if server_address(args):
         raise InputError("a clip is restyled by this computer's engine: leave out --server (a server takes "
                          "pictures)")
+    mask_paths = style_mask_paths(args.style_mask, len(args.styles))
     memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
     styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
     output = stylize_clip(args.content, styles, args.output, settings, report.callback, args.frames,
-                          tuple(args.styles))
+                          (*args.styles, *filter(None, mask_paths)), regions_of(mask_paths, memory_limit))
     report.done(time.perf_counter() - started, os.path.abspath(output))
     return 0
 

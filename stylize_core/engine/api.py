@@ -7,7 +7,8 @@
    budget (memory.py), and how long it all will take (timing.py, calibrate.py).
 2. Style targets: every style image, optionally recoloured to the content's
    palette, is resized per scale to the plan's size for it (the scale's pixel
-   count times style_scale^2) and its Gram matrices are blended by the style weights. The detail scales match
+   count times style_scale^2) and its Gram matrices are blended by the style weights, or,
+   where styles have regions, matched each in its own (regions.py). The detail scales match
    only the finest layers (relu1_1, relu2_1: the brushwork), and never from an
    enlarged painting: enlarging only blurs. The composition is the coarse scales':
    a detail scale's image, shrunk to the working size, is held to their result.
@@ -37,12 +38,14 @@ from .color import keep_content_chrominance, match_color_statistics
 from ..contract.errors import InputError, StylizeError
 from .hostmemory import freed_memory_returned
 from .imageio import Picture, load_picture, resize_rgb, to_pil
-from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, blend_grams, gram_matrix
+from .losses import CONTENT_LAYER, FINE_LAYERS, STYLE_LAYERS, gram_matrix
 from .optimize import Curvature, Objective, TemporalTarget, autocast_for, optimize
 from .calibrate import calibration_for, learn_from_run, precision_for
 from ..contract.timing import Calibration
 from .device import pick_device
 from .plan import RunPlan, Scale, after_out_of_memory, make_plan
+from .regions import checked_regions
+from .regions import style_targets as styles_in_regions
 from ..contract.progress import ProgressCallback, Reporter
 from ..contract.settings import Settings
 from .tiling import TiledObjective, tiled_style_grams
@@ -66,8 +69,12 @@ def to_numpy(image: torch.Tensor) -> np.ndarray:
     return image.squeeze(0).permute(1, 2, 0).float().cpu().numpy()
 
 
-def stylize(content, styles, settings: Settings | None = None, progress: ProgressCallback | None = None):
+def stylize(content, styles, settings: Settings | None = None, progress: ProgressCallback | None = None,
+            regions=None):
     """Restyle `content` after `styles` (one or a list): paths, PIL images or numpy arrays.
+
+    `regions` (optional): one per style, where it paints: a mask the content's size (a path, PIL image
+    or array; white paints, black does not) or None for the rest of the layer (regions.py).
 
     Returns the type of `content`: a PIL image (RGBA when the content had alpha)
     for a PIL image or a path, a float32 array (H, W, 3|4) for a float array, and
@@ -79,7 +86,9 @@ def stylize(content, styles, settings: Settings | None = None, progress: Progres
     try:
         result = stylize_picture(load_picture(content, "content image"),
                                  [load_picture(s, "style image") for s in styles],
-                                 settings or Settings(), progress)
+                                 settings or Settings(), progress,
+                                 None if regions is None else [None if region is None else load_picture(
+                                     region, "region mask") for region in regions])
     except StylizeError as error:
         report.error(str(error), error.exit_code)
         raise
@@ -91,8 +100,9 @@ def stylize(content, styles, settings: Settings | None = None, progress: Progres
 
 
 def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
-                    progress: ProgressCallback | None = None) -> Picture:
-    run = start_run(content, styles, settings, Reporter(progress))
+                    progress: ProgressCallback | None = None,
+                    regions: list[Picture | None] | None = None) -> Picture:
+    run = start_run(content, styles, settings, Reporter(progress), regions)
     memory_is_tight = run.plan.device.type == "cpu" and any(scale.memory.tile for scale in run.plan.scales)
     with freed_memory_returned() if memory_is_tight else contextlib.nullcontext():
         result = optimize_pyramid(run)
@@ -103,11 +113,13 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
     return finished_picture(run, result)
 
 
-def start_run(content: Picture, styles: list[Picture], settings: Settings, report: Reporter) -> Run:
+def start_run(content: Picture, styles: list[Picture], settings: Settings, report: Reporter,
+              regions: list[Picture | None] | None = None) -> Run:
     """Step 1: the device, the network and the plan, reported; the Run every scale is optimised with."""
     if not styles:
         raise InputError("at least one style image is needed")
     settings.validate(len(styles))
+    masks = checked_regions(regions, len(styles), content.size)
     report.load()
     device = pick_device(settings.device)
     network = prepared_network(settings, device)
@@ -115,7 +127,7 @@ def start_run(content: Picture, styles: list[Picture], settings: Settings, repor
     calibration = calibration_for(network, device, precision)
     plan = make_plan(content.size, settings, device, precision, calibration, [style.size for style in styles])
     report.plan(plan.describe(), plan.predicted_seconds)
-    return Run(plan, settings, content, styles, report, network, calibration)
+    return Run(plan, settings, content, styles, report, network, calibration, masks)
 
 
 def finished_picture(run: Run, result: np.ndarray) -> Picture:
@@ -150,6 +162,8 @@ class Run:
     report: Reporter
     network: VGG19Features
     calibration: Calibration
+    regions: list[np.ndarray | None] | None = None
+    """Each style's region mask at the content's size (None: the rest of the layer); None: no regions."""
 
     def __post_init__(self):
         self.style_rgbs = [style.rgb for style in self.styles]
@@ -225,9 +239,10 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
                    temporal: TemporalTarget | None = None):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
-        style_targets = blend_grams([style_grams(run, rgb, size, scale, tile)
-                                     for rgb, size in zip(run.style_rgbs, scale.style_sizes, strict=True)],
-                                    run.settings.style_weights or [1.0] * len(run.style_rgbs))
+        style_targets = styles_in_regions([style_grams(run, rgb, size, scale, tile)
+                                           for rgb, size in zip(run.style_rgbs, scale.style_sizes, strict=True)],
+                                          run.settings.style_weights or [1.0] * len(run.style_rgbs), run.regions,
+                                          (scale.width, scale.height), run.plan.device)
         content_target = None
         if tile is None:
             with autocast_for(content, precision):

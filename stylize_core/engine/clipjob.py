@@ -29,6 +29,7 @@ from ..contract.settings import Settings
 from .clips import Clip, audio_problem, output_kind, open_clip, write_animation, write_video
 from .frames import Previous, stylize_frames
 from .imageio import Picture, load_picture
+from .regions import checked_regions
 from .saving import check_output, save_atomically, save_picture
 
 RECORD = "run.json"
@@ -37,10 +38,10 @@ FRAME_NAME = "frame_{:06d}.png"
 
 def stylize_clip(source: str, styles: list[Picture], output: str, settings: Settings,
                  progress: ProgressCallback | None = None, span: tuple[int, int | None] = (0, None),
-                 style_sources: tuple[str, ...] = ()) -> Path:
+                 style_sources: tuple[str, ...] = (), regions: list[Picture | None] | None = None) -> Path:
     """Restyle frames span[0]..span[1]-1 (0-based; None: to the end) of the clip at `source` into
     `output`; returns the output's path. `style_sources` (the styles' files, where they are files)
-    are checked not to be the output."""
+    are checked not to be the output; `regions`: each style's region in every frame (regions.py)."""
     clip = open_clip(source)
     start, stop = span[0], clip.count if span[1] is None else min(span[1], clip.count)
     if not 0 <= start < stop:
@@ -50,8 +51,10 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
     kind = output_kind(output)
     check_clip_output(output_path, kind, clip, style_sources)
     settings.validate(len(styles))
+    if regions is not None:
+        checked_regions(regions, len(styles), next(clip.frames(start, start + 1)).size)
     work = output_path.parent / f".{output_path.name}.frames"
-    record = run_record(clip, styles, settings, (start, stop))
+    record = run_record(clip, styles, settings, (start, stop), regions)
     done = frames_done(work, record)
     previous = None
     if done:
@@ -60,7 +63,8 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
     remaining = stop - start - done
     if remaining:
         frames = clip.frames(start + done, stop)
-        restyled = stylize_frames(frames, styles, settings, progress, count=remaining, previous=previous)
+        restyled = stylize_frames(frames, styles, settings, progress, count=remaining, previous=previous,
+                                  regions=regions)
         for number, result in enumerate(restyled, start=done):
             save_picture(Picture(result.rgb), work / FRAME_NAME.format(number))
     Reporter(progress).save(str(output_path))
@@ -89,12 +93,14 @@ def check_clip_output(output: Path, kind: str, clip: Clip, style_sources: tuple[
             raise InputError(problem)
 
 
-def run_record(clip: Clip, styles: list[Picture], settings: Settings, span: tuple[int, int]) -> dict:
-    """What makes two runs the same: the input (path, size, time), the styles' pixels, the settings."""
+def run_record(clip: Clip, styles: list[Picture], settings: Settings, span: tuple[int, int],
+               regions: list[Picture | None] | None = None) -> dict:
+    """What makes two runs the same: the input (path, size, time), the styles' (and regions') pixels, the
+    settings."""
     sources = clip.paths or [Path(clip.source)]
     inputs = [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in sources]
     styles_hash = hashlib.sha256()
-    for style in styles:
+    for style in [*styles, *(region for region in regions or [] if region is not None)]:
         styles_hash.update(np.ascontiguousarray(style.rgb).tobytes())
     return {"inputs": inputs, "styles": styles_hash.hexdigest(), "settings": dataclasses.asdict(settings),
             "span": list(span)}

@@ -72,12 +72,14 @@ def rounded(picture: Picture) -> Picture:
 
 def stylize_frames(frames: Iterable[Picture], styles: list[Picture], settings: Settings,
                    progress: ProgressCallback | None = None, count: int | None = None,
-                   previous: Previous | None = None) -> Iterator[Picture]:
+                   previous: Previous | None = None,
+                   regions: list[Picture | None] | None = None) -> Iterator[Picture]:
     """Restyle `frames` (all one size) after `styles`, yielding each result as soon as it is done.
 
     `count` (the number of frames, where known) makes the progress a whole clip's: "frame" events, and
     "optimize" events with the clip's fraction and time left. `previous` continues a clip whose earlier
-    frames are done: the last done frame's input and result.
+    frames are done: the last done frame's input and result. `regions`: each style's region, the same
+    in every frame (regions.py).
     """
     report = Reporter(progress)
     clip = ClipProgress(report, count)
@@ -87,14 +89,14 @@ def stylize_frames(frames: Iterable[Picture], styles: list[Picture], settings: S
             first = next(frames, None)
             if first is None:
                 raise InputError("the clip has no frames")
-            run = start_run(first, styles, settings, Reporter(clip.inner))
+            run = start_run(first, styles, settings, Reporter(clip.inner), regions)
             clip.planned(run, *predicted_frame_seconds(run))
             result = finished_picture(run, optimize_pyramid(run))
             previous = Previous(first, rounded(result))
             yield result
             clip.frame_done()  # once the caller has taken it (written it)
         else:
-            run = start_run(previous.content, styles, settings, Reporter(clip.inner))
+            run = start_run(previous.content, styles, settings, Reporter(clip.inner), regions)
             clip.planned(run, 0.0, predicted_frame_seconds(run)[1])
         working = following_scales(run.plan.scales, settings)
         run.plan = replace(run.plan, scales=working)

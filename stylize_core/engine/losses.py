@@ -5,6 +5,13 @@
   squared error ||G - T||^2 / ||T||^2, averaged over the layers. Dividing by H W
   makes G an average over positions and dividing by ||T||^2 puts every layer on
   the same footing, so no per-layer or per-resolution weights need tuning.
+* style per region (Gatys et al., *Controlling Perceptual Factors in Neural Style
+  Transfer*, 2017): a style that applies to a region only is matched by the guided
+  Gram matrix (F m)(F m)^T / sum(m^2), m the region's mask brought to the layer's
+  resolution by an area average, so its statistics are the region's alone and its
+  soft edge at every layer joins the neighbouring region's without a seam. The
+  regions' losses are averaged, weighted by their areas and the styles' weights;
+  what no region covers has no style term and keeps the content's look.
 * content: ||F - F_c||^2 / ||F_c||^2 at relu4_2.
 * total variation: mean squared difference of neighbouring pixels, times
   (pixels along the long side / 512)^2 so its pull per stroke stays the same at
@@ -13,7 +20,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
@@ -72,6 +82,60 @@ def style_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tenso
         difference = gram_matrix(features[layer]) - target
         losses.append(difference.pow(2).sum() / target.pow(2).sum().clamp_min(1e-12))
     return torch.stack(losses).mean()
+
+
+@dataclass
+class GuidedTarget:
+    """A style's Gram targets and the region of the image they apply to."""
+    grams: dict[str, torch.Tensor]
+    mask: torch.Tensor | None = None
+    """(1, 1, H, W) in 0..1 at the image's size; None: the whole image."""
+    weight: float = 1.0
+
+
+MIN_REGION_POSITIONS = 1.0
+"""A region covering less than one position of a layer (summed mask) has no statistics there."""
+
+
+def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """The Gram matrix of the features (1, C, H, W) inside the mask (brought to their resolution);
+    None where the region is absent at this layer."""
+    height, width = features.shape[-2:]
+    weights = F.interpolate(mask.to(torch.float32), size=(height, width), mode="area")
+    positions = weights.pow(2).sum()
+    if float(positions) < MIN_REGION_POSITIONS:
+        return None
+    # gram_matrix averages over all H W positions; the region's statistics average over its own.
+    return gram_matrix(features * weights.to(features.dtype)) * (height * width / positions)
+
+
+def regional_style_loss(features: dict[str, torch.Tensor], targets: list[GuidedTarget],
+                        box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """The style loss of several styles, each in its region: per region the guided Grams against its
+    targets, the regions weighted by their areas and weights. `box` (top, bottom, left, right): the
+    image is that part of the masks' image (a tile)."""
+    total, shares = None, 0.0
+    for target in targets:
+        if target.mask is None:
+            loss, share = style_loss(features, target.grams), 1.0
+        else:
+            mask = target.mask if box is None else target.mask[..., box[0]:box[1], box[2]:box[3]]
+            share = float(mask.mean())
+            if share == 0:
+                continue
+            losses = []
+            for layer, gram_target in target.grams.items():
+                gram = guided_gram(features[layer], mask)
+                if gram is not None:
+                    losses.append((gram - gram_target).pow(2).sum() / gram_target.pow(2).sum().clamp_min(1e-12))
+            if not losses:
+                continue
+            loss = torch.stack(losses).mean()
+        total = loss * share * target.weight if total is None else total + loss * share * target.weight
+        shares += share * target.weight
+    if total is None or shares == 0:
+        return torch.zeros((), device=next(iter(features.values())).device)
+    return total / shares
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

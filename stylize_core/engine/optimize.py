@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .lbfgs import LBFGS
-from .losses import CONTENT_LAYER, content_loss, style_loss, total_variation
+from .losses import CONTENT_LAYER, GuidedTarget, content_loss, regional_style_loss, style_loss, total_variation
 from .vgg import VGG19Features
 
 STALL_WINDOW = 10
@@ -83,7 +83,8 @@ class Objective:
     (+ TEMPORAL_WEIGHT * temporal_weight * change from the previous frame where it was followed, on
     a clip's frames after the first: Ruder et al. 2016, eq. 5)."""
     network: VGG19Features
-    style_targets: dict[str, torch.Tensor]
+    style_targets: dict[str, torch.Tensor] | list[GuidedTarget]
+    """One style target for the whole image, or several, each in its region (losses.py)."""
     content_target: torch.Tensor
     strength: float
     content_weight: float
@@ -96,13 +97,22 @@ class Objective:
     def __post_init__(self):
         # The network runs only as deep as the losses look: a detail scale matches the fine layers
         # alone, so its passes stop at the content layer (relu4_2) instead of relu5_1.
-        self.layers = frozenset(self.style_targets) | {CONTENT_LAYER}
+        style_layers = (self.style_targets if isinstance(self.style_targets, dict)
+                        else {layer for target in self.style_targets for layer in target.grams})
+        self.layers = frozenset(style_layers) | {CONTENT_LAYER}
 
-    def __call__(self, image: torch.Tensor, content_target: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, content_target: torch.Tensor | None = None,
+                 box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """The loss of `image`, or (tiles) of the part of the image in `box` (top, bottom, left, right)
+        against `content_target` there."""
         with autocast_for(image, self.precision):
             features = self.network(image, self.layers)
         target = self.content_target if content_target is None else content_target
-        return (STYLE_WEIGHT * self.strength * style_loss(features, self.style_targets)
+        if isinstance(self.style_targets, dict):
+            style = style_loss(features, self.style_targets)
+        else:
+            style = regional_style_loss(features, self.style_targets, box)
+        return (STYLE_WEIGHT * self.strength * style
                 + self.content_weight * content_loss(features[CONTENT_LAYER], target)
                 + self.tv_weight * total_variation(image))
 

@@ -97,7 +97,7 @@ class TiledObjective:
                 content_target = self.objective.network(_slice(self.content, crop), {CONTENT_LAYER})[CONTENT_LAYER]
             piece = _slice(image, crop).detach().requires_grad_(True)
             share = (core[1] - core[0]) * (core[3] - core[2]) / (height * width)
-            loss = self.objective(piece, content_target) * share
+            loss = self.objective(piece, content_target, crop) * share
             loss.backward()
             _slice(image.grad, core).add_(_slice(piece.grad, core_within_crop(core, crop)))
             total += loss.detach()
