@@ -307,10 +307,7 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     regions = regions_of(mask_paths, memory_limit)
     address = server_address(args)
     if address:
-        if regions:
-            raise InputError("styles in regions (--style-mask) are painted by this computer's engine: leave out "
-                             "--server")
-        result = run_on_server(address, content, styles, settings, report)
+        result = run_on_server(address, content, styles, settings, report, regions)
     else:
         # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
         from .engine.api import stylize_picture
@@ -386,8 +383,9 @@ def server_address(args: argparse.Namespace):
     return None
 
 
-def run_on_server(address, content, styles, settings: Settings, report: Reporter):
-    """The run on a server: the pictures go as .npy bytes, progress comes back, then the result."""
+def run_on_server(address, content, styles, settings: Settings, report: Reporter, regions=None):
+    """The run on a server: the pictures go as .npy bytes (the regions' masks after the styles), progress
+    comes back, then the result."""
     from .contract import client
     from .engine.imageio import load_picture_bytes, npy_bytes
     from .contract.progress import Progress
@@ -407,8 +405,10 @@ def run_on_server(address, content, styles, settings: Settings, report: Reporter
             report.callback(Progress(**fields))
 
     try:
-        code, data = client.run_on_server(address, [npy_bytes(picture) for picture in [content, *styles]],
-                                          values, on_event)
+        masks = [region for region in regions or [] if region is not None]
+        code, data = client.run_on_server(address, [npy_bytes(picture) for picture in [content, *styles, *masks]],
+                                          values, on_event,
+                                          regions=None if regions is None else [r is not None for r in regions])
     except client.ServerError as error:
         raise StylizeError(f"server: {error}", getattr(error, "option", None)) from None
     if code != 0 or data is None:

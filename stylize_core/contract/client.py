@@ -168,12 +168,15 @@ def option_of(event: dict) -> str | None:
 def run_on_server(address: Address, images: list[bytes], settings: dict, on_event: Callable[[dict], None],
                   accept_timeout: float = ACCEPT_TIMEOUT, max_result_bytes: int = MAX_RESULT_BYTES,
                   on_connect: Callable[[socket.socket], None] | None = None,
-                  frames: int | None = None) -> tuple[int, bytes | list[bytes] | None]:
+                  frames: int | None = None,
+                  regions: list[bool] | None = None) -> tuple[int, bytes | list[bytes] | None]:
     """One run on the server: the content, then the style images (.npy or image-file bytes), with the
     settings (Settings field -> value, settings.py). Progress events go to on_event ("waiting" while
     queued; an "error" event always with its "reason" and "option", errors.py). Returns (exit status,
     the result's .npy bytes or None). `frames`: the first `frames` images are a clip's frames, and the
-    result is the list of the restyled frames' .npy bytes (those done, when the run failed).
+    result is the list of the restyled frames' .npy bytes (those done, when the run failed). `regions`:
+    which styles paint only in a region, one flag per style; the masks of those follow the styles in
+    `images`, in order.
     Closing the connection (our process dying, say) withdraws the request, queued or running:
     on_connect gets the connection, for a caller that may withdraw it from another thread
     (withdraw())."""
@@ -183,9 +186,10 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
     channel = Channel(connection)
     try:
         try:
-            clip = {} if frames is None else {"frames": frames}
+            extra = {**({} if frames is None else {"frames": frames}),
+                     **({} if regions is None else {"regions": regions})}
             channel.send(request_header(address, "stylize", settings=settings,
-                                        images=[len(image) for image in images], **clip), images)
+                                        images=[len(image) for image in images], **extra), images)
         except (OSError, ProtocolError):
             pass  # a server that refuses early stops reading: its reply says why
         first, _ = channel.read(time.monotonic() + accept_timeout, idle_limit=accept_timeout)

@@ -143,6 +143,7 @@ class Curvature:
     per_pixel: torch.Tensor | None = None
 
 
+@torch.enable_grad()  # the gradient is the method: a caller that turned autograd off (torch.no_grad) still gets it
 def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimizer: str,
              stall_tolerance: float, on_iteration: Callable[[int, float], None],
              history: int = LBFGS_HISTORY, curvature: Curvature | None = None) -> torch.Tensor:

@@ -54,25 +54,53 @@ def settings_from_request(values, n_styles: int, budget_mb: Callable[[], int], f
     return settings
 
 
-def decode_images(sizes, payload: bytes, memory_limit: int | None, frames: int = 1):
-    """The request's pictures: its first `frames` (a clip's frames, or the one content) and the styles."""
+def decode_images(sizes, payload: bytes, memory_limit: int | None, frames: int = 1, masks: int = 0):
+    """The request's pictures: its first `frames` (a clip's frames, or the one content), the styles, and
+    its last `masks` (the regions' masks)."""
     from ..engine.imageio import load_picture_bytes
-    if not isinstance(sizes, list) or len(sizes) < frames + 1 or not all(
+    if not isinstance(sizes, list) or len(sizes) < frames + 1 + masks or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
-        raise InputError("images must list the byte counts of the content (or the clip's frames) and at least "
-                         "one style image")
+        raise InputError("images must list the byte counts of the content (or the clip's frames), at least "
+                         "one style image and the regions' masks")
     if sum(sizes) != len(payload):
         raise InputError(f"the images' byte counts add up to {sum(sizes)}, but {len(payload)} bytes came")
     pictures, start, view = [], 0, memoryview(payload)
-    styles = len(sizes) - frames
+    styles = len(sizes) - frames - masks
     for number, size in enumerate(sizes):
         if number < frames:
             what = "content image" if frames == 1 else f"frame {number + 1}"
-        else:
+        elif number < frames + styles:
             what = "style image" if styles == 1 else f"style image {number - frames + 1}"
+        else:
+            what = f"region mask {number - frames - styles + 1}"
         pictures.append(load_picture_bytes(view[start:start + size], what, memory_limit))
         start += size
-    return pictures[:frames], pictures[frames:]
+    return pictures[:frames], pictures[frames:frames + styles], pictures[frames + styles:]
+
+
+def region_flags(header: dict) -> list[bool] | None:
+    """Which styles have a region (their masks follow the styles, in order); None without regions."""
+    flags = header.get("regions")
+    if flags is None:
+        return None
+    if not isinstance(flags, list) or not all(isinstance(flag, bool) for flag in flags) or not any(flags):
+        raise InputError(f"regions must be a list of true or false, one per style, some true, not "
+                         f"{json.dumps(flags)[:40]}", "regions")
+    return flags
+
+
+def with_regions(flags: list[bool] | None, styles: list, masks: list, content_size: tuple[int, int]) -> list | None:
+    """One mask or None per style, from the flags and the masks in order."""
+    if flags is None:
+        return None
+    if len(flags) != len(styles):
+        raise InputError(f"regions has {len(flags)} entries, one per style image, but the request has "
+                         f"{len(styles)}", "regions")
+    from ..engine.regions import checked_regions
+    masks = iter(masks)
+    regions = [next(masks) if flag else None for flag in flags]
+    checked_regions(regions, len(styles), content_size)  # refused now, not after a wait in the queue
+    return regions
 
 
 def frame_count(header: dict) -> int | None:
@@ -195,16 +223,17 @@ class Connection:
             return None
         try:
             fixed_mb = server.fixed_memory_limit_mb
-            frames = frame_count(header)
-            contents, styles = decode_images(header.get("images"), payload, fixed_mb and fixed_mb * 2**20,
-                                             frames or 1)
+            frames, flags = frame_count(header), region_flags(header)
+            contents, styles, masks = decode_images(header.get("images"), payload, fixed_mb and fixed_mb * 2**20,
+                                                    frames or 1, sum(flags or []))
+            regions = with_regions(flags, styles, masks, contents[0].size)
             settings = settings_from_request(header.get("settings", {}), len(styles), server.memory_limit_mb, fixed_mb)
         except InputError as error:
             self.refuse(" ".join(str(error).split()), "input", option=error.option)
             return None
         finally:
             server.payloads.give(len(payload))
-        return Job(settings, contents, styles, name=f"from {self.peer}", clip=frames is not None)
+        return Job(settings, contents, styles, name=f"from {self.peer}", clip=frames is not None, regions=regions)
 
     def refuse_protocol(self, error: ProtocolError) -> None:
         """A request that broke the protocol, was too big or too slow: refused with the error's reason."""

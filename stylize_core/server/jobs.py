@@ -68,6 +68,8 @@ class Job:
     """"request N from PEER", for the log."""
     clip: bool = False
     """The contents are a clip's frames, restyled in order with temporal consistency (frames.py)."""
+    regions: list[Picture | None] | None = None
+    """Each style's region mask (None: the rest of the layer); None: no regions (regions.py)."""
     outbox: "queue.Queue[tuple[dict, bytes]]" = field(default_factory=queue.Queue)
     withdrawn: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
@@ -214,8 +216,9 @@ def results_of(job: Job):
     from ..engine.api import stylize_picture
     from ..engine.frames import stylize_frames
     if job.clip:
-        return stylize_frames(iter(job.contents), job.styles, job.settings, job.progress, count=len(job.contents))
-    return [stylize_picture(job.contents[0], job.styles, job.settings, job.progress)]
+        return stylize_frames(iter(job.contents), job.styles, job.settings, job.progress, count=len(job.contents),
+                              regions=job.regions)
+    return [stylize_picture(job.contents[0], job.styles, job.settings, job.progress, job.regions)]
 
 
 def send_result(job: Job, result, frame: int | None) -> None:

@@ -91,6 +91,14 @@ def test_same_seed_same_picture_and_noise_init_depends_on_seed(content, style):
     assert not np.array_equal(first, other)
 
 
+def test_a_caller_with_autograd_turned_off_gets_the_same_picture(content, style):
+    """The API inside torch.no_grad() (as an evaluation script may have turned it off for itself)."""
+    settings = Settings(**QUICK, scales=1).replace(iterations=5)
+    expected = np.asarray(stylize(content, style, settings))
+    with torch.no_grad():
+        assert np.array_equal(np.asarray(stylize(content, style, settings)), expected)
+
+
 def test_style_weights_blend_the_styles(content, style):
     second = small(STYLE.parent / "the_scream.jpg", 200)
     settings = Settings(max_size=96, iterations=5, device="cpu")
