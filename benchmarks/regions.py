@@ -6,9 +6,11 @@ wavy, slightly soft border (left: the first painting, right: the second) and res
 (a) once, each painting in its region (guided Grams: stylize_picture(..., regions=...)),
 (b) twice, each painting over the whole layer, the two results pasted together through the mask.
 
+(c) per region, the rectangle scored (well inside the region) restyled alone with its painting, at
+the same scale: the reference the issue's bar names.
+
 Printed per pair and region: the style score against that region's painting and the content score
-(../shared/tools/evaluate.py on a rectangle well inside the region; in there (b) is the single-style
-run restyled and scored on that region alone, the reference), their ratios (a)/(b); and at the
+(../shared/tools/evaluate.py on that rectangle) of (a), (b) and (c), and the ratios (a)/(c); and at the
 border, the paste line: the mean gradient magnitude on the border (+-2 px) over its mean 4-16 px to
 either side, for the photo itself (the border falls where the photo has its own edges), (a) and (b),
 and each one's excess over the photo's: how much of a line the restyling draws there. A side-by-side
@@ -21,6 +23,7 @@ picture per pair (photo with the border, (a), (b), and both enlarged at the bord
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -139,11 +142,15 @@ def run_pair(pair: tuple[str, str, str], args, evaluator, out: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     side_by_side(photo, guided, pasted, folder / "side-by-side.png")
     figures = {"seconds": {"guided": guided_s, "pasted": singles[0][1] + singles[1][1]}, "regions": []}
-    for region, (box, style_path) in enumerate(zip(inside_boxes(width, height), style_paths)):
+    for region, (box, style, style_path) in enumerate(zip(inside_boxes(width, height), styles, style_paths)):
+        part = photo.crop(box)
+        alone, _ = restyled(part, [style], dataclasses.replace(settings, max_size=max(part.size)))
+        canvas = np.zeros_like(guided)
+        canvas[box[1]:box[3], box[0]:box[2]] = alone
         figures["regions"].append({
             mode: {key: value for key, value in scored(evaluator, rgb, photo, style_path, box, folder,
                                                        f"{mode}-{region}").items() if key in ("style_gram", "content")}
-            for mode, rgb in (("guided", guided), ("pasted", pasted))})
+            for mode, rgb in (("guided", guided), ("pasted", pasted), ("alone", canvas))})
     photo_rgb = np.asarray(photo, np.float32) / 255
     figures["paste_line"] = {"photo": paste_line(photo_rgb), "guided": paste_line(guided), "pasted": paste_line(pasted)}
     return figures
@@ -151,12 +158,12 @@ def run_pair(pair: tuple[str, str, str], args, evaluator, out: Path) -> dict:
 
 def report(name: str, figures: dict) -> None:
     print(f"\n{name}: guided {figures['seconds']['guided']:.0f} s, pasted {figures['seconds']['pasted']:.0f} s")
-    print(f"{'region':>7} {'style a':>8} {'style b':>8} {'a/b':>5} {'content a':>9} {'content b':>9} {'a/b':>5}")
+    print(f"{'region':>7} {'style a':>8} {'b':>6} {'c':>6} {'a/c':>5} {'content a':>9} {'b':>6} {'c':>6} {'a/c':>5}")
     for index, region in enumerate(figures["regions"]):
-        a, b = region["guided"], region["pasted"]
-        print(f"{'left' if index == 0 else 'right':>7} {a['style_gram']:8.3f} {b['style_gram']:8.3f} "
-              f"{a['style_gram'] / b['style_gram']:5.2f} {a['content']:9.3f} {b['content']:9.3f} "
-              f"{a['content'] / b['content']:5.2f}")
+        a, b, c = region["guided"], region["pasted"], region["alone"]
+        print(f"{'left' if index == 0 else 'right':>7} {a['style_gram']:8.3f} {b['style_gram']:6.3f} "
+              f"{c['style_gram']:6.3f} {a['style_gram'] / c['style_gram']:5.2f} {a['content']:9.3f} "
+              f"{b['content']:6.3f} {c['content']:6.3f} {a['content'] / c['content']:5.2f}")
     line = figures["paste_line"]
     excess_a, excess_b = line["guided"] - line["photo"], line["pasted"] - line["photo"]
     print(f"paste line: photo {line['photo']:.2f}, (a) guided {line['guided']:.2f}, (b) pasted {line['pasted']:.2f}; "
