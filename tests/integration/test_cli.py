@@ -259,7 +259,10 @@ def wait_for_the_save_to_write(process: subprocess.Popen, folder: Path, timeout:
 
 
 def no_core_dump() -> None:
+    """Also SIGHUP at its default, as in a terminal: under nohup the suite's processes inherit it
+    ignored, and the CLI rightly keeps an ignored SIGHUP ignored."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.slow
