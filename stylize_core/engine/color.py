@@ -15,6 +15,8 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.595716, -0.274453, -0.321263],
                         [0.211456, -0.522591, 0.311135]], dtype=np.float64)
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+LUMA = _RGB_TO_YIQ[0].astype(np.float32)
+"""The grey level of an RGB pixel: the Y of YIQ (Rec. 601 weights)."""
 
 
 def keep_content_chrominance(result: np.ndarray, content: np.ndarray) -> np.ndarray:

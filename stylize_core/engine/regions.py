@@ -16,18 +16,17 @@ import torch
 from PIL import Image
 
 from ..contract.errors import InputError
+from .color import LUMA
 from .imageio import Picture
 from .losses import GuidedTarget, blend_grams
 
 EMPTY_REGION = 1 / 255
 """A region whose mask nowhere reaches this is empty: nothing would be painted with its style."""
 
-LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)
-
 
 def region_mask(picture: Picture) -> np.ndarray:
     """A mask picture as a region, float32 (H, W) in 0..1: its grey level (transparent is outside)."""
-    mask = picture.rgb @ LUMINANCE
+    mask = picture.rgb @ LUMA
     if picture.alpha is not None:
         mask = mask * picture.alpha
     return np.clip(mask, 0, 1).astype(np.float32)
