@@ -68,6 +68,9 @@ class Settings:
     style_weights: list[float] | None = option(
         None, "One weight per style image (default: equal)",
         range=(0.0, 1e4), metavar="W")
+    style_scales: list[float] | None = option(
+        None, "One stroke size per style image, in their order (default: the style scale for each)",
+        range=(0.1, 10.0), metavar="S")
     size: int | None = option(
         None, "Long side of the output in pixels (default: the content's)",
         range=(MIN_SIDE, MAX_SIDE), group="quality and size", metavar="N")
@@ -114,7 +117,13 @@ class Settings:
                                  "style_weights")
             if sum(self.style_weights) <= 0:
                 raise InputError("style weights must not all be zero", "style_weights")
+        if self.style_scales is not None and len(self.style_scales) != n_styles:
+            raise InputError(f"got {len(self.style_scales)} stroke sizes for {n_styles} style images", "style_scales")
         return self
+
+    def stroke_size(self, style_index: int) -> float:
+        """The stroke size of the style image at `style_index` (style_scales, else style_scale)."""
+        return self.style_scales[style_index] if self.style_scales is not None else self.style_scale
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

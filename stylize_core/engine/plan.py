@@ -141,7 +141,8 @@ def plan_scales(steps: Sequence[Step], device: torch.device, settings: Settings,
         forced = settings.tile_size if settings.tile_size and max(width, height) > settings.tile_size else None
         # L-BFGS stores one pair of image-sized vectors per iteration, up to its history.
         history = max(1, min(LBFGS_HISTORY, iterations))
-        styles = tuple(style_size(native, (width, height), settings.style_scale, detail) for native in style_sizes)
+        styles = tuple(style_size(native, (width, height), settings.stroke_size(index), detail)
+                       for index, native in enumerate(style_sizes))
         memory = plan_scale(width, height, device.type, settings.optimizer, history, precision, budget, forced,
                             styles)
         if memory is None:

@@ -64,6 +64,24 @@ def test_the_plan_counts_the_style_at_its_working_size():
     assert max(at[10], scream) < both < at[10] + scream - at[1]
 
 
+def test_each_style_takes_its_own_stroke_size():
+    """style_scales gives each style image its own size at every scale (the rest keep style_scale's)."""
+    settings = Settings(max_size=128, iterations=3, device="cpu", resolution="working", style_scale=1.0,
+                        memory_limit_mb=64000)
+    sizes = {}
+    for scales in (None, [1.0, 2.0], [0.5, 1.0]):
+        plan = make_plan((1024, 768), settings.replace(style_scales=scales), torch.device("cpu"), "bf16",
+                         CALIBRATION, style_sizes=[STARRY_NIGHT, THE_SCREAM])
+        sizes[str(scales)] = plan.scales[-1].style_sizes
+    starry, scream = sizes["None"]
+    assert sizes["[1.0, 2.0]"][0] == starry
+    assert sizes["[1.0, 2.0]"][1][0] == pytest.approx(scream[0] * 2, abs=2)
+    assert sizes["[0.5, 1.0]"][1] == scream
+    assert sizes["[0.5, 1.0]"][0][0] == pytest.approx(starry[0] / 2, abs=2)
+    with pytest.raises(Exception, match="2 stroke sizes for 1 style"):
+        Settings(style_scales=[1.0, 2.0]).validate(1)
+
+
 def test_a_detail_scale_counts_the_style_at_most_at_its_own_size():
     """Enlarging only blurs, so a detail scale takes the painting at most at its own size: at 256x192,
     style_scale 5 and 10 ask for 1.2 and 4.9 Mpx, and both get the painting's 0.66 Mpx."""

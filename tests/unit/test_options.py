@@ -139,15 +139,18 @@ def test_no_option_is_named_outside_settings_py():
 
 def test_stroke_size_reaches_the_loss_through_each_file_once():
     """Declared (settings.py), labelled (the plug-in's widgets.py), then carried unnamed in the request's
-    settings and Settings: only the engine's plan reads it, to size each style image per scale
-    (schedule.style_size); the engine resizes the style to the plan's size and takes its Grams."""
+    settings and Settings: only the engine's plan reads it (Settings.stroke_size, which style_scales may
+    set per style), to size each style image per scale (schedule.style_size); the engine resizes the
+    style to the plan's size and takes its Grams."""
     readers = []
     for path in list((ROOT / "stylize_core").rglob("*.py")) + list(PLUGIN.rglob("*.py")):
         text = path.read_text()
         if any(name in text for name in (".style_scale", '"style_scale"', "style-scale", "style_scale:")):
             readers.append(path.relative_to(ROOT).as_posix())
     assert sorted(readers) == ["plugin/neural-style-transfer/nst/widgets.py", "stylize_core/contract/schedule.py",
-                               "stylize_core/contract/settings.py", "stylize_core/engine/plan.py"]
+                               "stylize_core/contract/settings.py"]
+    assert [path.name for path in (ROOT / "stylize_core").rglob("*.py") if ".stroke_size(" in path.read_text()] == \
+        ["plan.py"]
     assert widgets.WIDGETS["style_scale"].label == "Stroke si_ze"
 
 
