@@ -35,8 +35,8 @@ def region_mask(picture: Picture) -> np.ndarray:
 def checked_regions(regions: Sequence[Picture | None] | None, n_styles: int,
                     content_size: tuple[int, int]) -> list[np.ndarray | None] | None:
     """The regions as masks, one per style (None: the rest of the layer); None when no style has one.
-    Raises InputError for a count that does not match the styles, a mask not the content's size, or an
-    empty one."""
+    Raises InputError for a count that does not match the styles, a mask not the content's size, an
+    empty one, or regions that leave nothing to a style without one."""
     if regions is None or all(region is None for region in regions):
         return None
     if len(regions) != n_styles:
@@ -54,6 +54,11 @@ def checked_regions(regions: Sequence[Picture | None] | None, n_styles: int,
         if float(mask.max()) < EMPTY_REGION:
             raise InputError(f"the region of style {number} is empty (its mask is black everywhere)", "regions")
         masks.append(mask)
+    rest = [number for number, mask in enumerate(masks, start=1) if mask is None]
+    if rest and float(np.max([mask for mask in masks if mask is not None], axis=0).min()) > 1 - EMPTY_REGION:
+        styles = " and ".join(str(number) for number in rest)
+        raise InputError(f"style {styles} would paint nowhere: a style without a region paints what the regions "
+                         "leave, and the other styles' regions cover the whole layer", "regions")
     return masks
 
 

@@ -16,6 +16,7 @@ from stylize_core.contract.errors import InputError
 from stylize_core.engine.api import cached_network, stylize_picture, to_tensor
 from stylize_core.engine.imageio import Picture
 from stylize_core.engine.losses import gram_matrix, guided_gram
+from stylize_core.engine.regions import checked_regions
 
 SCREAM = EXAMPLES / "the_scream.jpg"
 SIZE = (128, 96)
@@ -87,10 +88,21 @@ def test_what_no_region_covers_keeps_the_content():
     ([mask_picture(np.ones((50, 60), np.float32))], "must be the content's size"),
     ([mask_picture(np.zeros((SIZE[1], SIZE[0]), np.float32))], "is empty"),
     ([mask_picture(halves()[0]), None], "2 regions for 1 style"),
+    ([None, mask_picture(np.ones((SIZE[1], SIZE[0]), np.float32))], "style 1 would paint nowhere"),
+    ([mask_picture(halves()[0]), mask_picture(halves()[1])], None),
+    ([mask_picture(np.ones((SIZE[1], SIZE[0]), np.float32))], None),
 ])
 def test_a_bad_mask_is_refused_before_anything_runs(regions, words):
+    """Each bad mask is refused in one line; regions that share the layer out, or a white one alone, are
+    taken."""
+    styles = [picture(STYLE)] * max(1, len(regions) if words != "2 regions for 1 style" else 1)
+    size = (SIZE[1], SIZE[0])
+    if words is None:
+        masks = checked_regions(regions, len(styles), SIZE)
+        assert [mask.shape for mask in masks] == [size] * len(regions)
+        return
     with pytest.raises(InputError, match=words):
-        stylize_picture(picture(CONTENT), [picture(STYLE)], Settings(quality="fast", max_size=64), regions=regions)
+        stylize_picture(picture(CONTENT), styles, Settings(quality="fast", max_size=64), regions=regions)
 
 
 def test_the_command_line_takes_a_mask_per_style_and_refuses_a_bad_one(tmp_path):
