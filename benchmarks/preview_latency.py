@@ -69,7 +69,7 @@ def main() -> int:
                 changed = time.perf_counter()
                 runner.cancel()
                 time.sleep(runner.wait_ms() / 1000)
-                runner.request({**values, "strength": strength}, content, style, address,
+                runner.request({**values, "strength": strength}, content, [style], address,
                                lambda outcome: outcome.final and done.set())
                 done.wait(600)
                 return time.perf_counter() - changed

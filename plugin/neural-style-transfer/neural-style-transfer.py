@@ -22,7 +22,7 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 PLUGIN_DIR = Path(__file__).resolve().parent
 if str(PLUGIN_DIR) not in sys.path:  # Python leaves the script's folder out under PYTHONSAFEPATH
     sys.path.insert(0, str(PLUGIN_DIR))
-from nst import bridge, layers, pixels, widgets  # noqa: E402
+from nst import bridge, layers, pixels, styles, widgets  # noqa: E402
 from nst.dialog import NeuralStyleDialog, server_of, option_values  # noqa: E402
 
 PROCEDURE = "plug-in-neural-style-transfer"
@@ -41,15 +41,16 @@ def run(procedure, run_mode, image, drawables, config, data):
         if not NeuralStyleDialog(procedure, image, drawables, config, plugin_config).run():
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
-    problem = layers.problem_with(drawables, config)
+    problem = layers.problem_with(image, drawables, config)
     if problem:
         return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
     layer = drawables[0]
     try:
-        result = stylize_layer(layer, config, plugin_config)
+        result = stylize_layer(image, layer, config, plugin_config)
     except (bridge.BridgeError, pixels.PixelError) as error:
         return fail(procedure, str(error))
-    layers.insert_result(image, layer, result, f"{layer.get_name()} ({layers.style_name(config)})")
+    layers.insert_result(image, layer, result, f"{layer.get_name()} ({layers.style_name(config)})",
+                         selection_masks=styles.masks_output_with_selection(layers.style_regions(config)))
     layers.remember_style_layer(config)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
@@ -74,14 +75,14 @@ def run_frames(procedure, run_mode, image, drawables, config, data):
             [f for f in frames if not f.is_group()][:1] or frames[:1]
         if not NeuralStyleDialog(procedure, image, shown, config, plugin_config, frames).run():
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    problem = layers.style_problem(config, frames)
+    problem = layers.styles_problem(image, config, frames)
     if problem:
         return fail(procedure, problem, Gimp.PDBStatusType.CALLING_ERROR)
     width, height = image.get_width(), image.get_height()
     contents = [layers.frame_npy(frame, width, height) for frame in frames]
     try:
         results = [data for data, _ in (checked_npy(result, (height, width, 4)) for result in
-                                       run_with_progress(contents, config, plugin_config))]
+                                       run_with_progress(image, None, contents, config, plugin_config))]
     except (bridge.BridgeError, pixels.PixelError) as error:
         return fail(procedure, str(error))
     animation = layers.new_animation(image, frames, results)
@@ -102,14 +103,14 @@ def checked_npy(result: bytes, shape: tuple[int, int, int]) -> tuple[bytes, tupl
     return data, got
 
 
-def run_with_progress(content, config, plugin_config: dict):
-    """The content (a layer's .npy bytes, or a list of frames') restyled by the engine, with GIMP's
-    progress bar following it."""
-    if config.get_property("style-source") == "layer":
-        style = layers.layer_npy(config.get_property("style-layer"))
-    else:
-        style = Path(config.get_property("style-file").get_path())
-    settings = widgets.request_settings(option_values(config))
+def run_with_progress(image, drawable, content, config, plugin_config: dict):
+    """The content (the drawable's .npy bytes, or a list of frames' at the image's size: drawable None)
+    restyled by the engine after the dialog's styles in their regions, with GIMP's progress bar
+    following it."""
+    further = layers.further_styles(config)
+    masks = layers.region_masks(image, layers.style_regions(config), drawable)
+    settings = widgets.request_settings(option_values(config), **styles.request_changes(
+        config.get_property("style-scale"), further))
     server = server_of(config)
     Gimp.progress_init("Neural Style Transfer")
 
@@ -120,15 +121,16 @@ def run_with_progress(content, config, plugin_config: dict):
         if fraction is not None:
             Gimp.progress_update(fraction)
 
-    result = bridge.run_engine(plugin_config, settings, content, style, on_event, server=server)
+    result = bridge.run_engine(plugin_config, settings, content, layers.style_pictures(image, config), on_event,
+                               server=server, masks=masks)
     Gimp.progress_end()
     return result
 
 
-def stylize_layer(layer, config, plugin_config: dict) -> bytes:
+def stylize_layer(image, layer, config, plugin_config: dict) -> bytes:
     """The layer's pixels sent to the engine with progress, the restyled pixels back (the image is not
     changed yet)."""
-    result = run_with_progress(layers.layer_npy(layer), config, plugin_config)
+    result = run_with_progress(image, layer, layers.layer_npy(layer), config, plugin_config)
     return checked_npy(result, (layer.get_height(), layer.get_width(), 4))[0]
 
 
@@ -184,6 +186,13 @@ class NeuralStyleTransfer(Gimp.PlugIn):
         procedure.add_layer_argument("style-layer", "Style la_yer", "A layer whose look to copy", True, flags)
         procedure.add_string_aux_argument("style-layer-name", "Style layer name", "The last style layer's name, "
                                           "to find it again on Repeat", "", flags)
+        procedure.add_string_argument("style-region", "Style region", "Where the style paints: whole (the layer, "
+                                      "or what the other styles' regions leave), selection, inverse (outside the "
+                                      "selection), channel:NAME, or mask:LAYER (that layer's mask)", "whole", flags)
+        procedure.add_string_argument("more-styles", "More styles", "Further styles, each in its own region: a "
+                                      "JSON list of {\"file\": PATH} or {\"layer\": NAME}, each with \"weight\" "
+                                      "(against the first style's 1), \"stroke\" and \"region\" (as Style region)",
+                                      "", flags)
         for option, widget in widgets.dialog_options():
             add_option_argument(procedure, option, widget, flags)
         procedure.add_boolean_aux_argument("preview", "_Preview", "Show the layer restyled at a small size "

@@ -67,6 +67,12 @@ image.insert_layer(painting, None, 0)
 painting.scale(160, 200, False)
 painting.set_visible(False)  # a reference painting kept hidden above the photo
 image.set_selected_layers([source])
+if DRIVER_SETTINGS.get("regions"):
+    # Two regions to paint: the left half selected, the right half kept in a channel named "right".
+    half = image.get_width() // 2
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, half, 0, image.get_width() - half, image.get_height())
+    Gimp.Selection.save(image).set_name("right")
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, half, image.get_height())
 image.undo_enable()
 image.clean_all()
 source_before = pixels(source)

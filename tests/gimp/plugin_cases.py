@@ -209,3 +209,96 @@ for name, path in corpus.items():
     report("corpus_" + name, ok=ok, count=len(image.get_layers()), dirty=image.is_dirty(),
            pixels_unchanged=[pixels(layer) for layer in image.get_layers()] == before,
            message=LAST_ERROR[0])
+
+# Styles in regions: Starry Night in the selection (the left part) and The Scream in a channel (the right
+# part) of a photo; then a layer style outside the selection and a file style in a layer mask. Each half
+# must look like that style's whole-layer run there.
+scream_path = os.path.join(EXAMPLES, "the_scream.jpg")
+
+
+def saved_selection(image, name, x, width):
+    """A channel of the image holding a rectangle of its full height (the selection is left empty)."""
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, x, 0, width, image.get_height())
+    channel = Gimp.Selection.save(image)
+    channel.set_name(name)
+    Gimp.Selection.none(image)
+    return channel
+
+
+def halves_difference(result, reference, width):
+    """Mean colour difference in the left and the right part, 12 px clear of the middle."""
+    def part(data, x0, x1):
+        rows = len(data) // (4 * width)
+        return bytes(b for y in range(rows) for b in data[(y * width + x0) * 4:(y * width + x1) * 4])
+    middle = width // 2
+    return [mean_difference(part(result, *span), part(reference, *span))
+            for span in ((0, middle - 12), (middle + 12, width))]
+
+
+image = load("tubingen.jpg", 160)
+source = image.get_layers()[0]
+width = source.get_width()
+whole_runs = {}
+for name, path in (("starry", style_path), ("scream", scream_path)):
+    ok = run(image, source, style_file=path, seed=9)
+    whole_runs[name] = pixels(image.get_layers()[0])
+    image.remove_layer(image.get_layers()[0])
+saved_selection(image, "right", width // 2, width - width // 2)
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, width // 2, image.get_height())
+before = pixels(source)
+ok = run(image, source, style_file=style_path, seed=9, style_region="selection",
+         more_styles=json.dumps([{"file": scream_path, "region": "channel:right"}]))
+facts = layer_facts(image, source, before, image.get_layers)
+if ok:
+    result = pixels(image.get_layers()[0])
+    facts.update(to_starry=halves_difference(result, whole_runs["starry"], width),
+                 to_scream=halves_difference(result, whole_runs["scream"], width))
+report("regions_selection_and_channel", ok=ok, message=LAST_ERROR[0], **facts)
+save(image, "regions_selection_and_channel.png")
+
+image = load("tubingen.jpg", 160)
+source = image.get_layers()[0]
+starry_layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(style_path))
+starry_layer.set_name("starry layer")
+image.insert_layer(starry_layer, None, 0)
+starry_layer.set_visible(False)
+image.select_rectangle(Gimp.ChannelOps.REPLACE, width // 2, 0, width - width // 2, image.get_height())
+masked = Gimp.Layer.new(image, "masked", width, image.get_height(), Gimp.ImageType.RGBA_IMAGE, 100,
+                        Gimp.LayerMode.NORMAL)
+image.insert_layer(masked, None, 2)
+masked.add_mask(masked.create_mask(Gimp.AddMaskType.SELECTION))
+before = pixels(source)
+ok = run(image, source, style_source="layer", style_layer=starry_layer, seed=9, style_region="inverse",
+         more_styles=json.dumps([{"file": scream_path, "region": "mask:masked"}]))
+parent_layers = image.get_layers
+facts = layer_facts(image, source, before, parent_layers)
+if ok:
+    added = parent_layers()[facts["source_index"] - 1]
+    result = pixels(added)
+    facts.update(to_starry=halves_difference(result, whole_runs["starry"], width),
+                 to_scream=halves_difference(result, whole_runs["scream"], width))
+report("regions_inverse_and_layer_mask", ok=ok, message=LAST_ERROR[0], **facts)
+save(image, "regions_inverse_and_layer_mask.png")
+
+# Regions that cannot be painted: each said in one line, the image as it was (layers, pixels, undo).
+for name, selection, options in (
+        ("region_channel_gone", False, {"style_region": "channel:gone"}),
+        ("region_selection_empty", False, {"style_region": "selection"}),
+        ("region_channel_empty", False, {"more_styles": json.dumps([{"file": scream_path,
+                                                                      "region": "channel:black"}])}),
+        ("region_all_white", False, {"more_styles": json.dumps([{"file": scream_path, "region": "channel:white"}])}),
+        ("region_list_unreadable", True, {"more_styles": "[{\"file\": 3"})):
+    image = load("tubingen.jpg", 96)
+    source = image.get_layers()[0]
+    black = Gimp.Channel.new(image, "black", image.get_width(), image.get_height(), 100.0,
+                             Gimp.color_parse_css("black"))  # a new channel is empty: nothing selected
+    image.insert_channel(black, None, 0)
+    saved_selection(image, "white", 0, image.get_width())
+    if selection:
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 40, 40)
+    image.undo_enable()
+    image.clean_all()
+    before = [pixels(layer) for layer in image.get_layers()]
+    ok = run(image, source, style_file=style_path, **options)
+    report(name, ok=ok, count=len(image.get_layers()), dirty=image.is_dirty(),
+           pixels_unchanged=[pixels(layer) for layer in image.get_layers()] == before, message=LAST_ERROR[0])

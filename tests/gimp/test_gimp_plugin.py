@@ -86,3 +86,31 @@ def test_a_bad_style_file_leaves_layers_pixels_and_undo_history_as_they_were(out
     assert not case["ok"]
     assert case["count"] == 1 and case["pixels_unchanged"] and not case["dirty"], case
     assert CORPUS[name] in case["message"] and "\n" not in case["message"].strip(), case["message"]
+
+
+@pytest.mark.parametrize("name, added", [
+    ("regions_selection_and_channel", "Background (starry_night + the_scream)"),
+    ("regions_inverse_and_layer_mask", "Background (starry layer + the_scream)")])
+def test_two_styles_each_in_its_region(outcome, name, added):
+    """Starry Night paints the left part (the selection; outside a selection), The Scream the right (a
+    channel; a layer mask): each part is nearer that style's whole-layer run than the other's, and the
+    selection, being a region, does not also mask the new layer."""
+    case = outcome[name]
+    assert_styled_layer_added(case)
+    assert case["added_name"] == added and not case["has_mask"]
+    (starry_left, starry_right), (scream_left, scream_right) = case["to_starry"], case["to_scream"]
+    assert starry_left < 0.8 * scream_left, "the left part is not Starry Night's"
+    assert scream_right < 0.8 * starry_right, "the right part is not The Scream's"
+
+
+@pytest.mark.parametrize("name, words", [
+    ("region_channel_gone", "Channel \u201cgone\u201d is not in the image any more"),
+    ("region_selection_empty", "nothing is selected"),
+    ("region_channel_empty", "the region of style 2 is empty"),
+    ("region_all_white", "style 1 would paint nowhere"),
+    ("region_list_unreadable", "The style list cannot be read")])
+def test_a_region_that_cannot_be_painted_is_said_and_the_image_left_alone(outcome, name, words):
+    case = outcome[name]
+    assert not case["ok"] and words in case["message"], case["message"]
+    assert "\n" not in case["message"].strip()
+    assert case["count"] == 1 and case["pixels_unchanged"] and not case["dirty"]

@@ -107,7 +107,7 @@ def test_an_environment_without_the_engine_says_to_reinstall(tmp_path, local_ser
     python.chmod(0o755)
     config = {"python": str(python), "project": PROJECT}
     with pytest.raises(bridge.BridgeError, match="could not start .*run python3 install.py again in " + PROJECT):
-        bridge.run_engine(config, widgets.request_settings(OPTIONS), b"content", b"style", lambda event: None)
+        bridge.run_engine(config, widgets.request_settings(OPTIONS), b"content", [b"style"], lambda event: None)
 
 
 def test_out_of_memory_advice_names_the_dialog_knobs():
@@ -148,7 +148,7 @@ def test_the_local_server_is_started_runs_it_and_a_dead_one_is_started_again(job
     folder = job
     config = {"python": sys.executable, "project": PROJECT, "worker_idle_timeout": 60}
     content, events = layer_npy(folder / "c.png"), []
-    result = as_array(bridge.run_engine(config, QUICK, content, layer_npy(folder / "s.png"), events.append))
+    result = as_array(bridge.run_engine(config, QUICK, content, [layer_npy(folder / "s.png")], events.append))
     server = client.ping(client.local_address())
     assert server["runs"] == 1 and events[0]["stage"] == "accepted" and events[-1]["stage"] == "done"
     assert result.shape == (72, 96, 4)
@@ -156,14 +156,14 @@ def test_the_local_server_is_started_runs_it_and_a_dead_one_is_started_again(job
     original = np.asarray(Image.open(folder / "c.png").convert("RGBA"), np.float32) / 255
     assert np.abs(chroma(result) - chroma(original)).mean() < 0.02
     with pytest.raises(bridge.BridgeError, match="style image not found"):
-        bridge.run_engine(config, QUICK, content, folder / "missing.png", events.append)
+        bridge.run_engine(config, QUICK, content, [folder / "missing.png"], events.append)
 
     def kill_at_the_first_iteration(event):
         if event["stage"] == "optimize":
             os.kill(server["pid"], signal.SIGKILL)
     with pytest.raises(bridge.BridgeError, match="stopped in the middle of the run. The image is unchanged"):
-        bridge.run_engine(config, QUICK, content, folder / "s.png", kill_at_the_first_iteration)
-    result = bridge.run_engine(config, QUICK, content, folder / "s.png", lambda event: None)
+        bridge.run_engine(config, QUICK, content, [folder / "s.png"], kill_at_the_first_iteration)
+    result = bridge.run_engine(config, QUICK, content, [folder / "s.png"], lambda event: None)
     assert as_array(result).shape == (72, 96, 4) and client.ping(client.local_address())["pid"] != server["pid"]
 
 
@@ -187,14 +187,14 @@ def test_a_chosen_server_that_fails_is_said_not_hidden(job, serve):
     config = {"python": sys.executable, "project": PROJECT}
     content, style = layer_npy(folder / "c.png"), layer_npy(folder / "s.png")
     with pytest.raises(bridge.BridgeError, match="Cannot reach the engine server at 127.0.0.1:9 "):
-        bridge.run_engine(config, QUICK, content, style, lambda e: None, server="tcp://token@127.0.0.1:9")
+        bridge.run_engine(config, QUICK, content, [style], lambda e: None, server="tcp://token@127.0.0.1:9")
     with pytest.raises(bridge.BridgeError, match="is not unix:PATH"):
-        bridge.run_engine(config, QUICK, content, style, lambda e: None, server="gpu-box")
+        bridge.run_engine(config, QUICK, content, [style], lambda e: None, server="gpu-box")
     address = serve("--listen", "127.0.0.1:0").address
     wrong = client.Address("tls", host=address.host, port=address.port, token="guess",
                            fingerprint=address.fingerprint)
     with pytest.raises(bridge.BridgeError, match="refused the token"):
-        bridge.run_engine(config, QUICK, content, style, lambda e: None, server=str(wrong))
+        bridge.run_engine(config, QUICK, content, [style], lambda e: None, server=str(wrong))
     pid = client.ping(address)["pid"]
 
     def kill_the_server(event):
@@ -202,7 +202,7 @@ def test_a_chosen_server_that_fails_is_said_not_hidden(job, serve):
             os.kill(pid, signal.SIGKILL)
     events = []
     with pytest.raises(bridge.BridgeError, match="stopped in the middle of the run. The image is unchanged"):
-        bridge.run_engine(config, {**QUICK, "iterations": 200}, content, style,
+        bridge.run_engine(config, {**QUICK, "iterations": 200}, content, [style],
                           lambda e: (events.append(e), kill_the_server(e)), server=str(address))
     assert [e["stage"] for e in events].count("load") == 1, "the run was tried again elsewhere"
 
@@ -217,7 +217,7 @@ def test_a_killed_plugin_stops_its_run_on_the_local_server(job, local_server):
     plugin = subprocess.Popen([sys.executable, "-c", (
         "import json, sys; from pathlib import Path; from nst import bridge;"
         "bridge.run_engine(json.loads(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3]).read_bytes(),"
-        " Path(sys.argv[4]), lambda e: print(e['stage'], flush=True))"),
+        " [Path(sys.argv[4])], lambda e: print(e['stage'], flush=True))"),
         json.dumps(config), json.dumps({**QUICK, "iterations": 2000, "max_size": 256}),
         str(folder / "c.npy"), str(folder / "s.png")], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(PLUGIN)})

@@ -131,19 +131,19 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
     address = str(served.address)
     assert runner.wait_ms() == nst_preview.DELAY_MS
     asked = time.monotonic()
-    runner.request(VALUES, content, style.getvalue(), address, pane.show_for("warm-up"))
+    runner.request(VALUES, content, [style.getvalue()], address, pane.show_for("warm-up"))
     first = pane.wait_final("warm-up")
     assert first.rgba is not None, first.message
     assert 0 < runner.last_seconds <= time.monotonic() - asked, "the preview's own time is what the wait follows"
     assert (first.width, first.height) == (256, 192) and len(first.rgba) == 256 * 192 * 4
     sampler = in_flight_sampler(served, samples, stop)
     try:
-        runner.request({**VALUES, "strength": 1.0}, content, style.getvalue(), address, pane.show_for("old"))
+        runner.request({**VALUES, "strength": 1.0}, content, [style.getvalue()], address, pane.show_for("old"))
         pane.wait_painting("old")
         runner.cancel()  # a setting changed: the dialog withdraws at once and asks again after a pause
         time.sleep(0.4)
         asked = time.monotonic()
-        runner.request({**VALUES, "strength": 8.0}, content, style.getvalue(), address, pane.show_for("new"))
+        runner.request({**VALUES, "strength": 8.0}, content, [style.getvalue()], address, pane.show_for("new"))
         newest = pane.wait_final("new")
         assert runner.last_seconds <= time.monotonic() - asked, "timed from the newest request"
     finally:
@@ -159,7 +159,7 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
     assert max(running for _, running, _, _ in samples) == 1
     assert samples[-1][3] == 3, "warm-up, the withdrawn one and the newest: three runs started"
     # The newest shows the newest settings: Strength 8 against 1 is plain to see.
-    runner.request({**VALUES, "strength": 1.0}, content, style.getvalue(), address, pane.show_for("again"))
+    runner.request({**VALUES, "strength": 1.0}, content, [style.getvalue()], address, pane.show_for("again"))
     light = np.frombuffer(pane.wait_final("again").rgba, np.uint8).astype(float)
     strong = np.frombuffer(newest.rgba, np.uint8).astype(float)
     assert np.abs(light - strong).mean() > 8
@@ -168,6 +168,6 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
 def test_an_unreachable_server_is_said_in_the_pane(tmp_path):
     runner = nst_preview.PreviewRunner({"python": "", "project": PROJECT}, deliver=lambda hand_over: hand_over())
     pane = Pane()
-    runner.request(VALUES, b"content", b"style", f"unix:{tmp_path / 'nobody.sock'}", pane.show_for("p"))
+    runner.request(VALUES, b"content", [b"style"], f"unix:{tmp_path / 'nobody.sock'}", pane.show_for("p"))
     outcome = pane.wait_final("p", 30)
     assert outcome.rgba is None and outcome.message.startswith("Cannot reach the engine server")

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from helpers import CONTENT, EXAMPLES, STYLE, png_bytes
+from nst import bridge, pixels, styles
 from stylize_core import Settings
 from stylize_core.contract.client import ServerError, run_on_server
 from stylize_core.engine.api import stylize_picture
@@ -70,3 +71,26 @@ def test_the_command_line_sends_its_masks_to_the_server(served, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert served.ping()["runs"] == 1 and Image.open(output).size == Image.open(content).size
+
+
+@pytest.mark.usefixtures("private_state")
+def test_the_plugins_styles_and_masks_reach_the_engine(served):
+    """The dialog's style list as the plug-in sends it (nst/bridge.py): two styles, each with its weight and
+    stroke size, the second in a region (the 8-bit mask GIMP's channels give, nst/pixels.py), paint as the
+    engine here does with the same settings."""
+    content, starry, scream = png_bytes(CONTENT, 96), png_bytes(STYLE, 96), png_bytes(SCREAM, 96)
+    width, height = Image.open(io.BytesIO(content)).size
+    mask = pixels.mask_npy_bytes(left_half(width, height).tobytes(), height, width)
+    further = styles.parse_further_styles('[{"file": "scream.jpg", "weight": 2.0, "stroke": 1.5, '
+                                          '"region": "channel:left"}]')
+    settings = {**SETTINGS, **styles.request_changes(0.5, further)}
+    assert settings["style_weights"] == [1.0, 2.0] and settings["style_scales"] == [0.5, 1.5]
+    data = bridge.run_engine({"python": "", "project": ""}, settings, content, [starry, scream], lambda event: None,
+                             server=str(served.address), masks=[None, mask])
+    served_rgb = np.load(io.BytesIO(data))[..., :3]
+    here = stylize_picture(load_picture_bytes(content), [load_picture_bytes(starry), load_picture_bytes(scream)],
+                           Settings(**settings), regions=[None, load_picture_bytes(mask)]).rgb
+    assert np.abs(served_rgb - here).max() < 1e-4
+    unweighted = stylize_picture(load_picture_bytes(content), [load_picture_bytes(starry), load_picture_bytes(scream)],
+                                 Settings(**SETTINGS), regions=[None, load_picture_bytes(mask)]).rgb
+    assert np.abs(served_rgb - unweighted).mean() > 0.005, "the weights and stroke sizes did not reach the engine"

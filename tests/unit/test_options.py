@@ -159,6 +159,8 @@ def test_every_mnemonic_in_the_dialog_is_unique():
     plugin = (PLUGIN / "neural-style-transfer.py").read_text()
     dialog = (PLUGIN / "nst" / "dialog.py").read_text()
     own = re.findall(r'add_\w+_argument\("[\w-]+",\s*"([^"]*_[^"]*)"', plugin) + ["_Advanced"]
+    own += re.findall(r'(?:labelled|new_with_mnemonic)\("([^"]*_[^"]*)"', dialog)
+    assert {"Regio_n", "Add another sty_le"} <= set(own)
     assert '"_Advanced"' in dialog and {"Style so_urce", "_Preview"} <= set(own) and len(own) >= 6
     buttons = ["_Help", "_Reset", "_Cancel", "_OK"]
     labels = own + buttons + [widget.label for widget in widgets.WIDGETS.values()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -61,12 +62,14 @@ def describe_progress(event: dict) -> tuple[float | None, str | None]:
     return None, texts.get(stage)
 
 
-def run_engine(config: dict, settings: dict, content: bytes | list[bytes], style: bytes | Path,
-               on_event: Callable[[dict], None], server: str = "", on_connect=None) -> bytes | list[bytes]:
-    """The restyled layer (.npy bytes) for the content (.npy bytes) after the style (.npy bytes of a
-    layer, or a picture file's path), with `settings` (Settings fields, widgets.request_settings);
-    BridgeError says what went wrong in the dialog's words. A list of contents is a clip's frames, in
-    order: the result is the list of the restyled frames.
+def run_engine(config: dict, settings: dict, content: bytes | list[bytes], styles: list[bytes | Path],
+               on_event: Callable[[dict], None], server: str = "", on_connect=None,
+               masks: list[bytes | None] | None = None) -> bytes | list[bytes]:
+    """The restyled layer (.npy bytes) for the content (.npy bytes) after the styles (each the .npy
+    bytes of a layer, or a picture file's path), with `settings` (Settings fields,
+    widgets.request_settings); BridgeError says what went wrong in the dialog's words. A list of
+    contents is a clip's frames, in order: the result is the list of the restyled frames. `masks`:
+    one per style, the region it paints (.npy bytes, the content's size), None for the whole layer.
 
     With a server address (the dialog's `server`, else the config's) the run happens there; without
     one, on this computer's own server, started when none answers. on_connect gets each server
@@ -79,13 +82,15 @@ def run_engine(config: dict, settings: dict, content: bytes | list[bytes], style
         on_event(event)
 
     frames = len(content) if isinstance(content, list) else None
-    payloads = [*(content if frames else [content]), style_bytes(style)]
+    regions = [mask is not None for mask in masks] if masks and any(mask is not None for mask in masks) else None
+    payloads = [*(content if frames else [content]), *(style_bytes(style) for style in styles),
+                *(mask for mask in masks or [] if mask is not None)]
+    request = Request(payloads, settings, frames, regions)
     address_text = server or config.get("server", "")
     if address_text:
-        status, result = run_on(parse_server_address(address_text), payloads, settings, watch, on_connect,
-                                frames=frames)
+        status, result = run_on(parse_server_address(address_text), request, watch, on_connect)
     else:
-        status, result = run_on_local_server(config, payloads, settings, watch, on_connect, frames)
+        status, result = run_on_local_server(config, request, watch, on_connect)
     if status != 0 or result is None or (frames and len(result) != frames):
         if failures:
             failure = failures[-1]
@@ -102,18 +107,31 @@ def parse_server_address(text: str):
         raise BridgeError(f"{error} ({SERVER_SETTING})") from None
 
 
-def run_on(address, payloads: list[bytes], settings: dict, on_event: Callable[[dict], None], on_connect=None,
-           retry_unreachable: Callable[[], object] | None = None, frames: int | None = None):
+@dataclass(frozen=True)
+class Request:
+    """A run request's parts, as client.run_on_server takes them."""
+    payloads: list[bytes]
+    settings: dict
+    frames: int | None = None
+    regions: list[bool] | None = None
+
+    def send(self, address, on_event: Callable[[dict], None], on_connect=None):
+        return client.run_on_server(address, self.payloads, self.settings, on_event, on_connect=on_connect,
+                                    frames=self.frames, regions=self.regions)
+
+
+def run_on(address, request: Request, on_event: Callable[[dict], None], on_connect=None,
+           retry_unreachable: Callable[[], object] | None = None):
     """client.run_on_server, its failures in the dialog's words; where the server cannot be reached,
     retry_unreachable (if any) gives the address to try once more."""
     try:
         try:
-            return client.run_on_server(address, payloads, settings, on_event, on_connect=on_connect, frames=frames)
+            return request.send(address, on_event, on_connect)
         except client.ServerUnreachable:
             if retry_unreachable is None:
                 raise
             address = retry_unreachable()
-            return client.run_on_server(address, payloads, settings, on_event, on_connect=on_connect, frames=frames)
+            return request.send(address, on_event, on_connect)
     except client.ServerRefused as error:
         if error.reason == "input":  # the request itself: a corrupt style file, say
             raise BridgeError(failure_in_words(str(error), error.reason, getattr(error, "option", None))) from None
@@ -122,8 +140,7 @@ def run_on(address, payloads: list[bytes], settings: dict, on_event: Callable[[d
         raise BridgeError(server_error_in_words(error, address)) from None
 
 
-def run_on_local_server(config: dict, payloads: list[bytes], settings: dict, on_event: Callable[[dict], None],
-                        on_connect=None, frames: int | None = None):
+def run_on_local_server(config: dict, request: Request, on_event: Callable[[dict], None], on_connect=None):
     """The run on this computer's warm server, started when none answers (and once more should it
     be gone by the time the run is sent)."""
     if not has_python(config):
@@ -139,7 +156,7 @@ def run_on_local_server(config: dict, payloads: list[bytes], settings: dict, on_
                               f"install.py again in {config.get('project') or 'the project folder'}. "
                               "The image is unchanged.") from None
 
-    return run_on(client.local_address(transport) or start(), payloads, settings, on_event, on_connect, start, frames)
+    return run_on(client.local_address(transport) or start(), request, on_event, on_connect, start)
 
 
 def style_bytes(style: bytes | Path) -> bytes:

@@ -17,9 +17,20 @@ def npy_bytes(data: bytes, height: int, width: int, channels: int = 4) -> bytes:
     """float32 pixels (rows of width * channels little-endian floats) as the bytes of a .npy file."""
     if len(data) != height * width * channels * 4:
         raise PixelError(f"pixel data has {len(data)} bytes, expected {height}x{width}x{channels} floats")
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d), }" % (height, width, channels)
+    return npy_header("<f4", (height, width, channels)) + bytes(data)
+
+
+def mask_npy_bytes(data: bytes, height: int, width: int) -> bytes:
+    """8-bit coverage (rows of width bytes) as the bytes of an (H, W, 1) uint8 .npy file."""
+    if len(data) != height * width:
+        raise PixelError(f"mask data has {len(data)} bytes, expected {height}x{width}")
+    return npy_header("|u1", (height, width, 1)) + bytes(data)
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, ", ".join(map(str, shape)))
     header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + bytes(data)
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1")
 
 
 def parse_npy(blob: bytes) -> tuple[bytes, tuple[int, ...]]:

@@ -67,11 +67,14 @@ class PreviewRunner:
         """The dialog's wait after a change before the next request (wait_before_preview_ms)."""
         return wait_before_preview_ms(self.last_seconds)
 
-    def request(self, values: dict, content: bytes, style: bytes | Path, server: str,
-                on_outcome: Callable[[PreviewOutcome], None]) -> None:
+    def request(self, values: dict, content: bytes, styles: list[bytes | Path], server: str,
+                on_outcome: Callable[[PreviewOutcome], None], masks: list[bytes | None] | None = None,
+                changes: dict | None = None) -> None:
+        """A preview of `content` after `styles` (bridge.run_engine's, with their `masks`), with the
+        dialog's `values` and the settings `changes` its style list adds."""
         generation = self.cancel()
-        settings = preview_settings(values)
-        threading.Thread(target=self._run, args=(generation, settings, content, style, server, on_outcome),
+        settings = preview_settings(values, **(changes or {}))
+        threading.Thread(target=self._run, args=(generation, settings, content, styles, masks, server, on_outcome),
                          daemon=True, name=f"preview-{generation}").start()
 
     def cancel(self) -> int:
@@ -86,7 +89,7 @@ class PreviewRunner:
     def _current(self, generation: int) -> bool:
         return generation == self._generation
 
-    def _run(self, generation, settings, content, style, server, on_outcome) -> None:
+    def _run(self, generation, settings, content, styles, masks, server, on_outcome) -> None:
         started = time.monotonic()
 
         def on_connect(connection) -> None:
@@ -108,8 +111,8 @@ class PreviewRunner:
                 self._deliver(generation, on_outcome, PreviewOutcome(message=text, final=False))
 
         try:
-            result = run_engine(self.config, settings, content, style, on_event, server=server,
-                                on_connect=on_connect)
+            result = run_engine(self.config, settings, content, styles, on_event, server=server,
+                                on_connect=on_connect, masks=masks)
             outcome = PreviewOutcome(*rgba8(result))
             if self._current(generation):
                 self.last_seconds = time.monotonic() - started
