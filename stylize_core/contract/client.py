@@ -169,14 +169,16 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
                   accept_timeout: float = ACCEPT_TIMEOUT, max_result_bytes: int = MAX_RESULT_BYTES,
                   on_connect: Callable[[socket.socket], None] | None = None,
                   frames: int | None = None,
-                  regions: list[bool] | None = None) -> tuple[int, bytes | list[bytes] | None]:
+                  regions: list[bool] | None = None,
+                  on_picture: Callable[[bytes], None] | None = None) -> tuple[int, bytes | list[bytes] | None]:
     """One run on the server: the content, then the style images (.npy or image-file bytes), with the
     settings (Settings field -> value, settings.py). Progress events go to on_event ("waiting" while
     queued; an "error" event always with its "reason" and "option", errors.py). Returns (exit status,
     the result's .npy bytes or None). `frames`: the first `frames` images are a clip's frames, and the
     result is the list of the restyled frames' .npy bytes (those done, when the run failed). `regions`:
     which styles paint only in a region, one flag per style; the masks of those follow the styles in
-    `images`, in order.
+    `images`, in order. `on_picture`: a still's picture (.npy bytes) as each scale before the last
+    ends, for a preview that shows itself at once.
     Closing the connection (our process dying, say) withdraws the request, queued or running:
     on_connect gets the connection, for a caller that may withdraw it from another thread
     (withdraw())."""
@@ -187,7 +189,8 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
     try:
         try:
             extra = {**({} if frames is None else {"frames": frames}),
-                     **({} if regions is None else {"regions": regions})}
+                     **({} if regions is None else {"regions": regions}),
+                     **({} if on_picture is None else {"pictures": True})}
             channel.send(request_header(address, "stylize", settings=settings,
                                         images=[len(image) for image in images], **extra), images)
         except (OSError, ProtocolError):
@@ -213,7 +216,9 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
             stage = event.get("stage")
             if stage == "exit":
                 return int(event.get("code", 1)), result
-            if stage == "result":
+            if stage == "picture" and on_picture is not None:
+                on_picture(bytes(payload))
+            elif stage == "result":
                 if frames is None:
                     result = bytes(payload)
                 else:

@@ -101,11 +101,15 @@ def stylize(content, styles, settings: Settings | None = None, progress: Progres
 
 def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
                     progress: ProgressCallback | None = None,
-                    regions: list[Picture | None] | None = None) -> Picture:
+                    regions: list[Picture | None] | None = None,
+                    on_picture: Callable[[Picture], None] | None = None) -> Picture:
+    """The content restyled; `on_picture` gets the picture as each scale before the last leaves it (at the
+    output size, finished as the result is), so that a preview shows something at once."""
     run = start_run(content, styles, settings, Reporter(progress), regions)
     memory_is_tight = run.plan.device.type == "cpu" and any(scale.memory.tile for scale in run.plan.scales)
+    on_scale = None if on_picture is None else (lambda rgb: on_picture(finished_picture(run, rgb)))
     with freed_memory_returned() if memory_is_tight else contextlib.nullcontext():
-        result = optimize_pyramid(run)
+        result = optimize_pyramid(run, on_scale=on_scale)
     if settings.resolution != "preview":
         # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
         # for: learning from them would pull the full runs' estimate towards theirs.
@@ -188,9 +192,11 @@ class Run:
 
 
 def optimize_pyramid(run: Run, start: np.ndarray | None = None,
-                     temporal_at: Callable[[Scale], TemporalTarget | None] | None = None) -> np.ndarray:
+                     temporal_at: Callable[[Scale], TemporalTarget | None] | None = None,
+                     on_scale: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """Step 3 over the plan's scales; the first starts from `start` (an image at its size) where given,
-    and each scale holds to temporal_at(scale) where that gives a target (a clip's frames: frames.py)."""
+    and each scale holds to temporal_at(scale) where that gives a target (a clip's frames: frames.py).
+    on_scale gets the image each scale before the last ends with."""
     device = run.plan.device
     torch.manual_seed(run.settings.seed)
     image = None if start is None else to_tensor(start, device)
@@ -226,6 +232,8 @@ def optimize_pyramid(run: Run, start: np.ndarray | None = None,
                 run.report.plan(f"out of memory at {scale.width}x{scale.height}: retrying in "
                                 f"{scale.memory.tile} px tiles")
         cost_before += scale.pixels * scale.iterations
+        if on_scale is not None and number < len(run.plan.scales):
+            on_scale(to_numpy(image))
     return to_numpy(image)
 
 

@@ -103,6 +103,14 @@ def with_regions(flags: list[bool] | None, styles: list, masks: list, content_si
     return regions
 
 
+def wants_pictures(header: dict) -> bool:
+    """Whether a still's client wants the picture each scale before the last ends with ("pictures": true)."""
+    pictures = header.get("pictures", False)
+    if not isinstance(pictures, bool):
+        raise InputError(f"pictures must be true or false, not {json.dumps(pictures)[:40]}")
+    return pictures
+
+
 def frame_count(header: dict) -> int | None:
     """A clip request's number of frames (its first images); None for a still."""
     frames = header.get("frames")
@@ -223,7 +231,7 @@ class Connection:
             return None
         try:
             fixed_mb = server.fixed_memory_limit_mb
-            frames, flags = frame_count(header), region_flags(header)
+            frames, flags, pictures = frame_count(header), region_flags(header), wants_pictures(header)
             contents, styles, masks = decode_images(header.get("images"), payload, fixed_mb and fixed_mb * 2**20,
                                                     frames or 1, sum(flags or []))
             regions = with_regions(flags, styles, masks, contents[0].size)
@@ -233,7 +241,8 @@ class Connection:
             return None
         finally:
             server.payloads.give(len(payload))
-        return Job(settings, contents, styles, name=f"from {self.peer}", clip=frames is not None, regions=regions)
+        return Job(settings, contents, styles, name=f"from {self.peer}", clip=frames is not None, regions=regions,
+                   pictures=pictures and frames is None)
 
     def refuse_protocol(self, error: ProtocolError) -> None:
         """A request that broke the protocol, was too big or too slow: refused with the error's reason."""

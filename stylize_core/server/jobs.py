@@ -70,6 +70,8 @@ class Job:
     """The contents are a clip's frames, restyled in order with temporal consistency (frames.py)."""
     regions: list[Picture | None] | None = None
     """Each style's region mask (None: the rest of the layer); None: no regions (regions.py)."""
+    pictures: bool = False
+    """A still's client also wants the picture each scale before the last ends with (a preview)."""
     outbox: "queue.Queue[tuple[dict, bytes]]" = field(default_factory=queue.Queue)
     withdrawn: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
@@ -218,20 +220,23 @@ def results_of(job: Job):
     if job.clip:
         return stylize_frames(iter(job.contents), job.styles, job.settings, job.progress, count=len(job.contents),
                               regions=job.regions)
-    return [stylize_picture(job.contents[0], job.styles, job.settings, job.progress, job.regions)]
+    on_picture = (lambda picture: send_picture(job, picture, "picture")) if job.pictures else None
+    return [stylize_picture(job.contents[0], job.styles, job.settings, job.progress, job.regions, on_picture)]
 
 
 def send_result(job: Job, result, frame: int | None) -> None:
     """One result's pixels to the client (a clip's: numbered from 1, sent as soon as each is done)."""
+    send_picture(job, result, "result", {} if frame is None else {"frame": frame})
+
+
+def send_picture(job: Job, picture, stage: str, extra: dict | None = None) -> None:
+    """A picture's pixels to the client: a "result", or a "picture" on the way to it."""
     from ..engine.imageio import npy_bytes
-    data = npy_bytes(result)
+    data = npy_bytes(picture)
     if job.withdrawn.is_set():
         raise ClientGone()
-    message = {"stage": "result", "shape": [result.rgb.shape[0], result.rgb.shape[1],
-                                            3 if result.alpha is None else 4]}
-    if frame is not None:
-        message["frame"] = frame
-    job.send(message, data)
+    shape = [picture.rgb.shape[0], picture.rgb.shape[1], 3 if picture.alpha is None else 4]
+    job.send({"stage": stage, "shape": shape, **(extra or {})}, data)
 
 
 def run_job(job: Job) -> None:

@@ -73,6 +73,7 @@ if DRIVER_SETTINGS.get("regions"):
     image.select_rectangle(Gimp.ChannelOps.REPLACE, half, 0, image.get_width() - half, image.get_height())
     Gimp.Selection.save(image).set_name("right")
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, half, image.get_height())
+    image.set_selected_layers([source])  # saving the selection selected the new channel instead
 image.undo_enable()
 image.clean_all()
 source_before = pixels(source)

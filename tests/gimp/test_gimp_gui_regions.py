@@ -42,10 +42,10 @@ def play(window: GimpWindow, seen: dict) -> None:
     choose_style_file(window, dialog, CHECKOUT / "examples" / "starry_night.jpg")
     set_iterations(window, dialog, 8)
     window.focus(dialog)
-    window.keys("alt+n")  # Region: Whole layer -> Selection
+    window.keys("alt+f")  # Region of the layer: Whole layer -> Selection
     choose_in_combo(window, 1)
     seen["height_one_style"] = window.geometry(dialog)[3]
-    window.keys("alt+l")  # Add another style: a row, the focus in its picture chooser
+    window.keys("alt+x")  # Add an extra style: a row, the focus in its picture chooser
     time.sleep(1)
     seen["height_two_styles"] = window.geometry(dialog)[3]
     window.keys("space")

@@ -12,9 +12,12 @@ import pytest
 from nst import pixels, widgets
 from nst import preview as nst_preview
 from stylize_core import Settings, stylize_picture
+from stylize_core.contract import client
+from stylize_core.contract.errors import InputError
 from stylize_core.contract.settings import BY_NAME
 from stylize_core.contract.schedule import PREVIEW_ITERATIONS, PREVIEW_SIDE
 from stylize_core.engine.imageio import load_picture
+from stylize_core.server.connection import wants_pictures
 from helpers import CONTENT, STYLE, Served, small
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugin" / "neural-style-transfer"
@@ -136,6 +139,11 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
     assert first.rgba is not None, first.message
     assert 0 < runner.last_seconds <= time.monotonic() - asked, "the preview's own time is what the wait follows"
     assert (first.width, first.height) == (256, 192) and len(first.rgba) == 256 * 192 * 4
+    # Before it, the coarse scale's picture at the same size, shown while the preview is refined.
+    warm_up = [outcome for label, outcome in pane.outcomes if label == "warm-up"]
+    sketches = [outcome for outcome in warm_up if outcome.rgba is not None and not outcome.final]
+    assert len(sketches) == 1 and warm_up.index(sketches[0]) < warm_up.index(first)
+    assert (sketches[0].width, sketches[0].height) == (256, 192) and sketches[0].rgba != first.rgba
     sampler = in_flight_sampler(served, samples, stop)
     try:
         runner.request({**VALUES, "strength": 1.0}, content, [style.getvalue()], address, pane.show_for("old"))
@@ -171,3 +179,30 @@ def test_an_unreachable_server_is_said_in_the_pane(tmp_path):
     runner.request(VALUES, b"content", [b"style"], f"unix:{tmp_path / 'nobody.sock'}", pane.show_for("p"))
     outcome = pane.wait_final("p", 30)
     assert outcome.rgba is None and outcome.message.startswith("Cannot reach the engine server")
+
+
+@pytest.mark.usefixtures("private_state")
+def test_a_still_asks_for_the_picture_of_each_scale_before_the_last(served):
+    """"pictures": true: the server sends the picture each scale before the last ends with, at the result's
+    size, before the result (the preview's two scales: one); not asked, none; not a boolean, refused."""
+    content, style = [np.asarray(small(path, 256).convert("RGB")) for path in (CONTENT, STYLE)]
+    images = [npy(content / 255.0), npy(style / 255.0)]
+    settings = {"resolution": "preview", "device": "cpu"}
+    order, sketches = [], []
+
+    def on_picture(data: bytes) -> None:
+        order.append("picture")
+        sketches.append(np.load(io.BytesIO(data)))
+    code, result = client.run_on_server(served.address, images, settings, lambda event: order.append(event["stage"]),
+                                        on_picture=on_picture)
+    assert code == 0
+    final = np.load(io.BytesIO(result))
+    assert len(sketches) == 1 and sketches[0].shape == final.shape == (192, 256, 3)
+    assert order.index("optimize") < order.index("picture") < order.index("done")
+    assert order[order.index("picture") + 1:].count("optimize") >= 3, "sent after the coarse scale, not at the end"
+    assert 0.005 < np.abs(sketches[0] - final).mean() < 0.2, "the sketch is not the coarse scale's picture"
+    order.clear()
+    code, _ = client.run_on_server(served.address, images, settings, lambda event: order.append(event["stage"]))
+    assert code == 0 and "picture" not in order and len(sketches) == 1
+    with pytest.raises(InputError, match="pictures must be true or false"):
+        wants_pictures({"pictures": "yes"})

@@ -160,9 +160,9 @@ def test_every_mnemonic_in_the_dialog_is_unique():
     dialog = (PLUGIN / "nst" / "dialog.py").read_text()
     own = re.findall(r'add_\w+_argument\("[\w-]+",\s*"([^"]*_[^"]*)"', plugin) + ["_Advanced"]
     own += re.findall(r'(?:labelled|new_with_mnemonic)\("([^"]*_[^"]*)"', dialog)
-    assert {"Regio_n", "Add another sty_le"} <= set(own)
+    assert {"Region o_f the layer", "Add an e_xtra style"} <= set(own)
     assert '"_Advanced"' in dialog and {"Style so_urce", "_Preview"} <= set(own) and len(own) >= 6
-    buttons = ["_Help", "_Reset", "_Cancel", "_OK"]
+    buttons = ["_Help", "_Reset", "_Cancel", "_OK", "_Load Saved Settings", "_Save Settings"]  # GIMP's own
     labels = own + buttons + [widget.label for widget in widgets.WIDGETS.values()]
     keys = [label[label.index("_") + 1].lower() for label in labels]
     assert len(keys) == len(set(keys)), sorted(zip(keys, labels))

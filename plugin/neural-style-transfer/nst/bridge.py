@@ -64,12 +64,14 @@ def describe_progress(event: dict) -> tuple[float | None, str | None]:
 
 def run_engine(config: dict, settings: dict, content: bytes | list[bytes], styles: list[bytes | Path],
                on_event: Callable[[dict], None], server: str = "", on_connect=None,
-               masks: list[bytes | None] | None = None) -> bytes | list[bytes]:
+               masks: list[bytes | None] | None = None,
+               on_picture: Callable[[bytes], None] | None = None) -> bytes | list[bytes]:
     """The restyled layer (.npy bytes) for the content (.npy bytes) after the styles (each the .npy
     bytes of a layer, or a picture file's path), with `settings` (Settings fields,
     widgets.request_settings); BridgeError says what went wrong in the dialog's words. A list of
     contents is a clip's frames, in order: the result is the list of the restyled frames. `masks`:
     one per style, the region it paints (.npy bytes, the content's size), None for the whole layer.
+    `on_picture`: the picture (.npy bytes) as each scale before the last ends (a preview's first sketch).
 
     With a server address (the dialog's `server`, else the config's) the run happens there; without
     one, on this computer's own server, started when none answers. on_connect gets each server
@@ -85,7 +87,7 @@ def run_engine(config: dict, settings: dict, content: bytes | list[bytes], style
     regions = [mask is not None for mask in masks] if masks and any(mask is not None for mask in masks) else None
     payloads = [*(content if frames else [content]), *(style_bytes(style) for style in styles),
                 *(mask for mask in masks or [] if mask is not None)]
-    request = Request(payloads, settings, frames, regions)
+    request = Request(payloads, settings, frames, regions, on_picture)
     address_text = server or config.get("server", "")
     if address_text:
         status, result = run_on(parse_server_address(address_text), request, watch, on_connect)
@@ -114,10 +116,11 @@ class Request:
     settings: dict
     frames: int | None = None
     regions: list[bool] | None = None
+    on_picture: Callable[[bytes], None] | None = None
 
     def send(self, address, on_event: Callable[[dict], None], on_connect=None):
         return client.run_on_server(address, self.payloads, self.settings, on_event, on_connect=on_connect,
-                                    frames=self.frames, regions=self.regions)
+                                    frames=self.frames, regions=self.regions, on_picture=self.on_picture)
 
 
 def run_on(address, request: Request, on_event: Callable[[dict], None], on_connect=None,

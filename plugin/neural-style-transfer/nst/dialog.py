@@ -109,11 +109,11 @@ class NeuralStyleDialog:
         self.first_region = self.region_combo(self.config.get_property("style-region"))
         self.first_region.connect("changed", lambda combo: self.config.set_property(
             "style-region", combo.get_active_id() or "whole"))
-        box.pack_start(labelled("Regio_n", self.first_region), False, False, 0)
+        box.pack_start(labelled("Region o_f the layer", self.first_region), False, False, 0)
         self.style_rows: list[StyleRow] = []
         self.rows_box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
         box.pack_start(self.rows_box, False, False, 0)
-        self.add_button = Gtk.Button.new_with_mnemonic("Add another sty_le")
+        self.add_button = Gtk.Button.new_with_mnemonic("Add an e_xtra style")
         self.add_button.set_tooltip_text("Another style, in a region of its own (a selection, a channel, a layer "
                                          "mask); weights and stroke sizes are each style's own")
         self.add_button.connect("clicked", lambda _: self.add_style_row(FurtherStyle()).focus_picture())
@@ -272,7 +272,8 @@ class NeuralStyleDialog:
             self.preview_picture.set_from_pixbuf(GdkPixbuf.Pixbuf.new_from_bytes(
                 GLib.Bytes.new(outcome.rgba), GdkPixbuf.Colorspace.RGB, True, 8, outcome.width, outcome.height,
                 outcome.width * 4))
-            self.preview_status.set_text(f"Preview, {outcome.width}\u00d7{outcome.height}")
+            self.preview_status.set_text(f"Preview, {outcome.width}\u00d7{outcome.height}" +
+                                         ("" if outcome.final else f": {outcome.message}\u2026"))
         else:
             self.preview_status.set_text(f"Preview: {outcome.message}" + ("\u2026" if not outcome.final else ""))
 

@@ -43,7 +43,8 @@ def wait_before_preview_ms(last_preview_seconds: float | None) -> int:
 @dataclass
 class PreviewOutcome:
     """What the pane shows: the picture (RGBA, 8 bits, rows of width * 4 bytes), or in `message` why
-    there is none; with final False, a step on the way ("starting the engine", "painting")."""
+    there is none; with final False, a step on the way ("starting the engine", "painting", or the coarse
+    scale's picture while the preview is refined)."""
     rgba: bytes | None = None
     width: int = 0
     height: int = 0
@@ -110,9 +111,16 @@ class PreviewRunner:
                 said.append(text)
                 self._deliver(generation, on_outcome, PreviewOutcome(message=text, final=False))
 
+        def on_picture(npy: bytes) -> None:  # the coarse scale's picture: shown until the final one comes
+            try:
+                sketch = PreviewOutcome(*rgba8(npy), message="refining", final=False)
+            except PixelError:
+                return
+            self._deliver(generation, on_outcome, sketch)
+
         try:
             result = run_engine(self.config, settings, content, styles, on_event, server=server,
-                                on_connect=on_connect, masks=masks)
+                                on_connect=on_connect, masks=masks, on_picture=on_picture)
             outcome = PreviewOutcome(*rgba8(result))
             if self._current(generation):
                 self.last_seconds = time.monotonic() - started

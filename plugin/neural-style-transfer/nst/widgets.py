@@ -27,7 +27,7 @@ WIDGETS: dict[str, Widget] = {
     # The dialog shows its options in this order.
     "strength": Widget("S_trength", range=(0.1, 10.0)),
     "quality": Widget("_Quality", choices={"fast": "Fast", "balanced": "Balanced", "best": "Best"}),
-    "resolution": Widget("Re_solution", choices={"auto": "Automatic", "working": "Working size, upscaled",
+    "resolution": Widget("Resolutio_n", choices={"auto": "Automatic", "working": "Working size, upscaled",
                                                  "full": "Full size (slower)"}),
     "iterations": Widget("_Iterations", advanced=True, range=(0, 5000)),
     "max_size": Widget("_Working size", advanced=True, range=(64, 8192)),
