@@ -22,7 +22,7 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 PLUGIN_DIR = Path(__file__).resolve().parent
 if str(PLUGIN_DIR) not in sys.path:  # Python leaves the script's folder out under PYTHONSAFEPATH
     sys.path.insert(0, str(PLUGIN_DIR))
-from nst import bridge, layers, pixels, styles, widgets  # noqa: E402
+from nst import bridge, layers, pixels, recent, styles, widgets  # noqa: E402
 from nst.dialog import NeuralStyleDialog, server_of, option_values  # noqa: E402
 
 PROCEDURE = "plug-in-neural-style-transfer"
@@ -51,7 +51,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         return fail(procedure, str(error))
     layers.insert_result(image, layer, result, f"{layer.get_name()} ({layers.style_name(config)})",
                          selection_masks=styles.masks_output_with_selection(layers.style_regions(config)))
-    layers.remember_style_layer(config)
+    remember_styles(config)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
@@ -86,7 +86,7 @@ def run_frames(procedure, run_mode, image, drawables, config, data):
     except (bridge.BridgeError, pixels.PixelError) as error:
         return fail(procedure, str(error))
     animation = layers.new_animation(image, frames, results)
-    layers.remember_style_layer(config)
+    remember_styles(config)
     if run_mode == Gimp.RunMode.INTERACTIVE:
         Gimp.Display.new(animation)
         Gimp.displays_flush()
@@ -94,6 +94,12 @@ def run_frames(procedure, run_mode, image, drawables, config, data):
     values.remove(1)  # the declared return value's default, after the status
     values.insert(1, GObject.Value(Gimp.Image, animation))
     return values
+
+
+def remember_styles(config) -> None:
+    """After a run: the style layer's name for Repeat, the style files for the dialog's palette."""
+    layers.remember_style_layer(config)
+    recent.remember_styles(Path(Gimp.directory()), layers.style_files(config))
 
 
 def checked_npy(result: bytes, shape: tuple[int, int, int]) -> tuple[bytes, tuple]:

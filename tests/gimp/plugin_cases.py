@@ -302,3 +302,12 @@ for name, selection, options in (
     ok = run(image, source, style_file=style_path, **options)
     report(name, ok=ok, count=len(image.get_layers()), dirty=image.is_dirty(),
            pixels_unchanged=[pixels(layer) for layer in image.get_layers()] == before, message=LAST_ERROR[0])
+
+# The dialog's palette: the style files of the successful runs, the last first (the last run's first style
+# was a layer, its second The Scream).
+try:
+    with open(os.path.join(Gimp.directory(), "neural-style-transfer-recent-styles.json")) as stream:
+        recent_paths = json.load(stream)
+except (OSError, ValueError) as error:
+    recent_paths = [str(error)]
+report("recent_styles", paths=recent_paths)

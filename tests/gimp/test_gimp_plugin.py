@@ -114,3 +114,9 @@ def test_a_region_that_cannot_be_painted_is_said_and_the_image_left_alone(outcom
     assert not case["ok"] and words in case["message"], case["message"]
     assert "\n" not in case["message"].strip()
     assert case["count"] == 1 and case["pixels_unchanged"] and not case["dirty"]
+
+
+def test_the_style_files_used_are_kept_for_the_dialogs_palette(outcome):
+    paths = outcome["recent_styles"]["paths"]
+    assert paths[0].endswith("the_scream.jpg") and paths[1].endswith("starry_night.jpg"), paths
+    assert len(paths) == len(set(paths)) and not any("corrupt" in path for path in paths), "only successful runs"

@@ -4,8 +4,11 @@ line that says how long the run will take, each following the settings as they c
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 
-from gi.repository import GdkPixbuf, Gimp, GimpUi, GLib, GObject, Gtk
+
+from gi.repository import GdkPixbuf, Gimp, GimpUi, Gio, GLib, GObject, Gtk
 
 from stylize_core.contract.schedule import PREVIEW_SIDE
 
@@ -13,6 +16,7 @@ from .bridge import BridgeError, chosen_server, describe_time
 from .layers import (further_styles, problem_with, read_small_part, region_choices, region_masks, style_pictures,
                      style_regions, styles_problem)
 from .preview import STYLE_SIDE, PreviewRunner
+from .recent import recent_styles
 from .styles import (MAX_STYLES, STROKE_RANGE, WEIGHT_RANGE, FurtherStyle, Region, StyleListError,
                      further_styles_text, request_changes)
 from .widgets import WIDGETS, argument_name, argument_names
@@ -105,6 +109,10 @@ class NeuralStyleDialog:
 
     def lay_out_styles(self, box) -> None:
         """Under the first style's source: its region, then a row per further style and a button to add one."""
+        recent = self.recent_styles_row()
+        if recent is not None:
+            box.pack_start(recent, False, False, 0)
+            box.reorder_child(recent, 0)
         self.regions = region_choices(self.image)
         self.first_region = self.region_combo(self.config.get_property("style-region"))
         self.first_region.connect("changed", lambda combo: self.config.set_property(
@@ -125,6 +133,29 @@ class NeuralStyleDialog:
         for style in remembered:
             self.add_style_row(style, save=False)
         box.show_all()
+
+    def recent_styles_row(self):
+        """The style files used last, a thumbnail button each: a click makes one the first style."""
+        paths = recent_styles(Path(Gimp.directory()))
+        if not paths:
+            return None
+        row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=4)
+        row.pack_start(Gtk.Label(label="Recent", xalign=0.0), False, False, 0)
+        for path in paths:
+            try:
+                picture = GdkPixbuf.Pixbuf.new_from_file_at_scale(path, ROW_THUMBNAIL_SIZE, ROW_THUMBNAIL_SIZE, True)
+            except GLib.Error:
+                continue
+            button = Gtk.Button()
+            button.set_image(Gtk.Image.new_from_pixbuf(picture))
+            button.set_tooltip_text(os.path.basename(path))
+            button.connect("clicked", lambda _, chosen=path: self.use_style_file(chosen))
+            row.pack_start(button, False, False, 0)
+        return row
+
+    def use_style_file(self, path: str) -> None:
+        self.config.set_property("style-source", "file")
+        self.config.set_property("style-file", Gio.File.new_for_path(path))
 
     def region_combo(self, chosen: str) -> Gtk.ComboBoxText:
         """The image's regions to choose from; a remembered one that is gone is kept (and said by problem())."""

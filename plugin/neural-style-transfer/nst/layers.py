@@ -152,6 +152,12 @@ def style_pictures(image, config, side: int | None = None) -> list:
     return pictures
 
 
+def style_files(config) -> list[str]:
+    """The paths of the styles that are picture files, in the dialog's order (what the palette keeps)."""
+    first = [config.get_property("style-file").get_path()] if config.get_property("style-source") == "file" else []
+    return first + [style.file for style in further_styles(config) if style.file]
+
+
 def style_picture(layer, file, source: str, side: int | None):
     if source == "layer":
         return layer_npy(layer) if side is None else read_small(layer, side)
