@@ -9,7 +9,8 @@ import traceback
 from pathlib import Path
 
 from ..contract import client
-from . import engine_check, flatpak_server, gimp_profiles, pip_install, plugin_files, preflight, venv_setup
+from . import (engine_check, flatpak_server, gimp_profiles, pip_install, plugin_files, preflight, torch_install,
+               torch_variant, venv_setup)
 from .console import InstallError, Steps, indent, note, say, warn
 from .paths import first_existing_parent, is_inside, unique
 
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only install the GIMP plug-in, pointing at an existing --venv")
     parser.add_argument("--tests", action="store_true",
                         help="also install what the test suite needs (pytest)")
+    parser.add_argument("--torch", choices=torch_variant.CHOICES, default=None,
+                        help="which build of torch to install; auto (the default) follows the GPU found: NVIDIA "
+                        "-> CUDA (for its driver), AMD -> ROCm, Intel -> XPU, Apple silicon -> MPS, none -> CPU. "
+                        "Naming one also replaces a torch of another build already in the venv (without it, "
+                        "that one is kept). Your own pip settings (PIP_INDEX_URL, PIP_FIND_LINKS, pip.conf) "
+                        "still decide where torch comes from")
     parser.add_argument("--skip-check", action="store_true",
                         help="skip the tiny test stylization after installing (torch and the device are still reported)")
     where = parser.add_mutually_exclusive_group()
@@ -66,6 +73,9 @@ def check_flags(args: argparse.Namespace) -> None:
     if flag and (args.no_plugin or args.uninstall):
         raise InstallError(f"{flag} is an address for the plug-in", "use it without --no-plugin and --uninstall")
     args.engine_server = engine_server(args)
+    if args.torch and (args.plugin_only or args.uninstall):
+        raise InstallError("--torch chooses the engine's build of torch; --plugin-only and --uninstall install "
+                           "no engine", "use --torch without them")
     if args.uninstall and args.plugin_only:
         raise InstallError("--uninstall and --plugin-only contradict each other",
                            "--uninstall removes the plug-in; add --remove-venv to delete the environment too")
@@ -115,7 +125,7 @@ def run_install(args: argparse.Namespace) -> int:
         steps = Steps(4 + (not args.no_plugin))
         check_environment(args, steps, venv, python)
         install_engine(args, steps, venv, python)
-        check_engine(args, steps, python)
+        check_engine(args, steps, venv, python)
     if not args.no_plugin:
         steps.start("Installing the GIMP plug-in")
         if not install_plugin_everywhere(args, python, venv, version):
@@ -152,6 +162,9 @@ def check_environment(args: argparse.Namespace, steps: Steps, venv: Path, python
     """Everything that can stop the install, checked before anything is written or downloaded."""
     steps.start("Checking the environment")
     preflight.check_python_version()
+    # The GPU and the build of torch for it, now: a --torch this machine has no build for stops here.
+    args.machine = torch_install.detect_this_machine()
+    args.torch_build = torch_variant.choose_build(*args.machine, args.torch or "auto")
     say(f"    Python {sys.version.split()[0]} ({sys.executable})")
     if not args.no_plugin:  # fail now, not after a long pip run
         profiles = gimp_profiles_for(args)[0]
@@ -184,16 +197,31 @@ def install_engine(args: argparse.Namespace, steps: Steps, venv: Path, python: P
     # pip writes the venv's python path into the scripts it installs (pytest, lint-imports); through
     # the venv's real folder, so a `.venv` link to a cached venv (as CI makes) leaves them working
     # from any checkout.
-    pip_install.install_package(venv_setup.venv_python(Path(os.path.realpath(venv))), CHECKOUT,
-                                verbose=args.debug, tests=args.tests)
+    real_python = venv_setup.venv_python(Path(os.path.realpath(venv)))
+    install_torch_build(args, venv, real_python)
+    pip_install.install_package(real_python, CHECKOUT, verbose=args.debug, tests=args.tests)
 
 
-def check_engine(args: argparse.Namespace, steps: Steps, python: Path) -> None:
-    """The installed engine imports, says its device, and (unless --skip-check) restyles a tiny picture."""
+def install_torch_build(args: argparse.Namespace, venv: Path, python: Path) -> None:
+    """torch's build for this machine first (torch_install has the rules): a torch in the venv is kept
+    unless --torch asks for another build, and the user's pip settings choose where it comes from."""
+    installed = None
+    if venv_setup.has_module(python, "torch"):
+        installed = torch_install.installed_torch(python) or ("", "")
+    torch_install.install_torch(python, args.machine, args.torch_build, args.torch, installed,
+                                f"python3 install.py{venv_flag(venv)}", verbose=args.debug)
+
+
+def check_engine(args: argparse.Namespace, steps: Steps, venv: Path, python: Path) -> None:
+    """The installed engine imports, says its device (and why a GPU found is not used), and (unless
+    --skip-check) restyles a tiny picture."""
     steps.start("Checking the engine")
     info = engine_check.probe_engine(python)
     say(f"    torch {info['torch']}; stylize_core {info['stylize_core']}")
     say(f"    device auto = {engine_check.describe_device(info)}")
+    unused = engine_check.unused_gpu(info, args.machine[2], f"python3 install.py{venv_flag(venv)}")
+    if unused:
+        warn(unused)
     if not is_inside(Path(os.path.realpath(info.get("location", ""))), CHECKOUT):
         warn(f"stylize_core is imported from {info.get('location')}, not from {CHECKOUT}")
     if args.skip_check:

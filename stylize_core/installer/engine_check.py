@@ -1,5 +1,6 @@
-"""Checks in the venv that the engine imports, says which device `--device auto` will use,
-and proves with a tiny stylization that the weights load and an optimisation runs."""
+"""Checks in the venv that the engine imports, says which device `--device auto` will use (and why
+a GPU that the machine has is not used), and proves with a tiny stylization that the weights load
+and an optimisation runs."""
 
 import json
 import tempfile
@@ -7,14 +8,19 @@ from pathlib import Path
 
 from .commands import format_command, last_lines, run_captured
 from .console import InstallError, indent
+from .torch_variant import Gpu, describe_gpu
 
 ENGINE_CHECK_TIMEOUT_S = 600
 
-# Runs in the venv: what `--device auto` will pick, in the engine's order (CUDA, MPS, CPU).
+# Runs in the venv: what `--device auto` will pick, in the engine's order (CUDA, MPS, CPU), and the
+# build of torch (its CUDA or ROCm version; whether its XPU backend sees an Intel GPU).
 ENGINE_PROBE = r"""
 import json, torch, stylize_core
+xpu = getattr(torch, "xpu", None)
 info = {"torch": torch.__version__, "stylize_core": getattr(stylize_core, "__version__", "?"),
-        "location": stylize_core.__file__, "device": "cpu", "gpu": None}
+        "location": stylize_core.__file__, "device": "cpu", "gpu": None,
+        "cuda_build": torch.version.cuda, "hip": getattr(torch.version, "hip", None),
+        "xpu": bool(xpu is not None and xpu.is_available())}
 if torch.cuda.is_available():
     info["device"] = "cuda"
     info["gpu"] = torch.cuda.get_device_name(0)
@@ -41,6 +47,37 @@ def describe_device(info: dict) -> str:
     if info.get("device") == "mps":
         return "mps (Apple GPU)"
     return "cpu (no CUDA or Apple GPU found: runs work, but slowly)"
+
+
+def unused_gpu(info: dict, gpu: Gpu, rerun: str) -> str | None:
+    """Why the engine does not use the GPU that install.py found, with the fix; None where it does,
+    or where there is none. `info` is probe_engine's, `rerun` the command that runs install.py again."""
+    found, version, device = describe_gpu(gpu), info.get("torch", "?"), info.get("device")
+    if gpu.kind == "nvidia" and device != "cuda":
+        if not info.get("cuda_build"):
+            return f"{found}, but torch {version} is not a CUDA build: the engine runs on the CPU; " \
+                   f"to use the GPU: {rerun} --torch cuda"
+        return (f"{found}, but torch {version} (the CUDA {info['cuda_build']} build) cannot use it: "
+                "torch.cuda.is_available() is False, so the engine runs on the CPU. The driver may be too old "
+                "for this build, or not running: update the NVIDIA driver (nvidia-smi must list the GPU), or "
+                f"install the build for this driver: {rerun} --torch cuda")
+    if gpu.kind == "amd" and device != "cuda":
+        if not info.get("hip"):
+            return f"{found}, but torch {version} is not a ROCm build: the engine runs on the CPU; " \
+                   f"to use the GPU: {rerun} --torch rocm"
+        return (f"{found}, but torch {version} (the ROCm {info['hip']} build) cannot use it: "
+                "torch.cuda.is_available() is False, so the engine runs on the CPU. ROCm may not support this "
+                "GPU, or your user may not reach it: add it to the render and video groups, log in again")
+    if gpu.kind == "intel":
+        if info.get("xpu"):
+            return (f"{found}, and torch's XPU build sees it, but the engine's device auto uses CUDA or ROCm, "
+                    "Apple's MPS or the CPU: it runs on the CPU")
+        return (f"{found}, but torch {version} cannot use it (torch.xpu.is_available() is False): install "
+                f"Intel's GPU driver, then, for torch's XPU build: {rerun} --torch xpu")
+    if gpu.kind == "apple" and device != "mps":
+        return (f"{found}, but torch {version} cannot use its GPU (torch.backends.mps.is_available() is "
+                "False): it needs macOS 12.3 or newer and a Python built for arm64, not one under Rosetta")
+    return None
 
 
 def run_tiny_stylization(python: Path, checkout: Path) -> None:
