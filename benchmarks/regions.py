@@ -7,10 +7,14 @@ wavy, slightly soft border (left: the first painting, right: the second) and res
 (b) twice, each painting over the whole layer, the two results pasted together through the mask.
 
 (c) per region, the rectangle scored (well inside the region) restyled alone with its painting, at
-the same scale: the reference the issue's bar names.
+the same scale; and (d) per region, the whole photo restyled with that region's painting alone, in that
+region (guided, one style; the rest keeps the photo's look): the same picture, plan and scales as (a),
+without the other region. (c) and (d) are the two readings of the issue's reference, "a single-style
+run restyled and scored on that region alone".
 
 Printed per pair and region: the style score against that region's painting and the content score
-(../shared/tools/evaluate.py on that rectangle) of (a), (b) and (c), and the ratios (a)/(c); and at the
+(../shared/tools/evaluate.py on that rectangle) of (a), (b), (c) and (d), and the ratios (a)/(c) and
+(a)/(d); and at the
 border, the paste line: the mean gradient magnitude on the border (+-2 px) over its mean 4-16 px to
 either side, for the photo itself (the border falls where the photo has its own edges), (a) and (b),
 and each one's excess over the photo's: how much of a line the restyling draws there. A side-by-side
@@ -142,15 +146,18 @@ def run_pair(pair: tuple[str, str, str], args, evaluator, out: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     side_by_side(photo, guided, pasted, folder / "side-by-side.png")
     figures = {"seconds": {"guided": guided_s, "pasted": singles[0][1] + singles[1][1]}, "regions": []}
-    for region, (box, style, style_path) in enumerate(zip(inside_boxes(width, height), styles, style_paths)):
+    for region, (box, style, style_path, mask) in enumerate(zip(inside_boxes(width, height), styles, style_paths,
+                                                                 (left, 1 - left))):
         part = photo.crop(box)
         alone, _ = restyled(part, [style], dataclasses.replace(settings, max_size=max(part.size)))
         canvas = np.zeros_like(guided)
         canvas[box[1]:box[3], box[0]:box[2]] = alone
+        in_its_region, _ = restyled(photo, [style], settings, [mask])
         figures["regions"].append({
             mode: {key: value for key, value in scored(evaluator, rgb, photo, style_path, box, folder,
                                                        f"{mode}-{region}").items() if key in ("style_gram", "content")}
-            for mode, rgb in (("guided", guided), ("pasted", pasted), ("alone", canvas))})
+            for mode, rgb in (("guided", guided), ("pasted", pasted), ("alone", canvas),
+                              ("region_alone", in_its_region))})
     photo_rgb = np.asarray(photo, np.float32) / 255
     figures["paste_line"] = {"photo": paste_line(photo_rgb), "guided": paste_line(guided), "pasted": paste_line(pasted)}
     return figures
@@ -158,12 +165,13 @@ def run_pair(pair: tuple[str, str, str], args, evaluator, out: Path) -> dict:
 
 def report(name: str, figures: dict) -> None:
     print(f"\n{name}: guided {figures['seconds']['guided']:.0f} s, pasted {figures['seconds']['pasted']:.0f} s")
-    print(f"{'region':>7} {'style a':>8} {'b':>6} {'c':>6} {'a/c':>5} {'content a':>9} {'b':>6} {'c':>6} {'a/c':>5}")
+    print(f"{'region':>7} {'style a':>8} {'b':>6} {'c':>6} {'d':>6} {'a/c':>5} {'a/d':>5} "
+          f"{'content a':>9} {'b':>6} {'c':>6} {'d':>6} {'a/c':>5} {'a/d':>5}")
     for index, region in enumerate(figures["regions"]):
-        a, b, c = region["guided"], region["pasted"], region["alone"]
-        print(f"{'left' if index == 0 else 'right':>7} {a['style_gram']:8.3f} {b['style_gram']:6.3f} "
-              f"{c['style_gram']:6.3f} {a['style_gram'] / c['style_gram']:5.2f} {a['content']:9.3f} "
-              f"{b['content']:6.3f} {c['content']:6.3f} {a['content'] / c['content']:5.2f}")
+        a, b, c, d = region["guided"], region["pasted"], region["alone"], region["region_alone"]
+        print(f"{'left' if index == 0 else 'right':>7} " + " ".join(
+            f"{a[key]:{8 if key == 'style_gram' else 9}.3f} {b[key]:6.3f} {c[key]:6.3f} {d[key]:6.3f} "
+            f"{a[key] / c[key]:5.2f} {a[key] / d[key]:5.2f}" for key in ("style_gram", "content")))
     line = figures["paste_line"]
     excess_a, excess_b = line["guided"] - line["photo"], line["pasted"] - line["photo"]
     print(f"paste line: photo {line['photo']:.2f}, (a) guided {line['guided']:.2f}, (b) pasted {line['pasted']:.2f}; "

@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -84,26 +84,56 @@ def style_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tenso
     return torch.stack(losses).mean()
 
 
+MIN_REGION_POSITIONS = 1.0
+"""A region covering less than one position of a layer (summed mask) has no statistics there."""
+MAX_CACHED_GUIDES = 256
+"""Masks brought to layer sizes kept per target: a tiled scale's moving tiles make new ones each step."""
+
+
 @dataclass
 class GuidedTarget:
-    """A style's Gram targets and the region of the image they apply to."""
+    """A style's Gram targets and the region of the image they apply to. The region's mask at each
+    layer's size (and its area) is computed once per part of the image and kept: the optimisation asks
+    for the same ones every step, and reading an area back from a GPU would wait for it each time."""
     grams: dict[str, torch.Tensor]
     mask: torch.Tensor | None = None
     """(1, 1, H, W) in 0..1 at the image's size; None: the whole image."""
     weight: float = 1.0
+    guides: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def part(self, box: tuple[int, int, int, int] | None) -> torch.Tensor:
+        return self.mask if box is None else self.mask[..., box[0]:box[1], box[2]:box[3]]
+
+    def share(self, box: tuple[int, int, int, int] | None) -> float:
+        """The region's share of the image (or of its part `box`)."""
+        return self.cached(("share", box), lambda: float(self.part(box).mean()))
+
+    def guide(self, box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> tuple[torch.Tensor, float]:
+        """region_weights of the region's part `box` at a layer's (height, width)."""
+        return self.cached((box, size), lambda: region_weights(self.part(box), size))
+
+    def cached(self, key, compute):
+        if key not in self.guides:
+            if len(self.guides) >= MAX_CACHED_GUIDES:
+                self.guides.clear()
+            self.guides[key] = compute()
+        return self.guides[key]
 
 
-MIN_REGION_POSITIONS = 1.0
-"""A region covering less than one position of a layer (summed mask) has no statistics there."""
+def region_weights(mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, float]:
+    """The mask brought to a layer's (height, width) by area, and the positions it covers (its squared
+    weights summed)."""
+    weights = F.interpolate(mask.to(torch.float32), size=size, mode="area")
+    return weights, float(weights.pow(2).sum())
 
 
-def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    """The Gram matrix of the features (1, C, H, W) inside the mask (brought to their resolution);
-    None where the region is absent at this layer."""
+def guided_gram(features: torch.Tensor, mask: torch.Tensor,
+                guide: tuple[torch.Tensor, float] | None = None) -> torch.Tensor | None:
+    """The Gram matrix of the features (1, C, H, W) inside the mask (brought to their resolution, or
+    `guide`: region_weights already computed); None where the region is absent at this layer."""
     height, width = features.shape[-2:]
-    weights = F.interpolate(mask.to(torch.float32), size=(height, width), mode="area")
-    positions = weights.pow(2).sum()
-    if float(positions) < MIN_REGION_POSITIONS:
+    weights, positions = guide or region_weights(mask, (height, width))
+    if positions < MIN_REGION_POSITIONS:
         return None
     # gram_matrix averages over all H W positions; the region's statistics average over its own.
     return gram_matrix(features * weights.to(features.dtype)) * (height * width / positions)
@@ -119,13 +149,13 @@ def regional_style_loss(features: dict[str, torch.Tensor], targets: list[GuidedT
         if target.mask is None:
             loss, share = style_loss(features, target.grams), 1.0
         else:
-            mask = target.mask if box is None else target.mask[..., box[0]:box[1], box[2]:box[3]]
-            share = float(mask.mean())
+            share = target.share(box)
             if share == 0:
                 continue
             losses = []
             for layer, gram_target in target.grams.items():
-                gram = guided_gram(features[layer], mask)
+                gram = guided_gram(features[layer], target.part(box),
+                                   target.guide(box, tuple(features[layer].shape[-2:])))
                 if gram is not None:
                     losses.append((gram - gram_target).pow(2).sum() / gram_target.pow(2).sum().clamp_min(1e-12))
             if not losses:

@@ -178,3 +178,32 @@ def test_regions_hold_when_the_image_is_optimised_in_tiles():
     starry, scream = rgb_of(STYLE), rgb_of(SCREAM)
     assert style_distance(regions[:, :half - 8], starry) < style_distance(blended[:, :half - 8], starry)
     assert style_distance(regions[:, half + 8:], scream) < style_distance(blended[:, half + 8:], scream)
+
+
+@torch.no_grad()
+def test_each_region_is_brought_to_the_layers_sizes_once_per_part_of_the_image(monkeypatch):
+    """The masks at the layers' sizes and their areas are kept: step after step on the same part of the
+    image computes (and reads back from the device) nothing again; a new tile computes its own."""
+    from stylize_core.engine import losses
+    from stylize_core.engine.losses import STYLE_LAYERS, GuidedTarget
+    from stylize_core.engine.optimize import Objective
+
+    network = cached_network(None, "max", "cpu")
+    image = to_tensor(picture(CONTENT).rgb, torch.device("cpu"))
+    grams = {layer: gram_matrix(f) for layer, f in network(image, set(STYLE_LAYERS)).items()}
+    left = torch.from_numpy(halves()[0])[None, None]
+    computed = []
+    original = losses.region_weights
+    monkeypatch.setattr(losses, "region_weights", lambda mask, size: computed.append(size) or original(mask, size))
+    content_target = network(image, {"relu4_2"})["relu4_2"]
+    objective = Objective(network, [GuidedTarget(grams, left), GuidedTarget(grams, 1 - left)], content_target,
+                          1.0, 1.0, 0.0)
+    first = float(objective(image, content_target, None))
+    assert len(computed) == 2 * len(STYLE_LAYERS)
+    for _ in range(3):
+        assert float(objective(image, content_target, None)) == first
+    assert len(computed) == 2 * len(STYLE_LAYERS), "the masks were brought to the layers' sizes again"
+    box = (0, SIZE[1], 0, SIZE[0] // 2)
+    objective(image[..., box[0]:box[1], box[2]:box[3]], network(image[..., :, :SIZE[0] // 2], {"relu4_2"})["relu4_2"],
+              box)
+    assert len(computed) > 2 * len(STYLE_LAYERS), "a tile's part of the masks is its own"
