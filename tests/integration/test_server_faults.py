@@ -75,7 +75,8 @@ def make_step_fail(monkeypatch, step: str, fail) -> None:
     elif step == "upscale":
         optimized = []
         real_pyramid = engine.optimize_pyramid
-        monkeypatch.setattr(engine, "optimize_pyramid", lambda run: optimized.append(1) or real_pyramid(run))
+        monkeypatch.setattr(engine, "optimize_pyramid",
+                            lambda run, **kwargs: optimized.append(1) or real_pyramid(run, **kwargs))
         on_call(engine, "resize_rgb", after=lambda: bool(optimized))
     elif step == "save":
         on_call(imageio, "npy_bytes")
