@@ -115,8 +115,7 @@ def run_with_progress(image, drawable, content, config, plugin_config: dict):
     following it."""
     further = layers.further_styles(config)
     masks = layers.region_masks(image, layers.style_regions(config), drawable)
-    settings = widgets.request_settings(option_values(config), **styles.request_changes(
-        config.get_property("style-scale"), further))
+    settings = widgets.request_settings(option_values(config), further)
     server = server_of(config)
     Gimp.progress_init("Neural Style Transfer")
 

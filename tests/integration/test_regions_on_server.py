@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from helpers import CONTENT, EXAMPLES, STYLE, png_bytes
-from nst import bridge, pixels, styles
+from nst import bridge, pixels, styles, widgets
 from stylize_core import Settings
 from stylize_core.contract.client import ServerError, run_on_server
 from stylize_core.engine.api import stylize_picture
@@ -83,7 +83,7 @@ def test_the_plugins_styles_and_masks_reach_the_engine(served):
     mask = pixels.mask_npy_bytes(left_half(width, height).tobytes(), height, width)
     further = styles.parse_further_styles('[{"file": "scream.jpg", "weight": 2.0, "stroke": 1.5, '
                                           '"region": "channel:left"}]')
-    settings = {**SETTINGS, **styles.request_changes(0.5, further)}
+    settings = {**SETTINGS, **widgets.request_settings({"style-scale": 0.5}, further)}
     assert settings["style_weights"] == [1.0, 2.0] and settings["style_scales"] == [0.5, 1.5]
     data = bridge.run_engine({"python": "", "project": ""}, settings, content, [starry, scream], lambda event: None,
                              server=str(served.address), masks=[None, mask])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from nst import pixels
-from nst.styles import (MAX_STYLES, FurtherStyle, Region, StyleListError, further_styles_text,
-                        masks_output_with_selection, parse_further_styles, regions_of, request_changes)
-from nst.widgets import WIDGETS
+from nst.styles import (MAX_STYLES, STROKE_RANGE, FurtherStyle, Region, StyleListError, further_styles_text,
+                        masks_output_with_selection, parse_further_styles, regions_of)
+from nst.widgets import WIDGETS, request_settings
 
 
 def test_the_further_styles_survive_their_text():
@@ -50,11 +50,13 @@ def test_regions_in_words_and_back():
 
 
 def test_one_style_adds_nothing_to_the_request_and_several_a_weight_and_stroke_each():
-    assert request_changes(2.0, []) == {}
-    changes = request_changes(2.0, [FurtherStyle(file="a", weight=0.5, stroke=3.0), FurtherStyle(layer="b")])
-    assert changes == {"style_weights": [1.0, 0.5, 1.0], "style_scales": [2.0, 3.0, 1.0]}
+    values = {"strength": 2.0, "style-scale": 2.0}
+    assert request_settings(values, []) == {"strength": 2.0, "style_scale": 2.0}
+    changes = request_settings(values, [FurtherStyle(file="a", weight=0.5, stroke=3.0), FurtherStyle(layer="b")])
+    assert changes["style_weights"] == [1.0, 0.5, 1.0] and changes["style_scales"] == [2.0, 3.0, 1.0]
+    assert request_settings({}, [FurtherStyle(file="a")])["style_scales"] == [1.0, 1.0], "the engine's default"
     # The further styles' stroke sizes stay within what the dialog's Stroke size offers.
-    assert WIDGETS["style_scale"].range == (0.25, 4.0)
+    assert WIDGETS["style_scale"].range == STROKE_RANGE
 
 
 def test_the_selection_masks_the_new_layer_only_when_no_style_paints_it():

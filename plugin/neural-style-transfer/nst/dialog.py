@@ -18,7 +18,7 @@ from .layers import (further_styles, problem_with, read_small_part, region_choic
 from .preview import STYLE_SIDE, PreviewRunner
 from .recent import recent_styles
 from .styles import (MAX_STYLES, STROKE_RANGE, WEIGHT_RANGE, FurtherStyle, Region, StyleListError,
-                     further_styles_text, request_changes)
+                     further_styles_text)
 from .widgets import WIDGETS, argument_name, argument_names
 
 THUMBNAIL_SIZE = 128
@@ -293,9 +293,8 @@ class NeuralStyleDialog:
         whole_layer = any(not region.is_whole for region in regions)
         content, part, scale = read_small_part(self.drawables[0], PREVIEW_SIDE, selected_only=not whole_layer)
         masks = region_masks(self.image, regions, self.drawables[0], part, scale) if whole_layer else None
-        changes = request_changes(self.config.get_property("style-scale"), further_styles(self.config))
         self.runner.request(option_values(self.config), content, style_pictures(self.image, self.config, STYLE_SIDE),
-                            server, self.show_preview, masks=masks, changes=changes)
+                            server, self.show_preview, masks=masks, further=further_styles(self.config))
         return False  # once
 
     def show_preview(self, outcome) -> None:

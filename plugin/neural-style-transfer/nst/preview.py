@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from stylize_core.contract import client
 
@@ -70,11 +70,11 @@ class PreviewRunner:
 
     def request(self, values: dict, content: bytes, styles: list[bytes | Path], server: str,
                 on_outcome: Callable[[PreviewOutcome], None], masks: list[bytes | None] | None = None,
-                changes: dict | None = None) -> None:
+                further: Sequence = ()) -> None:
         """A preview of `content` after `styles` (bridge.run_engine's, with their `masks`), with the
-        dialog's `values` and the settings `changes` its style list adds."""
+        dialog's `values` and its `further` styles (widgets.request_settings)."""
         generation = self.cancel()
-        settings = preview_settings(values, **(changes or {}))
+        settings = preview_settings(values, further)
         threading.Thread(target=self._run, args=(generation, settings, content, styles, masks, server, on_outcome),
                          daemon=True, name=f"preview-{generation}").start()
 

@@ -1,7 +1,7 @@
 """The dialog's styles, without GIMP: the first style (the procedure's style-* arguments) and the
 further ones the painter adds, each with a weight, a stroke size and a region; kept between runs as
-text in the procedure's "style-region" and "more-styles" arguments, and turned into what a run
-request carries (the style weights and stroke sizes, which styles paint in a region).
+text in the procedure's "style-region" and "more-styles" arguments, and which styles paint in a
+region (widgets.request_settings adds their weights and stroke sizes to a request).
 
 A region is written as text: "whole" (the whole layer, or what the other regions leave),
 "selection", "inverse" (the rest of the selection's image), "channel:NAME" (a channel of the image)
@@ -117,15 +117,6 @@ def further_styles_text(styles: list[FurtherStyle]) -> str:
     default = asdict(FurtherStyle())
     return json.dumps([{key: value for key, value in asdict(style).items() if value != default[key]}
                        for style in styles])
-
-
-def request_changes(first_stroke: float, further: list[FurtherStyle]) -> dict:
-    """The settings the further styles add to a request: a weight and a stroke size per style image,
-    the first style's 1 and the dialog's Stroke size; nothing when there is one style."""
-    if not further:
-        return {}
-    return {"style_weights": [1.0, *(float(style.weight) for style in further)],
-            "style_scales": [float(first_stroke), *(float(style.stroke) for style in further)]}
 
 
 def regions_of(first_region: str, further: list[FurtherStyle]) -> list[Region]:

@@ -6,6 +6,7 @@ offers is valid to the engine and means the same there."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from stylize_core.contract.settings import BY_NAME, Option
 from stylize_core.contract.settings import Settings
@@ -71,16 +72,22 @@ def label_in_words(option_name: str) -> str:
     return f"Advanced \u203a {label}" if widget.advanced else label
 
 
-def request_settings(values: dict, **changes) -> dict:
+def request_settings(values: dict, further: Sequence = (), **changes) -> dict:
     """The dialog's values (keyed by argument name) as the Settings fields a run request carries; the
-    engine's default stands for a value the dialog has not got."""
+    engine's default stands for a value the dialog has not got. `further`: the styles added below the
+    first (styles.FurtherStyle), each with a weight against the first style's 1 and its own stroke size
+    (the first style's is the dialog's Stroke size)."""
     fields = {name: values[argument_name(name)] for name in WIDGETS if argument_name(name) in values}
+    if further:
+        first_stroke = fields.get("style_scale", BY_NAME["style_scale"].default)
+        fields.update(style_weights=[1.0, *(float(style.weight) for style in further)],
+                      style_scales=[float(first_stroke), *(float(style.stroke) for style in further)])
     return {**fields, **changes}
 
 
-def preview_settings(values: dict, **changes) -> dict:
+def preview_settings(values: dict, further: Sequence = (), **changes) -> dict:
     """The same settings painted with the engine's preview schedule (resolution "preview")."""
-    return request_settings(values, **changes, resolution="preview")
+    return request_settings(values, further, **changes, resolution="preview")
 
 
 def dialog_settings(values: dict) -> Settings:
