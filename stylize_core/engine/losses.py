@@ -142,7 +142,8 @@ def guided_gram(features: torch.Tensor, mask: torch.Tensor,
 def regional_style_loss(features: dict[str, torch.Tensor], targets: list[GuidedTarget],
                         box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """The style loss of several styles, each in its region: per region the guided Grams against its
-    targets, the regions weighted by their areas and weights. `box` (top, bottom, left, right): the
+    targets, the regions weighted by their areas and weights, so that a style pushes as hard inside its
+    region as it would over the whole layer. `box` (top, bottom, left, right): the
     image is that part of the masks' image (a tile)."""
     total, shares = None, 0.0
     for target in targets:
@@ -165,7 +166,10 @@ def regional_style_loss(features: dict[str, torch.Tensor], targets: list[GuidedT
         shares += share * target.weight
     if total is None or shares == 0:
         return torch.zeros((), device=next(iter(features.values())).device)
-    return total / shares
+    # Each region's loss counts by its area: inside it a style pushes as hard as over a whole layer (a
+    # guided Gram's pull on each position grows as its region shrinks). Where regions leave part of the
+    # image unstyled the sum is not scaled up to make up for it; where they overlap it is scaled down.
+    return total / max(shares, 1.0)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -207,3 +207,28 @@ def test_each_region_is_brought_to_the_layers_sizes_once_per_part_of_the_image(m
     objective(image[..., box[0]:box[1], box[2]:box[3]], network(image[..., :, :SIZE[0] // 2], {"relu4_2"})["relu4_2"],
               box)
     assert len(computed) > 2 * len(STYLE_LAYERS), "a tile's part of the masks is its own"
+
+
+@torch.no_grad()
+def test_a_style_in_a_small_region_pushes_no_harder_than_over_the_whole_layer():
+    """A region's loss counts by its area, also where no other style fills the rest: a guided Gram's pull
+    on each position is already 1/area times a whole-layer Gram's, so a quarter of the layer weighs a
+    quarter (scaled up to the whole, a small selection would be painted far harder than the layer)."""
+    from stylize_core.engine.losses import STYLE_LAYERS, GuidedTarget, regional_style_loss
+
+    network = cached_network(None, "max", "cpu")
+    cpu = torch.device("cpu")
+    features = network(to_tensor(picture(CONTENT).rgb, cpu), set(STYLE_LAYERS))
+    targets = {layer: gram_matrix(f) for layer, f in network(to_tensor(picture(SCREAM).rgb, cpu),
+                                                             set(STYLE_LAYERS)).items()}
+    quarter = torch.zeros((1, 1, SIZE[1], SIZE[0]))
+    quarter[..., :SIZE[1] // 2, :SIZE[0] // 2] = 1
+    inside = torch.stack([(guided_gram(features[layer], quarter) - target).pow(2).sum() / target.pow(2).sum()
+                          for layer, target in targets.items()]).mean()
+    alone = regional_style_loss(features, [GuidedTarget(targets, quarter)])
+    assert float(alone) == pytest.approx(0.25 * float(inside), rel=1e-4)
+    # Regions that share the layer out: each by its area, as before.
+    both = regional_style_loss(features, [GuidedTarget(targets, quarter), GuidedTarget(targets, 1 - quarter)])
+    rest = torch.stack([(guided_gram(features[layer], 1 - quarter) - target).pow(2).sum() / target.pow(2).sum()
+                        for layer, target in targets.items()]).mean()
+    assert float(both) == pytest.approx(0.25 * float(inside) + 0.75 * float(rest), rel=1e-4)
