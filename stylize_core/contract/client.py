@@ -177,8 +177,8 @@ def run_on_server(address: Address, images: list[bytes], settings: dict, on_even
     the result's .npy bytes or None). `frames`: the first `frames` images are a clip's frames, and the
     result is the list of the restyled frames' .npy bytes (those done, when the run failed). `regions`:
     which styles paint only in a region, one flag per style; the masks of those follow the styles in
-    `images`, in order. `on_picture`: a still's picture (.npy bytes) as each scale before the last
-    ends, for a preview that shows itself at once.
+    `images`, in order. `on_picture`: a still's picture on the way (.npy bytes: as each scale but the
+    last ends, and every 1.5 s of optimisation in between), for a preview that shows itself at once.
     Closing the connection (our process dying, say) withdraws the request, queued or running:
     on_connect gets the connection, for a caller that may withdraw it from another thread
     (withdraw())."""

@@ -52,6 +52,9 @@ from .tiling import TiledObjective, tiled_style_grams
 from .vgg import VGG19Features, load_vgg19
 
 STYLE_CACHE_ENTRIES = 16
+SKETCH_INTERVAL_S = 1.5
+"""A preview's picture on the way changes at most this often while a scale runs: often enough to see
+the painting come, rarely enough that reading it back costs nothing."""
 TRUST_ELAPSED_AFTER = 0.05
 """Once this share of the work is done, the time left is extrapolated from the time taken."""
 
@@ -103,13 +106,13 @@ def stylize_picture(content: Picture, styles: list[Picture], settings: Settings,
                     progress: ProgressCallback | None = None,
                     regions: list[Picture | None] | None = None,
                     on_picture: Callable[[Picture], None] | None = None) -> Picture:
-    """The content restyled; `on_picture` gets the picture as each scale before the last leaves it (at the
-    output size, finished as the result is), so that a preview shows something at once."""
+    """The content restyled; `on_picture` gets the picture on the way (Sketches: at the output size,
+    finished as the result is), so that a preview shows something at once."""
     run = start_run(content, styles, settings, Reporter(progress), regions)
     memory_is_tight = run.plan.device.type == "cpu" and any(scale.memory.tile for scale in run.plan.scales)
-    on_scale = None if on_picture is None else (lambda rgb: on_picture(finished_picture(run, rgb)))
+    sketches = None if on_picture is None else Sketches(run, on_picture)
     with freed_memory_returned() if memory_is_tight else contextlib.nullcontext():
-        result = optimize_pyramid(run, on_scale=on_scale)
+        result = optimize_pyramid(run, sketches=sketches)
     if settings.resolution != "preview":
         # Previews come ten at a time, at sizes whose per-pixel cost is not the runs' the estimate is
         # for: learning from them would pull the full runs' estimate towards theirs.
@@ -191,12 +194,36 @@ class Run:
         return report
 
 
+class Sketches:
+    """The picture on the way to the result, for a preview: as each scale but the last ends, and in
+    between at most every SKETCH_INTERVAL_S of optimisation, so that a slow scale (a CPU's) still shows
+    its painting early. Only what is due is read back from the device."""
+
+    def __init__(self, run: Run, on_picture: Callable[[Picture], None]):
+        self.run, self.on_picture = run, on_picture
+        self.due: float | None = None  # counted from the first step: before it there is nothing to show
+
+    def during(self, image: torch.Tensor) -> None:
+        if self.due is None:
+            self.due = time.perf_counter() + SKETCH_INTERVAL_S
+        elif time.perf_counter() >= self.due:
+            self.show(image)
+
+    def scale_done(self, image: torch.Tensor, number: int) -> None:
+        if number < len(self.run.plan.scales):
+            self.show(image)
+
+    def show(self, image: torch.Tensor) -> None:
+        self.on_picture(finished_picture(self.run, to_numpy(image.detach().clamp(0, 1))))
+        self.due = time.perf_counter() + SKETCH_INTERVAL_S
+
+
 def optimize_pyramid(run: Run, start: np.ndarray | None = None,
                      temporal_at: Callable[[Scale], TemporalTarget | None] | None = None,
-                     on_scale: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+                     sketches: Sketches | None = None) -> np.ndarray:
     """Step 3 over the plan's scales; the first starts from `start` (an image at its size) where given,
     and each scale holds to temporal_at(scale) where that gives a target (a clip's frames: frames.py).
-    on_scale gets the image each scale before the last ends with."""
+    `sketches` are shown the picture on the way."""
     device = run.plan.device
     torch.manual_seed(run.settings.seed)
     image = None if start is None else to_tensor(start, device)
@@ -221,7 +248,8 @@ def optimize_pyramid(run: Run, start: np.ndarray | None = None,
         on_iteration = run.on_iteration(number, scale, cost_before)
         while True:
             try:
-                image = optimize_scale(run, scale, image, content, on_iteration, composition, curvature, temporal)
+                image = optimize_scale(run, scale, image, content, on_iteration, composition, curvature, temporal,
+                                       sketches.during if sketches is not None else None)
                 break
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_out_of_memory(error):
@@ -232,8 +260,8 @@ def optimize_pyramid(run: Run, start: np.ndarray | None = None,
                 run.report.plan(f"out of memory at {scale.width}x{scale.height}: retrying in "
                                 f"{scale.memory.tile} px tiles")
         cost_before += scale.pixels * scale.iterations
-        if on_scale is not None and number < len(run.plan.scales):
-            on_scale(to_numpy(image))
+        if sketches is not None:
+            sketches.scale_done(image, number)
     return to_numpy(image)
 
 
@@ -244,7 +272,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.Tensor, on_iteration,
                    composition: torch.Tensor | None = None, curvature: Curvature | None = None,
-                   temporal: TemporalTarget | None = None):
+                   temporal: TemporalTarget | None = None, on_image: Callable[[torch.Tensor], None] | None = None):
     precision, tile = run.plan.precision, scale.memory.tile
     with torch.no_grad():
         style_targets = styles_in_regions([style_grams(run, rgb, size, scale, tile)
@@ -261,7 +289,7 @@ def optimize_scale(run: Run, scale: Scale, image: torch.Tensor, content: torch.T
     if tile is not None:
         objective = TiledObjective(objective, content, tile, run.generator)
     return optimize(image, objective, scale.iterations, run.settings.optimizer, run.settings.stall_tolerance,
-                    on_iteration, scale.memory.history, curvature)
+                    on_iteration, scale.memory.history, curvature, on_image)
 
 
 def style_grams(run: Run, rgb: np.ndarray, size: tuple[int, int], scale: Scale,

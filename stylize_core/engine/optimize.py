@@ -146,7 +146,8 @@ class Curvature:
 @torch.enable_grad()  # the gradient is the method: a caller that turned autograd off (torch.no_grad) still gets it
 def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimizer: str,
              stall_tolerance: float, on_iteration: Callable[[int, float], None],
-             history: int = LBFGS_HISTORY, curvature: Curvature | None = None) -> torch.Tensor:
+             history: int = LBFGS_HISTORY, curvature: Curvature | None = None,
+             on_image: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
     """Minimise objective over the pixels of image (1, 3, H, W); returns the result clamped to 0..1.
 
     on_iteration(i, loss) is called for each iteration i = 1..iterations; on a GPU one
@@ -156,7 +157,8 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
     sooner). The run
     stops early when the loss improved by less than stall_tolerance (relative)
     over the last STALL_WINDOW iterations. With L-BFGS, `curvature` (when given) starts the
-    first step when it holds a value, and holds this run's at the end.
+    first step when it holds a value, and holds this run's at the end. on_image (when given) is
+    handed the image after each step, to read it only when it wants to (a preview's sketch).
     """
     image = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     image.grad = torch.zeros_like(image)
@@ -192,6 +194,8 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
         image.grad.zero_()
         unread.append(objective.evaluate(image))
         step()
+        if on_image is not None:
+            on_image(image)
         if len(unread) > kept_queued and read_back(unread.pop(0)):
             break
     for loss in unread:

@@ -104,7 +104,7 @@ def with_regions(flags: list[bool] | None, styles: list, masks: list, content_si
 
 
 def wants_pictures(header: dict) -> bool:
-    """Whether a still's client wants the picture each scale before the last ends with ("pictures": true)."""
+    """Whether a still's client wants the picture on the way ("pictures": true)."""
     pictures = header.get("pictures", False)
     if not isinstance(pictures, bool):
         raise InputError(f"pictures must be true or false, not {json.dumps(pictures)[:40]}")

@@ -71,7 +71,7 @@ class Job:
     regions: list[Picture | None] | None = None
     """Each style's region mask (None: the rest of the layer); None: no regions (regions.py)."""
     pictures: bool = False
-    """A still's client also wants the picture each scale before the last ends with (a preview)."""
+    """A still's client also wants the picture on the way (api.Sketches: a preview)."""
     outbox: "queue.Queue[tuple[dict, bytes]]" = field(default_factory=queue.Queue)
     withdrawn: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)

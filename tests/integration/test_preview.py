@@ -17,6 +17,7 @@ from stylize_core.contract.errors import InputError
 from stylize_core.contract.settings import BY_NAME
 from stylize_core.contract.schedule import PREVIEW_ITERATIONS, PREVIEW_SIDE
 from stylize_core.engine.imageio import load_picture
+from stylize_core.engine.api import SKETCH_INTERVAL_S
 from stylize_core.server.connection import wants_pictures
 from helpers import CONTENT, STYLE, Served, small
 
@@ -142,8 +143,8 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
     # Before it, the coarse scale's picture at the same size, shown while the preview is refined.
     warm_up = [outcome for label, outcome in pane.outcomes if label == "warm-up"]
     sketches = [outcome for outcome in warm_up if outcome.rgba is not None and not outcome.final]
-    assert len(sketches) == 1 and warm_up.index(sketches[0]) < warm_up.index(first)
-    assert (sketches[0].width, sketches[0].height) == (256, 192) and sketches[0].rgba != first.rgba
+    assert sketches and all(warm_up.index(sketch) < warm_up.index(first) for sketch in sketches)
+    assert all((sketch.width, sketch.height) == (256, 192) and sketch.rgba != first.rgba for sketch in sketches)
     sampler = in_flight_sampler(served, samples, stop)
     try:
         runner.request({**VALUES, "strength": 1.0}, content, [style.getvalue()], address, pane.show_for("old"))
@@ -182,27 +183,39 @@ def test_an_unreachable_server_is_said_in_the_pane(tmp_path):
 
 
 @pytest.mark.usefixtures("private_state")
-def test_a_still_asks_for_the_picture_of_each_scale_before_the_last(served):
-    """"pictures": true: the server sends the picture each scale before the last ends with, at the result's
-    size, before the result (the preview's two scales: one); not asked, none; not a boolean, refused."""
+def test_a_still_asks_for_the_pictures_on_the_way(served):
+    """"pictures": true: the server sends the picture on the way, at the result's size, before the result:
+    as the coarse scale ends, and in between every SKETCH_INTERVAL_S of optimisation; not asked, none;
+    not a boolean, refused."""
     content, style = [np.asarray(small(path, 256).convert("RGB")) for path in (CONTENT, STYLE)]
     images = [npy(content / 255.0), npy(style / 255.0)]
     settings = {"resolution": "preview", "device": "cpu"}
-    order, sketches = [], []
+    order, sketches, last_step = [], [], {}
+
+    def on_event(event: dict) -> None:
+        order.append(event["stage"])
+        if event["stage"] == "optimize":
+            last_step.update(scale=event["scale"], iteration=event["iteration"], total=event["total"],
+                             at=time.monotonic())
 
     def on_picture(data: bytes) -> None:
         order.append("picture")
-        sketches.append(np.load(io.BytesIO(data)))
-    code, result = client.run_on_server(served.address, images, settings, lambda event: order.append(event["stage"]),
-                                        on_picture=on_picture)
+        sketches.append((dict(last_step), np.load(io.BytesIO(data)), time.monotonic()))
+    code, result = client.run_on_server(served.address, images, settings, on_event, on_picture=on_picture)
     assert code == 0
     final = np.load(io.BytesIO(result))
-    assert len(sketches) == 1 and sketches[0].shape == final.shape == (192, 256, 3)
-    assert order.index("optimize") < order.index("picture") < order.index("done")
-    assert order[order.index("picture") + 1:].count("optimize") >= 3, "sent after the coarse scale, not at the end"
-    assert 0.005 < np.abs(sketches[0] - final).mean() < 0.2, "the sketch is not the coarse scale's picture"
+    assert sketches and all(sketch.shape == final.shape == (192, 256, 3) for _, sketch, _ in sketches)
+    assert order.index("optimize") < order.index("picture") and "picture" not in order[order.index("done"):]
+    ends = [step for step, _, _ in sketches if step["scale"] == 1 and step["iteration"] == step["total"]]
+    assert len(ends) == 1, "the coarse scale's picture as it ends"
+    # Between pictures at least SKETCH_INTERVAL_S of optimisation, unless a scale ended (by the client's clock,
+    # which the messages reach in order: a lower bound with some slack for their transit).
+    for (step, _, at), (_, _, before) in zip(sketches[1:], sketches):
+        assert at - before > SKETCH_INTERVAL_S * 0.5 or step["iteration"] == step["total"], sketches
+    coarse_end = [sketch for step, sketch, _ in sketches if step in ends][0]
+    assert 0.005 < np.abs(coarse_end - final).mean() < 0.2, "the sketch is not the coarse scale's picture"
     order.clear()
-    code, _ = client.run_on_server(served.address, images, settings, lambda event: order.append(event["stage"]))
-    assert code == 0 and "picture" not in order and len(sketches) == 1
+    code, _ = client.run_on_server(served.address, images, settings, on_event)
+    assert code == 0 and "picture" not in order
     with pytest.raises(InputError, match="pictures must be true or false"):
         wants_pictures({"pictures": "yes"})

@@ -71,7 +71,7 @@ def run_engine(config: dict, settings: dict, content: bytes | list[bytes], style
     widgets.request_settings); BridgeError says what went wrong in the dialog's words. A list of
     contents is a clip's frames, in order: the result is the list of the restyled frames. `masks`:
     one per style, the region it paints (.npy bytes, the content's size), None for the whole layer.
-    `on_picture`: the picture (.npy bytes) as each scale before the last ends (a preview's first sketch).
+    `on_picture`: the picture on the way (.npy bytes), for a preview that shows itself at once.
 
     With a server address (the dialog's `server`, else the config's) the run happens there; without
     one, on this computer's own server, started when none answers. on_connect gets each server

@@ -43,8 +43,8 @@ def wait_before_preview_ms(last_preview_seconds: float | None) -> int:
 @dataclass
 class PreviewOutcome:
     """What the pane shows: the picture (RGBA, 8 bits, rows of width * 4 bytes), or in `message` why
-    there is none; with final False, a step on the way ("starting the engine", "painting", or the coarse
-    scale's picture while the preview is refined)."""
+    there is none; with final False, a step on the way ("starting the engine", "painting", or the picture
+    on the way while the preview is refined)."""
     rgba: bytes | None = None
     width: int = 0
     height: int = 0
@@ -111,7 +111,7 @@ class PreviewRunner:
                 said.append(text)
                 self._deliver(generation, on_outcome, PreviewOutcome(message=text, final=False))
 
-        def on_picture(npy: bytes) -> None:  # the coarse scale's picture: shown until the final one comes
+        def on_picture(npy: bytes) -> None:  # the painting on the way: shown until the final one comes
             try:
                 sketch = PreviewOutcome(*rgba8(npy), message="refining", final=False)
             except PixelError:
