@@ -190,11 +190,11 @@ def optimize(image: torch.Tensor, objective: Evaluates, iterations: int, optimiz
 
     kept_queued = 0 if image.device.type == "cpu" else 1
     unread: list[torch.Tensor] = []
-    for _ in range(iterations):
+    for iteration in range(1, iterations + 1):
         image.grad.zero_()
         unread.append(objective.evaluate(image))
         step()
-        if on_image is not None:
+        if on_image is not None and iteration < iterations:  # the last step's image is the result
             on_image(image)
         if len(unread) > kept_queued and read_back(unread.pop(0)):
             break

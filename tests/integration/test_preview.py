@@ -140,11 +140,11 @@ def test_a_change_withdraws_the_running_preview_and_only_the_newest_is_shown(ser
     assert first.rgba is not None, first.message
     assert 0 < runner.last_seconds <= time.monotonic() - asked, "the preview's own time is what the wait follows"
     assert (first.width, first.height) == (256, 192) and len(first.rgba) == 256 * 192 * 4
-    # Before it, the coarse scale's picture at the same size, shown while the preview is refined.
+    # Before it, the pictures on the way at the same size, shown while the preview is refined.
     warm_up = [outcome for label, outcome in pane.outcomes if label == "warm-up"]
     sketches = [outcome for outcome in warm_up if outcome.rgba is not None and not outcome.final]
     assert sketches and all(warm_up.index(sketch) < warm_up.index(first) for sketch in sketches)
-    assert all((sketch.width, sketch.height) == (256, 192) and sketch.rgba != first.rgba for sketch in sketches)
+    assert all((sketch.width, sketch.height) == (256, 192) for sketch in sketches) and sketches[0].rgba != first.rgba
     sampler = in_flight_sampler(served, samples, stop)
     try:
         runner.request({**VALUES, "strength": 1.0}, content, [style.getvalue()], address, pane.show_for("old"))
