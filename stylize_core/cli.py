@@ -1,5 +1,9 @@
 """The command line: `stylize CONTENT STYLE [STYLE ...] -o OUT [options]`.
 
+CONTENT is a picture or a clip; with --batch, a folder (or a quoted glob) of pictures each restyled on
+its own into the folder OUT. With --cluster ADDRESS (or $RAY_ADDRESS) the work is done by a Ray cluster
+(stylize_core/cluster, docs/cluster.md) instead of this process; without it Ray is never imported.
+
 Every failure ends with one line `stylize: error: ...` on stderr and a non-zero
 exit status (docs/protocol.md); no output file appears unless the run succeeded.
 """
@@ -26,6 +30,7 @@ from .contract.settings import Settings
 
 PROG = "stylize"
 SERVER_VARIABLE = "STYLIZE_SERVER"
+CLUSTER_VARIABLE = "RAY_ADDRESS"
 GROUP_ORDER = ("look", "quality and size", "clips", "engine")
 
 
@@ -40,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "transfer with VGG19). Images: any format Pillow reads, or float .npy arrays (H, W, 3|4).",
         epilog=f"The engine as a server, for the GIMP plug-in and --server: {PROG} serve --help")
     parser.add_argument("content", help="the picture to restyle, or a clip: a video file, an animated GIF or "
-                        "WebP, a folder of pictures or a quoted glob ('frames/*.png')")
+                        "WebP, a folder of pictures or a quoted glob ('frames/*.png'); with --batch a folder "
+                        "or quoted glob of pictures, each restyled on its own")
     parser.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
     parser.add_argument("-o", "--output", required=True, help="output file (.png, .jpg, .tif, .webp or .npy); for a clip a video "
-                        "(.mp4, .mkv, .mov, .webm, .avi), an animated .gif or .webp, or a new folder of PNG frames")
+                        "(.mp4, .mkv, .mov, .webm, .avi), an animated .gif or .webp, or a new folder of PNG frames; "
+                        "with --batch a new folder (each result keeps its picture's name)")
     groups = {name: parser.add_argument_group(name) for name in GROUP_ORDER}
     groups["look"].add_argument("--style-mask", metavar="N=MASK", type=style_mask, action="append", default=[],
                                 help="paint with style image N (counted from 1) only where the picture MASK, the "
@@ -59,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
             option.cli_flag, dest=option.name, type=option.type, default=option.default,
             choices=option.choices or None, nargs="+" if option.many else None, metavar=metavar(option),
             help=option.help[0].lower() + option.help[1:] + default)
+    groups["clips"].add_argument("--batch", action="store_true",
+                                 help="CONTENT is a folder or a quoted glob of pictures ('shots/*.jpg'), each restyled "
+                                      "on its own into the new folder -o; interrupted, the same command continues")
     output = parser.add_argument_group("output")
     output.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
                         help="progress display; json prints one object per line on stdout "
@@ -77,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--server-file", metavar="FILE",
                        help="run on the server whose address is in FILE (only you may read it): the file the "
                        "server wrote its address to, copied here (tls://TOKEN@HOST:PORT#sha256=...)")
+    where.add_argument("--cluster", metavar="ADDRESS",
+                       help=f"run on a Ray cluster (pip install 'stylize-core[cluster]'; docs/cluster.md): a clip in "
+                       "chunks, a batch a picture a task, on every GPU of it (else every CPU core). ADDRESS: "
+                       f"host:port of its head node, ray://host:port or auto; default ${CLUSTER_VARIABLE}. "
+                       "--cluster '' runs here")
+    output.add_argument("--workers", metavar="N", type=positive_int,
+                        help="with --cluster: use N of its GPUs (or CPU cores) instead of all")
+    output.add_argument("--chunk-frames", metavar="N", type=positive_int,
+                        help="with --cluster, a clip: cut its scenes into chunks of at most N frames (at least 8; "
+                        "default: the clip shared out over the workers, at most 250)")
     return parser
 
 
@@ -96,6 +116,12 @@ def frame_span(text: str) -> tuple[int, int | None]:
     if not colon or span is None or span[0] < 0 or (span[1] is not None and span[1] <= span[0]):
         raise argparse.ArgumentTypeError(f"{text!r} is not A:B with 0 <= A < B (either may be left out)")
     return span
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
+    return int(text)
 
 
 def metavar(option) -> str | None:
@@ -295,8 +321,17 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     from .engine.clips import is_clip
 
     started = time.perf_counter()
+    cluster = cluster_address(args)
+    if args.workers is not None and cluster is None:
+        raise InputError(f"--workers counts a cluster's workers: it goes with --cluster (or ${CLUSTER_VARIABLE})")
+    if args.chunk_frames is not None and (cluster is None or args.batch):
+        raise InputError("--chunk-frames cuts a clip for a cluster: it goes with --cluster and a clip")
+    if args.batch:
+        return run_batch(args, settings, report, started, cluster)
     if is_clip(args.content):
-        return run_clip(args, settings, report, started)
+        return run_clip(args, settings, report, started, cluster)
+    if args.chunk_frames is not None:
+        raise InputError("--chunk-frames cuts a clip; the content is a picture")
     # Everything that can be checked is checked before the expensive part.
     mask_paths = style_mask_paths(args.style_mask, len(args.styles))
     check_output(args.output, [args.content, *args.styles, *filter(None, mask_paths)])
@@ -305,8 +340,11 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     check_output_size(args.output, result_size(content.size, settings))
     styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
     regions = regions_of(mask_paths, memory_limit)
-    address = server_address(args)
-    if address:
+    address = None if cluster else server_address(args)
+    if cluster:
+        from .cluster.picture import stylize_picture as stylize_on_cluster
+        result = stylize_on_cluster(cluster, content, styles, settings, report.callback, regions)
+    elif address:
         result = run_on_server(address, content, styles, settings, report, regions)
     else:
         # The engine (and with it torch) is imported only now, so --help and bad input answer at once.
@@ -341,20 +379,67 @@ def regions_of(mask_paths: list[str | None], memory_limit: int | None):
             for number, path in enumerate(mask_paths, start=1)]
 
 
-def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, started: float) -> int:
+def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, started: float,
+             cluster: str | None) -> int:
     from .engine.clipjob import stylize_clip
     from .engine.imageio import load_picture
 
-    if server_address(args):
-        raise InputError("a clip is restyled by this computer's engine: leave out --server (a server takes "
-                         "pictures)")
+    if not cluster and server_address(args):
+        raise InputError("a clip is restyled by this computer's engine or a Ray cluster (--cluster): leave out "
+                         "--server (a server takes pictures)")
     mask_paths = style_mask_paths(args.style_mask, len(args.styles))
     memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
     styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
-    output = stylize_clip(args.content, styles, args.output, settings, report.callback, args.frames,
-                          (*args.styles, *filter(None, mask_paths)), regions_of(mask_paths, memory_limit))
+    sources = (*args.styles, *filter(None, mask_paths))
+    regions = regions_of(mask_paths, memory_limit)
+    if cluster:
+        from .cluster.clipjob import stylize_clip as stylize_on_cluster
+        output = stylize_on_cluster(cluster, args.content, styles, args.output, settings, report.callback,
+                                    args.frames, sources, regions, args.workers, args.chunk_frames)
+    else:
+        output = stylize_clip(args.content, styles, args.output, settings, report.callback, args.frames, sources,
+                              regions)
     report.done(time.perf_counter() - started, os.path.abspath(output))
     return 0
+
+
+def run_batch(args: argparse.Namespace, settings: Settings, report: Reporter, started: float,
+              cluster: str | None) -> int:
+    from .engine.batchjob import stylize_batch
+    from .engine.imageio import load_picture
+
+    if args.style_mask:
+        raise InputError("--style-mask: a mask fits one picture, and a batch's pictures differ: restyle them one "
+                         "by one", "style_mask")
+    if args.frames != (0, None):
+        raise InputError("--frames picks frames of a clip; --batch restyles every picture of its folder")
+    if not cluster and server_address(args):
+        raise InputError("a batch is restyled by this computer's engine or a Ray cluster (--cluster): leave out "
+                         "--server (a server takes pictures)")
+    memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
+    styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    if cluster:
+        from .cluster.batchjob import stylize_batch as stylize_on_cluster
+        output = stylize_on_cluster(cluster, args.content, styles, args.output, settings, report.callback,
+                                    args.workers, memory_limit)
+    else:
+        output = stylize_batch(args.content, styles, args.output, settings, report.callback, memory_limit)
+    report.done(time.perf_counter() - started, os.path.abspath(output))
+    return 0
+
+
+def cluster_address(args: argparse.Namespace) -> str | None:
+    """The Ray cluster to run on, if any: --cluster ('' for none), else $RAY_ADDRESS unless --server or
+    --server-file names a server. With both $RAY_ADDRESS and $STYLIZE_SERVER set, neither is guessed."""
+    if args.cluster is not None:
+        return args.cluster.strip() or None
+    if args.server or args.server_file:
+        return None
+    address = os.environ.get(CLUSTER_VARIABLE, "").strip() or None
+    if address and os.environ.get(SERVER_VARIABLE):
+        raise InputError(f"both ${CLUSTER_VARIABLE} and ${SERVER_VARIABLE} are set: choose with --cluster or "
+                         "--server (--cluster '' runs here)")
+    return address
 
 
 def server_address(args: argparse.Namespace):

@@ -45,12 +45,16 @@ class Progress:
     """A clip's: "frame", the frames done; "optimize", the 1-based frame being optimised."""
     frames: int = 0
     """A clip's frame count (0 where it is not known, and in a still's events)."""
+    workers: int = 0
+    """"frame", a run on a Ray cluster: the workers it runs on (0, and not sent, for a run here)."""
 
     def fields(self) -> dict:
         """The fields that belong to this stage, as sent in JSON."""
         fields = {"stage": self.stage, **{name: getattr(self, name) for name in STAGE_FIELDS[self.stage]}}
         if self.stage == "optimize" and self.frame:
             fields.update(frame=self.frame, frames=self.frames)
+        if self.stage == "frame" and self.workers:
+            fields.update(workers=self.workers)
         return fields
 
 
@@ -88,9 +92,11 @@ class Reporter:
                  loss: float, fraction: float, eta_s: float | None) -> None:
         self.callback(Progress("optimize", scale, scales, width, height, iteration, total, loss, fraction, eta_s))
 
-    def frame(self, frame: int, frames: int, fraction: float, eta_s: float | None) -> None:
-        """A clip's frame is done (and written): `frame` of `frames` (0 where not known)."""
-        self.callback(Progress("frame", frame=frame, frames=frames, fraction=fraction, eta_s=eta_s))
+    def frame(self, frame: int, frames: int, fraction: float, eta_s: float | None, workers: int = 0) -> None:
+        """A clip's frame is done (and written): `frame` of `frames` (0 where not known). On a cluster
+        (`workers` > 0): the frames done by all its workers together, or a batch's pictures."""
+        self.callback(Progress("frame", frame=frame, frames=frames, fraction=fraction, eta_s=eta_s,
+                               workers=workers))
 
     def save(self, output: str) -> None:
         self.callback(Progress("save", output=output))
@@ -130,7 +136,9 @@ def terminal_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressCallba
                          f"it {event.iteration}/{event.total} loss {event.loss:.4f}{eta}   ")
         elif event.stage == "frame":
             eta = f", ~{in_words(event.eta_s)} left" if event.eta_s is not None else ""
-            stream.write(f"\rframe {event.frame}/{event.frames or '?'} done{eta}".ljust(width + 50))
+            where = f" on {event.workers} worker{'s' if event.workers != 1 else ''}" if event.workers else ""
+            done = "" if where else " done"
+            stream.write(f"\rframe {event.frame}/{event.frames or '?'}{done}{where}{eta}".ljust(width + 50))
         elif event.stage == "save":
             stream.write("\n")
         elif event.stage == "done" and event.output:

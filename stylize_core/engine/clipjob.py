@@ -43,17 +43,14 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
     `output`; returns the output's path. `style_sources` (the styles' files, where they are files)
     are checked not to be the output; `regions`: each style's region in every frame (regions.py)."""
     clip = open_clip(source)
-    start, stop = span[0], clip.count if span[1] is None else min(span[1], clip.count)
-    if not 0 <= start < stop:
-        raise InputError(f"--frames {span[0]}:{'' if span[1] is None else span[1]} holds no frame of the "
-                         f"clip's {clip.count} (frames are counted from 0)")
+    start, stop = frames_asked(clip, span)
     output_path = Path(output)
     kind = output_kind(output)
     check_clip_output(output_path, kind, clip, style_sources)
     settings.validate(len(styles))
     if regions is not None:
         checked_regions(regions, len(styles), next(clip.frames(start, start + 1)).size)
-    work = output_path.parent / f".{output_path.name}.frames"
+    work = work_folder(output_path)
     record = run_record(clip, styles, settings, (start, stop), regions)
     done = frames_done(work, record)
     previous = None
@@ -70,6 +67,20 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
     Reporter(progress).save(str(output_path))
     assemble(work, output_path, kind, clip, (start, stop))
     return output_path
+
+
+def frames_asked(clip: Clip, span: tuple[int, int | None]) -> tuple[int, int]:
+    """span (stop None: to the end) within the clip, or InputError where it holds no frame."""
+    start, stop = span[0], clip.count if span[1] is None else min(span[1], clip.count)
+    if not 0 <= start < stop:
+        raise InputError(f"--frames {span[0]}:{'' if span[1] is None else span[1]} holds no frame of the "
+                         f"clip's {clip.count} (frames are counted from 0)")
+    return start, stop
+
+
+def work_folder(output: Path) -> Path:
+    """Where the frames of a clip restyled into `output` wait until it is written (the module's rule)."""
+    return output.parent / f".{output.name}.frames"
 
 
 def check_clip_output(output: Path, kind: str, clip: Clip, style_sources: tuple[str, ...]) -> None:
@@ -98,12 +109,21 @@ def run_record(clip: Clip, styles: list[Picture], settings: Settings, span: tupl
     """What makes two runs the same: the input (path, size, time), the styles' (and regions') pixels, the
     settings."""
     sources = clip.paths or [Path(clip.source)]
-    inputs = [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in sources]
-    styles_hash = hashlib.sha256()
-    for style in [*styles, *(region for region in regions or [] if region is not None)]:
-        styles_hash.update(np.ascontiguousarray(style.rgb).tobytes())
-    return {"inputs": inputs, "styles": styles_hash.hexdigest(), "settings": dataclasses.asdict(settings),
-            "span": list(span)}
+    return {"inputs": file_facts(sources),
+            "styles": pixels_digest([*styles, *(region for region in regions or [] if region is not None)]),
+            "settings": dataclasses.asdict(settings), "span": list(span)}
+
+
+def file_facts(paths: list[Path]) -> list[list]:
+    """What tells that input files changed: each one's real path, size and modification time."""
+    return [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in paths]
+
+
+def pixels_digest(pictures: list[Picture]) -> str:
+    digest = hashlib.sha256()
+    for picture in pictures:
+        digest.update(np.ascontiguousarray(picture.rgb).tobytes())
+    return digest.hexdigest()
 
 
 def frames_done(work: Path, record: dict) -> int:
@@ -124,10 +144,12 @@ def frames_done(work: Path, record: dict) -> int:
 
 
 def remove_work_folder(work: Path) -> None:
-    """Remove a work folder this module made (its record or frame names only); refuse anything else."""
+    """Remove a work folder this module made (its record, frames, and a cluster run's chunks:
+    cluster/clipjob.py); refuse anything else."""
     if not work.exists():
         return
-    ours = all(entry.name == RECORD or (entry.name.startswith("frame_") and entry.suffix == ".png")
+    ours = all(entry.name == RECORD or (entry.name.startswith(("frame_", "chunk_")) and entry.suffix == ".png")
+               or (entry.name.startswith("chunk_") and entry.suffix == ".json")
                or entry.name.startswith(".stylize-") for entry in work.iterdir())
     if not work.is_dir() or not ours:
         raise InputError(f"{work} holds files this program did not write: move them away and run again")

@@ -54,3 +54,12 @@ def test_importing_the_package_and_the_cli_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_clusters_frame_events_say_on_how_many_workers():
+    stream, bar = io.StringIO(), io.StringIO()
+    Reporter(json_lines(stream)).frame(812, 2900, 0.28, 360.0, workers=4)
+    Reporter(terminal_bar(bar)).frame(812, 2900, 0.28, 360.0, workers=4)
+    assert json.loads(stream.getvalue()) == {"stage": "frame", "frame": 812, "frames": 2900, "fraction": 0.28,
+                                             "eta_s": 360.0, "workers": 4}
+    assert "frame 812/2900 on 4 workers, ~6 min left" in bar.getvalue()
