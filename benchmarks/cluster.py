@@ -21,7 +21,7 @@ pieces that share a key frame; a third clip run with --chunk-frames 8 cuts it in
 piece meets the pair in a cross-faded seam.
 
     .venv/bin/python benchmarks/cluster.py [--frames 24] [--pictures 12] [--size 256] [--quality fast]
-        [--out DIR] [--json FILE]
+        [--out DIR] [--json FILE] [--parts clip batch seams]
 """
 
 from __future__ import annotations
@@ -187,35 +187,46 @@ def main() -> None:
     parser.add_argument("--quality", default="fast")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "stylize-cluster"))
     parser.add_argument("--json")
+    parser.add_argument("--parts", nargs="+", choices=("clip", "batch", "seams"), default=["clip", "batch", "seams"],
+                        help="what to run: the clip's and the batch's timings, and the seams (the clip's runs and "
+                        "one more with --chunk-frames 8); all by default")
     args = parser.parse_args()
+    parts = set(args.parts)
     temporal = shared_tool("temporal")
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     clip = clip_folder(out / "clip", args.frames, args.size)
-    batch = batch_folder(out / "batch", args.pictures, args.size)
+    batch = batch_folder(out / "batch", args.pictures, args.size) if "batch" in parts else out / "batch"
     look = [STYLE, "--quality", args.quality]
     cluster = LocalCluster()
     figures: dict = {"frames": args.frames, "pictures": args.pictures, "size": args.size, "quality": args.quality}
     try:
         # Once, untimed: the workers' first run measures this CPU (calibrate.py) and keeps it on disk.
-        timed_run(cluster, batch / "picture_00.png", *look, "-o", out / "warm.png", "--workers", "2")
+        timed_run(cluster, clip / "frame_0000.png", *look, "-o", out / "warm.png", "--workers", "2")
         seconds = {}
         for workers in (1, 2):
-            seconds[f"clip, {workers}"], _ = timed_run(cluster, clip, *look, "-o", out / f"clip_{workers}",
-                                                       "--workers", str(workers))
-            seconds[f"batch, {workers}"], _ = timed_run(cluster, "--batch", batch, *look, "-o",
-                                                        out / f"batch_{workers}", "--workers", str(workers))
-        seconds["clip, 2, chunks of 8"], _ = timed_run(cluster, clip, *look, "-o", out / "clip_2_chunks_8",
-                                                       "--workers", "2", "--chunk-frames", "8")
+            if parts & {"clip", "seams"}:
+                seconds[f"clip, {workers}"], _ = timed_run(cluster, clip, *look, "-o", out / f"clip_{workers}",
+                                                           "--workers", str(workers))
+            if "batch" in parts:
+                seconds[f"batch, {workers}"], _ = timed_run(cluster, "--batch", batch, *look, "-o",
+                                                            out / f"batch_{workers}", "--workers", str(workers))
+        if "seams" in parts:
+            seconds["clip, 2, chunks of 8"], _ = timed_run(cluster, clip, *look, "-o", out / "clip_2_chunks_8",
+                                                           "--workers", "2", "--chunk-frames", "8")
     finally:
         cluster.stop()
     figures["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
-    ratios = {kind: seconds[f"{kind}, 1"] / seconds[f"{kind}, 2"] for kind in ("clip", "batch")}
+    ratios = {kind: seconds[f"{kind}, 1"] / seconds[f"{kind}, 2"] for kind in ("clip", "batch")
+              if f"{kind}, 1" in seconds}
     figures["ratios"] = {kind: round(value, 2) for kind, value in ratios.items()}
     print(f"{'':28}{'1 worker':>10}{'2 workers':>11}{'ratio':>8}{'bar':>8}")
-    for kind in ("clip", "batch"):
+    for kind in ratios:
         print(f"{kind:28}{seconds[f'{kind}, 1']:9.1f}s{seconds[f'{kind}, 2']:10.1f}s{ratios[kind]:7.2f}x"
               f"{'  >= ' + str(BARS[kind]) + 'x':>8} {'met' if ratios[kind] >= BARS[kind] else 'NOT met'}")
+    if "seams" not in parts:
+        write_results(args.json, figures)
+        return
     print(f"{'clip, 2 workers, chunks of 8':28}{'':10}{seconds['clip, 2, chunks of 8']:10.1f}s")
     plans = {"2": chunk_plan(clip, 2, None), "2, chunks of 8": chunk_plan(clip, 2, 8)}
     inputs = temporal.read_frames(str(clip), 0, 0)
