@@ -79,6 +79,14 @@ def test_style_scale_changes_the_style_target(content, style):
     assert differs(small_strokes, big_strokes)
 
 
+def test_style_scales_give_each_style_its_own_stroke_size(content, style):
+    """A stroke size per style image replaces style_scale for that image."""
+    per_style, _ = run(content, style, style_scale=0.5, style_scales=[2.0])
+    big_strokes, _ = run(content, style, style_scale=2.0)
+    small_strokes, _ = run(content, style, style_scale=0.5)
+    assert not differs(per_style, big_strokes, at_least=0.002) and differs(per_style, small_strokes)
+
+
 def test_quality_sets_the_iterations_when_iterations_is_zero(content, style):
     _, events = run(content, style, iterations=0, quality="fast", stall_tolerance=0.0)
     assert optimize_events(events)[-1].total == QUALITY_ITERATIONS["fast"][-1]
@@ -254,5 +262,5 @@ def test_every_option_has_an_effect_test():
     tested = {"strength", "content_weight", "tv_weight", "style_scale", "quality", "iterations", "max_size", "size",
               "scales", "preserve_colors", "seed", "init", "style_weights", "stall_tolerance", "optimizer", "pooling",
               "tile_size", "memory_limit_mb", "weights", "precision", "device",
-              "resolution", "temporal_weight"}  # resolution: tests/unit/test_full_resolution.py
+              "resolution", "temporal_weight", "style_scales"}  # resolution: tests/unit/test_full_resolution.py
     assert {option.name for option in OPTIONS} == tested
