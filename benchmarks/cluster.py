@@ -43,26 +43,11 @@ import numpy as np
 from PIL import Image
 
 from results import write_results
+from shared_data import SHARED, fitted, shared_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 STYLE = ROOT / "examples" / "starry_night.jpg"
 BARS = {"batch": 1.7, "clip": 1.5, "seam": 1.25}
-
-
-def shared_tool(name: str):
-    """A measuring instrument from ../shared/tools, imported (not copied)."""
-    folder = SHARED / "tools"
-    if not (folder / f"{name}.py").is_file():
-        sys.exit(f"cluster.py needs ../shared/tools/{name}.py (the shared instruments, beside the checkout)")
-    sys.path.insert(0, str(folder))
-    return __import__(name)
-
-
-def fitted(picture: Image.Image, size: int) -> Image.Image:
-    scale = size / max(picture.size)
-    return picture.convert("RGB").resize((round(picture.width * scale) // 2 * 2,
-                                          round(picture.height * scale) // 2 * 2), Image.LANCZOS)
 
 
 def clip_folder(folder: Path, count: int, size: int) -> Path:
@@ -75,7 +60,7 @@ def clip_folder(folder: Path, count: int, size: int) -> Path:
         for number, frame in enumerate(container.decode(video=0)):
             if number == count:
                 break
-            fitted(frame.to_image(), size).save(folder / f"frame_{number:04d}.png")
+            fitted(frame.to_image(), size, even=True).save(folder / f"frame_{number:04d}.png")
     return folder
 
 
@@ -87,7 +72,7 @@ def batch_folder(folder: Path, count: int, size: int) -> Path:
         image = Image.open(pictures[number % len(pictures)])
         left = (number // len(pictures)) * 0.2 * image.width
         crop = image.crop((left, 0, left + 0.8 * image.width, image.height))
-        fitted(crop, size).save(folder / f"picture_{number:02d}.png")
+        fitted(crop, size, even=True).save(folder / f"picture_{number:02d}.png")
     return folder
 
 

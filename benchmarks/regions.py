@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from results import write_results
+from shared_data import fitted, shared_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT.parent / "shared" / "images"
@@ -47,20 +47,6 @@ WAVE = 0.06
 """The border's sway, as a share of the width."""
 INSIDE = 24
 """Pixels between the border's widest sway and the rectangle a region is scored on."""
-
-
-def shared_tool(name: str):
-    folder = ROOT.parent / "shared" / "tools"
-    if not (folder / f"{name}.py").is_file():
-        sys.exit(f"regions.py needs {folder / name}.py (the shared instruments)")
-    sys.path.insert(0, str(folder))
-    return __import__(name)
-
-
-def fitted(path: Path, size: int) -> Image.Image:
-    picture = Image.open(path).convert("RGB")
-    scale = size / max(picture.size)
-    return picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
 
 
 def border_x(width: int, height: int) -> np.ndarray:
@@ -133,7 +119,7 @@ def run_pair(pair: tuple[str, str, str], args, evaluator, out: Path) -> dict:
     from stylize_core import Settings
 
     photo_name, *style_names = pair
-    photo = fitted(IMAGES / photo_name, args.size)
+    photo = fitted(Image.open(IMAGES / photo_name), args.size)
     style_paths = [IMAGES / name for name in style_names]
     styles = [Image.open(path).convert("RGB") for path in style_paths]
     width, height = photo.size

@@ -42,25 +42,10 @@ import numpy as np
 from PIL import Image
 
 from results import write_results
+from shared_data import SHARED, fitted, shared_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 STYLE = ROOT / "examples" / "starry_night.jpg"
-
-
-def shared_tool(name: str):
-    """A measuring instrument from ../shared/tools, imported."""
-    folder = SHARED / "tools"
-    if not (folder / f"{name}.py").is_file():
-        sys.exit(f"video.py needs ../shared/tools/{name}.py (the shared instruments, beside the checkout)")
-    sys.path.insert(0, str(folder))
-    return __import__(name)
-
-
-def fitted(picture: Image.Image, size: int) -> np.ndarray:
-    scale = size / max(picture.size)
-    shape = (round(picture.width * scale) // 2 * 2, round(picture.height * scale) // 2 * 2)
-    return np.asarray(picture.convert("RGB").resize(shape, Image.LANCZOS))
 
 
 def clip_frames(name: str, count: int, size: int) -> list[np.ndarray]:
@@ -73,7 +58,7 @@ def clip_frames(name: str, count: int, size: int) -> list[np.ndarray]:
         frames = []
         with av.open(str(path)) as container:
             for frame in container.decode(video=0):
-                frames.append(fitted(frame.to_image(), size))
+                frames.append(np.asarray(fitted(frame.to_image(), size, even=True)))
                 if len(frames) == count:
                     break
         return frames

@@ -29,11 +29,9 @@ from ..contract.errors import InputError
 from ..contract.paths import write_atomically
 from ..contract.progress import ProgressCallback, Reporter
 from ..contract.settings import Settings
-from ..engine.clipjob import (FRAME_NAME, RECORD, assemble, check_clip_output, frames_asked, remove_work_folder,
-                              run_record, work_folder)
-from ..engine.clips import Clip, open_clip, output_kind
+from ..engine.clipjob import FRAME_NAME, RECORD, assemble, checked_clip_job, remove_work_folder
+from ..engine.clips import Clip
 from ..engine.imageio import Picture, load_picture
-from ..engine.regions import checked_regions
 from ..engine.saving import save_picture
 from .board import ClusterProgress, Part
 from .chunks import MIN_PIECE, Chunk, ChunkPlan, blended, grey_thumbnail, plan_chunks, scene_cuts
@@ -53,17 +51,9 @@ def stylize_clip(address: str, source: str, styles: list[Picture], output: str, 
     output's path."""
     if chunk_frames is not None and chunk_frames < MIN_PIECE:
         raise InputError(f"--chunk-frames {chunk_frames}: a chunk is at least {MIN_PIECE} frames long")
-    clip = open_clip(source)
-    start, stop = frames_asked(clip, span)
-    output_path = Path(output)
-    kind = output_kind(output)
-    check_clip_output(output_path, kind, clip, style_sources)
-    settings.validate(len(styles))
-    if regions is not None:
-        checked_regions(regions, len(styles), next(clip.frames(start, start + 1)).size)
+    job = checked_clip_job(source, styles, output, settings, span, style_sources, regions)
+    clip, start, stop, work, record = job.clip, job.start, job.stop, job.work, job.record
     report = Reporter(progress)
-    work = work_folder(output_path)
-    record = run_record(clip, styles, settings, (start, stop), regions)
     with on_cluster(address, settings, workers) as cluster:
         plan = recorded_plan(work, record)
         if plan is None:  # cut while the workers start (each loads torch and VGG19)
@@ -84,9 +74,9 @@ def stylize_clip(address: str, source: str, styles: list[Picture], output: str, 
         run_tasks(cluster, chunk_tasks(plan, wanted, FrameReader(clip, start, stop), shared, settings), keep,
                   counted)
     compose(work, plan, composed)
-    report.save(str(output_path))
-    assemble(work, output_path, kind, clip, (start, stop))
-    return output_path
+    report.save(str(job.output))
+    assemble(work, job.output, job.kind, clip, (start, stop))
+    return job.output
 
 
 def in_words(plan: ChunkPlan, cluster: Cluster, finished: int) -> str:

@@ -36,12 +36,24 @@ RECORD = "run.json"
 FRAME_NAME = "frame_{:06d}.png"
 
 
-def stylize_clip(source: str, styles: list[Picture], output: str, settings: Settings,
-                 progress: ProgressCallback | None = None, span: tuple[int, int | None] = (0, None),
-                 style_sources: tuple[str, ...] = (), regions: list[Picture | None] | None = None) -> Path:
-    """Restyle frames span[0]..span[1]-1 (0-based; None: to the end) of the clip at `source` into
-    `output`; returns the output's path. `style_sources` (the styles' files, where they are files)
-    are checked not to be the output; `regions`: each style's region in every frame (regions.py)."""
+@dataclasses.dataclass(frozen=True)
+class ClipJob:
+    """A clip run's inputs, checked before any work: frames start..stop-1 of `clip` into `output` (of
+    `kind`), its frames waiting in `work`, `record` what makes a resumed run the same run."""
+    clip: Clip
+    start: int
+    stop: int
+    output: Path
+    kind: str
+    work: Path
+    record: dict
+
+
+def checked_clip_job(source: str, styles: list[Picture], output: str, settings: Settings,
+                     span: tuple[int, int | None], style_sources: tuple[str, ...],
+                     regions: list[Picture | None] | None) -> ClipJob:
+    """The clip opened and every input checked (the frames asked for, the output, the settings, the
+    regions), or InputError."""
     clip = open_clip(source)
     start, stop = frames_asked(clip, span)
     output_path = Path(output)
@@ -50,9 +62,19 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
     settings.validate(len(styles))
     if regions is not None:
         checked_regions(regions, len(styles), next(clip.frames(start, start + 1)).size)
-    work = work_folder(output_path)
-    record = run_record(clip, styles, settings, (start, stop), regions)
-    done = frames_done(work, record)
+    return ClipJob(clip, start, stop, output_path, kind, work_folder(output_path),
+                   run_record(clip, styles, settings, (start, stop), regions))
+
+
+def stylize_clip(source: str, styles: list[Picture], output: str, settings: Settings,
+                 progress: ProgressCallback | None = None, span: tuple[int, int | None] = (0, None),
+                 style_sources: tuple[str, ...] = (), regions: list[Picture | None] | None = None) -> Path:
+    """Restyle frames span[0]..span[1]-1 (0-based; None: to the end) of the clip at `source` into
+    `output`; returns the output's path. `style_sources` (the styles' files, where they are files)
+    are checked not to be the output; `regions`: each style's region in every frame (regions.py)."""
+    job = checked_clip_job(source, styles, output, settings, span, style_sources, regions)
+    clip, start, stop, work = job.clip, job.start, job.stop, job.work
+    done = frames_done(work, job.record)
     previous = None
     if done:
         previous = Previous(next(clip.frames(start + done - 1, start + done)),
@@ -64,9 +86,9 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
                                   regions=regions)
         for number, result in enumerate(restyled, start=done):
             save_picture(Picture(result.rgb), work / FRAME_NAME.format(number))
-    Reporter(progress).save(str(output_path))
-    assemble(work, output_path, kind, clip, (start, stop))
-    return output_path
+    Reporter(progress).save(str(job.output))
+    assemble(work, job.output, job.kind, clip, (start, stop))
+    return job.output
 
 
 def frames_asked(clip: Clip, span: tuple[int, int | None]) -> tuple[int, int]:
