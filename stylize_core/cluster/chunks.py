@@ -9,25 +9,25 @@ The rules:
   it): the temporal mode carries nothing across a cut anyway, so a chunk boundary there costs nothing.
 * A scene longer than the chunk length (chunk_length: the clip shared out over the workers, within
   MIN_PIECE..MAX_PIECE frames) is cut into pieces of equal work, and the pieces are paired around a
-  key frame: the first of a pair goes backward in time from it, the second forward, and both start
-  alike, so that both sides of the key frame continue one painting and the pair joins without a seam.
-* Starting alike: a piece that does not start its scene restyles its key frame as a still, then the
-  frame next to it, then the key frame again (settle): what it shows of the key frame, and goes on
-  from, is that third result. The engine is deterministic, so both pieces of a pair get the same one.
-  The still itself is never shown: a frame after a still is painted differently from the still where
-  the motion brings something new (restyled from the content frame in a few iterations, where the
-  still had the whole coarse-to-fine run), and the jump from a still to the frame after it was 2 to 3
-  times a pair's usual warping error (benchmarks/cluster.py, vtest at 256 px); there and back, the key
-  frame is painted as every frame after it is, and the pairs on both sides of it were as steady as
-  the same pairs restyled in one piece.
+  key frame K: the first of a pair goes backward in time from it, the second forward from the frame
+  after it, and both start alike, so that the pair joins as frames restyled in one piece do.
+* Starting alike: both pieces of a pair restyle K as a still, then K+1 from it. The engine is
+  deterministic, so both get the same K+1. The forward piece goes on from there and shows K+1 onward;
+  the backward piece restyles K again from K+1 (settle) and goes on down, showing that K and the
+  frames before it. Every shown pair around the key frame is then one frame restyled from the other,
+  as in one piece. The still itself is never shown: a frame after a still is painted differently from
+  the still where the motion brings something new (restyled from the content frame in a few
+  iterations, where the still had the whole coarse-to-fine run), and the jump from a still to the frame
+  after it was 2 to 3 times a pair's usual warping error (benchmarks/cluster.py, vtest at 256 px).
 * Where two pairs meet (the end of one's forward piece, the end of the next one's backward piece), two
   paintings that grew apart meet. Both pieces restyle BLEND_FRAMES frames around the meeting point and
   the output cross-fades them there, so the difference is spread over that many frames instead of
   landing in one jump. Both sides are ends of runs that have followed the motion for a while, which
   agree more than a fresh start would with either (benchmarks/cluster.py measures the seam).
-* A piece left over (an odd number in a scene) goes backward from the scene's last frame, settled
-  there with the frame before it; the first piece of a scene in one piece goes forward from the scene's
-  first frame, its still shown, as the run on one computer does.
+* A piece left over (an odd number in a scene) goes backward from the scene's last frame L, settled
+  there with the frame before it (L still, L-1, L again, L-1 again, then down); the first piece of a
+  scene in one piece goes forward from the scene's first frame, its still shown, as the run on one
+  computer does.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class Chunk:
     """A piece of the clip restyled in one go by one worker (frames counted from the span's start)."""
     index: int
     key: int
-    """The frame restyled first, as a still."""
+    """The frame restyled first, as a still (shown only by a scene's first piece; the forward piece of a
+    pair shows none of it)."""
     low: int
     high: int
     """The lowest and highest frame restyled (both included)."""
@@ -70,8 +71,8 @@ class Chunk:
     backward: bool
     """Restyled from the key frame down to `low`; else from the key frame up to `high`."""
     settle: int | None = None
-    """The frame next to the key frame that the key frame is settled with (the module's rules); None:
-    the still is the key frame's result."""
+    """The frame next to the key frame that a backward piece settles its key frame with (the module's
+    rules); None (a forward piece): the key frame is restyled once, as a still."""
 
     def order(self) -> list[int]:
         """The frames in the order they are restyled: the key frame first (and again after `settle`),
@@ -172,9 +173,9 @@ def _add_scene(start: int, stop: int, parts: int, blend: int, chunks: list[Chunk
     seam_before = [i % 2 == 0 and i >= 2 for i in range(parts)]
     seam_after = [i % 2 == 1 and i + 1 < parts for i in range(parts)]
     shares_key = [i % 2 == 0 and i + 1 < parts for i in range(parts)]
-    # Beyond its own frames a piece restyles: a settled key frame's still and settle frame (2), a key
-    # frame it shares and does not give (1), its side of a seam.
-    extra = [2 + shares_key[i] + early * seam_before[i] + late * seam_after[i] for i in range(parts)]
+    # Beyond its own frames a piece restyles: the forward piece of a pair the key frame's still (1); a
+    # backward piece its key frame's still and the settle frame (2); its side of a seam.
+    extra = [(1 if i % 2 else 2) + early * seam_before[i] + late * seam_after[i] for i in range(parts)]
     owns = _equal_work(stop - start, extra)
     bounds = [start]
     for own in owns:
@@ -182,11 +183,11 @@ def _add_scene(start: int, stop: int, parts: int, blend: int, chunks: list[Chunk
     for i in range(parts):
         own_start, own_stop = bounds[i], bounds[i + 1]
         low = own_start - early * seam_before[i]
-        if i % 2 == 1:  # forward from the key frame its pair shares, settled with the frame after it
+        if i % 2 == 1:  # forward from the key frame its pair shares (the last of the piece before), unsettled
             high = own_stop - 1 + late * seam_after[i]
-            chunks.append(Chunk(first + i, own_start, own_start, high, own_start, own_stop, False, own_start + 1))
-        elif shares_key[i]:  # backward from the pair's key frame (the next piece's first), settled alike
-            chunks.append(Chunk(first + i, own_stop, low, own_stop + 1, own_start, own_stop, True, own_stop + 1))
+            chunks.append(Chunk(first + i, own_start - 1, own_start - 1, high, own_start, own_stop, False))
+        elif shares_key[i]:  # backward from its last frame, the pair's key frame, settled with the frame after it
+            chunks.append(Chunk(first + i, own_stop - 1, low, own_stop, own_start, own_stop, True, own_stop))
         else:  # backward from the scene's last frame, settled with the frame before it
             chunks.append(Chunk(first + i, own_stop - 1, low, own_stop - 1, own_start, own_stop, True, own_stop - 2))
         if seam_before[i] and blend:

@@ -46,7 +46,9 @@ def test_every_frame_comes_out_once_from_chunks_that_restyled_it(count, cuts, wo
         assert set(plan.delivered(chunk)) <= set(order)
         assert 0 <= chunk.low and chunk.high < count
         scene = [cut for cut in (0, *plan.cuts, count) if cut <= chunk.key][-1]
-        assert (chunk.settle is None) == (chunk.key == scene and not chunk.backward)  # only a scene's start shows its still
+        assert (chunk.settle is None) == (not chunk.backward)
+        shows_its_still = chunk.key in plan.delivered(chunk) and chunk.settle is None
+        assert shows_its_still == (chunk.key == scene and not chunk.backward)  # only a scene's first piece
 
 
 @pytest.mark.parametrize("count, cuts, workers", CASES)
@@ -66,10 +68,11 @@ def test_a_scene_is_cut_into_one_piece_per_worker_of_equal_work_and_pairs_share_
     plan = plan_chunks(24, [], 2)
     backward, forward = plan.chunks
     assert backward.backward and not forward.backward
-    assert backward.key == forward.key == forward.own_start == backward.own_stop
+    assert backward.key == forward.key == backward.own_stop - 1 == forward.own_start - 1
     key = forward.key
-    assert backward.order()[:4] == [key, key + 1, key, key - 1]  # the same start both ways: still, settle,
-    assert forward.order()[:4] == [key, key + 1, key, key + 1]   # the key frame again; then apart
+    assert forward.order()[:3] == [key, key + 1, key + 2]  # the same start both ways: the still, the frame
+    assert backward.order()[:4] == [key, key + 1, key, key - 1]  # after it; the key frame again from it
+    assert forward.own_start == key + 1 and backward.own_stop == key + 1  # ...shown by the backward piece
     assert plan.seams == ()
     assert abs(backward.restyled - forward.restyled) <= 1
     four = plan_chunks(48, [], 4)
