@@ -27,9 +27,7 @@ from ..contract.paths import write_atomically
 from ..contract.progress import ProgressCallback, Reporter
 from ..contract.settings import Settings
 from .clips import Clip, audio_problem, output_kind, open_clip, write_animation, write_video
-from .frames import Previous, stylize_frames
 from .imageio import Picture, load_picture
-from .regions import checked_regions
 from .saving import check_output, save_atomically, save_picture
 
 RECORD = "run.json"
@@ -61,6 +59,7 @@ def checked_clip_job(source: str, styles: list[Picture], output: str, settings: 
     check_clip_output(output_path, kind, clip, style_sources)
     settings.validate(len(styles))
     if regions is not None:
+        from .regions import checked_regions  # torch (its other half): only where there are regions
         checked_regions(regions, len(styles), next(clip.frames(start, start + 1)).size)
     return ClipJob(clip, start, stop, output_path, kind, work_folder(output_path),
                    run_record(clip, styles, settings, (start, stop), regions))
@@ -72,6 +71,8 @@ def stylize_clip(source: str, styles: list[Picture], output: str, settings: Sett
     """Restyle frames span[0]..span[1]-1 (0-based; None: to the end) of the clip at `source` into
     `output`; returns the output's path. `style_sources` (the styles' files, where they are files)
     are checked not to be the output; `regions`: each style's region in every frame (regions.py)."""
+    from .frames import Previous, stylize_frames  # torch: loaded once the inputs are checked
+
     job = checked_clip_job(source, styles, output, settings, span, style_sources, regions)
     clip, start, stop, work = job.clip, job.start, job.stop, job.work
     done = frames_done(work, job.record)

@@ -66,3 +66,15 @@ def test_a_stop_signal_waits_for_the_check_and_then_stops_the_run_as_its_handler
             stops.check()  # none came: nothing happens
     finally:
         signal.signal(signal.SIGTERM, kept)
+
+
+def test_the_clusters_client_does_not_load_torch():
+    """torch loads in the workers; the client only reads, cuts and writes frames (a laptop driving GPU
+    machines need not spend its memory on it)."""
+    import subprocess
+    import sys
+    program = ("import sys\nimport stylize_core.cli\nfrom stylize_core.cluster import batchjob, clipjob\n"
+               "print('torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
