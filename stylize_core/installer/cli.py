@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only install the GIMP plug-in, pointing at an existing --venv")
     parser.add_argument("--tests", action="store_true",
                         help="also install what the test suite needs (pytest)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also install Ray, for `stylize --cluster` (on this computer and on every node of "
+                        "the cluster)")
     parser.add_argument("--torch", choices=torch_variant.CHOICES, default=None,
                         help="which build of torch to install; auto (the default) follows the GPU found: NVIDIA "
                         "-> CUDA (for its driver), AMD -> ROCm, Intel -> XPU, Apple silicon -> MPS, none -> CPU. "
@@ -76,6 +79,9 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.torch and (args.plugin_only or args.uninstall):
         raise InstallError("--torch chooses the engine's build of torch; --plugin-only and --uninstall install "
                            "no engine", "use --torch without them")
+    if args.cluster and (args.plugin_only or args.uninstall):
+        raise InstallError("--cluster adds Ray to the engine's environment; --plugin-only and --uninstall install "
+                           "no engine", "use --cluster without them")
     if args.uninstall and args.plugin_only:
         raise InstallError("--uninstall and --plugin-only contradict each other",
                            "--uninstall removes the plug-in; add --remove-venv to delete the environment too")
@@ -199,7 +205,8 @@ def install_engine(args: argparse.Namespace, steps: Steps, venv: Path, python: P
     # from any checkout.
     real_python = venv_setup.venv_python(Path(os.path.realpath(venv)))
     install_torch_build(args, venv, real_python)
-    pip_install.install_package(real_python, CHECKOUT, verbose=args.debug, tests=args.tests)
+    extras = [name for name, wanted in (("test", args.tests), ("cluster", args.cluster)) if wanted]
+    pip_install.install_package(real_python, CHECKOUT, extras, verbose=args.debug)
 
 
 def install_torch_build(args: argparse.Namespace, venv: Path, python: Path) -> None:

@@ -82,10 +82,11 @@ class PipSummary:
         return bool(line.strip()) and not line[0].isspace() and not line.startswith(("Looking in ", "Obtaining "))
 
 
-def install_package(python: Path, checkout: Path, verbose: bool = False, tests: bool = False) -> None:
-    """`pip install -e`: torch, installed before it (or already there), is left alone, so a re-run is
-    quick."""
-    command = [str(python), "-m", "pip", "install", "-e", f"{checkout}[test]" if tests else str(checkout)]
+def install_package(python: Path, checkout: Path, extras: list[str] = (), verbose: bool = False) -> None:
+    """`pip install -e` with these extras of pyproject.toml: torch, installed before it (or already
+    there), is left alone, so a re-run is quick."""
+    package = f"{checkout}[{','.join(extras)}]" if extras else str(checkout)
+    command = [str(python), "-m", "pip", "install", "-e", package]
     say(f"    {format_command(command)}")
     summary = PipSummary(verbose)
     status, tail = run_streamed(command, summary)

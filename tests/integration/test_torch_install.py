@@ -5,7 +5,8 @@ The stand-in `torch` and `torchvision` are tiny wheels this module builds (torch
 and 2.99.0 for "PyPI's default", whose torch/version.py says CUDA 13.0 as PyPI's Linux wheel does),
 served as PEP 503 simple indexes by http.server on 127.0.0.1. pip's own configuration (this machine's
 pip.conf, PIP_FIND_LINKS) is switched off for these tests, except where a test sets the user's own.
-The last tests drive install.py's main() with pip replaced, for what it says and runs.
+The last tests drive install.py's main() with pip replaced, for what it says and runs (the extras,
+--cluster's Ray among them, too).
 """
 
 from __future__ import annotations
@@ -345,6 +346,19 @@ def test_torch_is_refused_where_no_engine_is_installed(capsys):
     assert cli.main(["--plugin-only", "--torch", "cpu"]) == 1
     assert cli.main(["--uninstall", "--torch", "cpu"]) == 1
     assert capsys.readouterr().err.count("--torch chooses the engine's build of torch") == 2
+
+
+def test_cluster_adds_ray_to_the_engines_install_and_nowhere_else(fake_install, monkeypatch, capsys):
+    venv, commands = fake_install
+    simulate(monkeypatch, "linux", "x86_64", {})
+    assert cli.main(["--venv", str(venv), "--no-plugin", "--skip-check", "--cluster"]) == 0
+    assert commands[-1][-2:] == ["-e", f"{cli.CHECKOUT}[cluster]"]
+    assert cli.main(["--venv", str(venv), "--no-plugin", "--skip-check", "--cluster", "--tests"]) == 0
+    assert commands[-1][-2:] == ["-e", f"{cli.CHECKOUT}[test,cluster]"]
+    capsys.readouterr()
+    assert cli.main(["--plugin-only", "--cluster"]) == 1
+    assert cli.main(["--uninstall", "--cluster"]) == 1
+    assert capsys.readouterr().err.count("--cluster adds Ray to the engine's environment") == 2
 
 
 def test_the_help_names_the_torch_choice():
