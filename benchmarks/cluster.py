@@ -17,11 +17,12 @@ two pieces share: the pairs on both sides of it; a cross-faded seam: its pairs a
 the clip's mean over all its pairs (the bar: at most 1.25x), and against the same pairs restyled in one
 piece by one worker: a pair's error varies with what moves in it (someone walking into view) several
 times more than any seam adds, and the second ratio takes that out. Two workers cut a scene in two
-pieces that share a key frame; a third clip run with --chunk-frames 8 cuts it in three, and the third
-piece meets the pair in a cross-faded seam.
+pieces that share a key frame. A cross-faded seam needs a third piece: a longer clip (the first
+--seam-frames frames, 36) is restyled by 1 worker in one piece and by 2 with --chunk-frames 12, in
+three pieces of 12 (a pair, then a third meeting it in a seam as long as the pieces allow: 10 frames).
 
     .venv/bin/python benchmarks/cluster.py [--frames 24] [--pictures 12] [--size 256] [--quality fast]
-        [--out DIR] [--json FILE] [--parts clip batch seams]
+        [--seam-frames 36] [--out DIR] [--json FILE] [--parts clip batch seams]
 """
 
 from __future__ import annotations
@@ -172,9 +173,10 @@ def main() -> None:
     parser.add_argument("--quality", default="fast")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "stylize-cluster"))
     parser.add_argument("--json")
+    parser.add_argument("--seam-frames", type=int, default=36)
     parser.add_argument("--parts", nargs="+", choices=("clip", "batch", "seams"), default=["clip", "batch", "seams"],
                         help="what to run: the clip's and the batch's timings, and the seams (the clip's runs and "
-                        "one more with --chunk-frames 8); all by default")
+                        "the longer clip's two); all by default")
     args = parser.parse_args()
     parts = set(args.parts)
     temporal = shared_tool("temporal")
@@ -197,8 +199,10 @@ def main() -> None:
                 seconds[f"batch, {workers}"], _ = timed_run(cluster, "--batch", batch, *look, "-o",
                                                             out / f"batch_{workers}", "--workers", str(workers))
         if "seams" in parts:
-            seconds["clip, 2, chunks of 8"], _ = timed_run(cluster, clip, *look, "-o", out / "clip_2_chunks_8",
-                                                           "--workers", "2", "--chunk-frames", "8")
+            longer = clip_folder(out / "longer", args.seam_frames, args.size)
+            seconds["longer, 1"], _ = timed_run(cluster, longer, *look, "-o", out / "longer_1", "--workers", "1")
+            seconds["longer, 2, chunks of 12"], _ = timed_run(cluster, longer, *look, "-o", out / "longer_2",
+                                                              "--workers", "2", "--chunk-frames", "12")
     finally:
         cluster.stop()
     figures["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
@@ -212,19 +216,25 @@ def main() -> None:
     if "seams" not in parts:
         write_results(args.json, figures)
         return
-    print(f"{'clip, 2 workers, chunks of 8':28}{'':10}{seconds['clip, 2, chunks of 8']:10.1f}s")
-    plans = {"2": chunk_plan(clip, 2, None), "2, chunks of 8": chunk_plan(clip, 2, 8)}
-    inputs = temporal.read_frames(str(clip), 0, 0)
-    errors = {name: pair_errors(temporal, inputs, temporal.read_frames(str(out / folder), 0, 0))
-              for name, folder in (("1", "clip_1"), ("2", "clip_2"), ("2, chunks of 8", "clip_2_chunks_8"))}
+    print(f"{'longer clip (' + str(args.seam_frames) + ' frames)':28}{seconds['longer, 1']:9.1f}s"
+          f"{seconds['longer, 2, chunks of 12']:10.1f}s  (2 workers: 3 chunks of 12)")
+    # (name, clip, output folder, the one-piece run its pairs are compared with, its chunk plan)
+    runs = [("1 worker", clip, "clip_1", None, None),
+            ("2 workers", clip, "clip_2", "1 worker", chunk_plan(clip, 2, None)),
+            ("1 worker, longer clip", longer, "longer_1", None, None),
+            ("2 workers, longer clip, chunks of 12", longer, "longer_2", "1 worker, longer clip",
+             chunk_plan(longer, 2, 12))]
+    errors = {name: pair_errors(temporal, temporal.read_frames(str(source), 0, 0),
+                                temporal.read_frames(str(out / folder), 0, 0)) for name, source, folder, _, _ in runs}
     figures["seams"] = {}
-    for name, found in errors.items():
+    for name, _, _, reference, plan in runs:
+        found = errors[name]
         mean = float(np.mean(found))
-        print(f"warping error, {name} worker{'s' if name != '1' else ''}: the clip's mean {mean:.5f}")
+        print(f"warping error, {name}: the clip's mean {mean:.5f}")
         seam_figures = {}
-        for where, pairs in junctions(plans[name]) if name in plans else []:
+        for where, pairs in junctions(plan) if plan else []:
             here = float(np.mean([found[t] for t in pairs]))
-            alone = float(np.mean([errors["1"][t] for t in pairs]))
+            alone = float(np.mean([errors[reference][t] for t in pairs]))
             seam_figures[where] = {"pairs": pairs, "to_mean": round(here / mean, 2), "to_one_piece": round(here / alone, 2)}
             print(f"  {where} (pairs from {pairs[0]} to {pairs[-1]}): {here:.5f}, {here / mean:.2f}x the clip's mean "
                   f"({'met' if here / mean <= BARS['seam'] else 'NOT met'}); {here / alone:.2f}x the same pairs "

@@ -20,10 +20,11 @@ The rules:
   iterations, where the still had the whole coarse-to-fine run), and the jump from a still to the frame
   after it was 2 to 3 times a pair's usual warping error (benchmarks/cluster.py, vtest at 256 px).
 * Where two pairs meet (the end of one's forward piece, the end of the next one's backward piece), two
-  paintings that grew apart meet. Both pieces restyle BLEND_FRAMES frames around the meeting point and
-  the output cross-fades them there, so the difference is spread over that many frames instead of
-  landing in one jump. Both sides are ends of runs that have followed the motion for a while, which
-  agree more than a fresh start would with either (benchmarks/cluster.py measures the seam).
+  paintings that grew apart meet. Both pieces restyle the frames around the meeting point and the
+  output cross-fades them there, so the difference is spread over that many frames instead of landing
+  in one jump: BLEND_FRAMES of them, or fewer where a scene's pieces are short (at most the piece's
+  length less 2). Both sides are ends of runs that have followed the motion for a while, which agree
+  more than a fresh start would with either (benchmarks/cluster.py measures the seam).
 * A piece left over (an odd number in a scene) goes backward from the scene's last frame L, settled
   there with the frame before it (L still, L-1, L again, L-1 again, then down); the first piece of a
   scene in one piece goes forward from the scene's first frame, its still shown, as the run on one
@@ -38,7 +39,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-BLEND_FRAMES = 6
+BLEND_FRAMES = 10
 """Frames cross-faded where two pairs of pieces meet (half on each side of the meeting point)."""
 MIN_PIECE = 8
 """No piece of a scene is planned shorter: each piece restyles one still, and the blends need room."""
@@ -149,8 +150,8 @@ def plan_chunks(count: int, cuts: Iterable[int], workers: int, longest: int | No
     rules); `longest`, where given, is the chunk length instead of chunk_length's."""
     if count < 1:
         raise ValueError("a clip has at least one frame")
-    if min_piece < blend + 2:
-        raise ValueError("a piece must be longer than the blend where pieces meet")
+    if min_piece < 3:
+        raise ValueError("a piece must have room for its still, the frame after it and a frame of its own")
     if longest is not None and longest < min_piece:
         raise ValueError(f"chunks are at least {min_piece} frames long")
     cuts = tuple(sorted({cut for cut in cuts if 0 < cut < count}))
@@ -159,7 +160,7 @@ def plan_chunks(count: int, cuts: Iterable[int], workers: int, longest: int | No
     seams: list[Seam] = []
     for start, stop in zip((0, *cuts), (*cuts, count)):
         parts = max(1, min(math.ceil((stop - start) / length), (stop - start) // min_piece))
-        _add_scene(start, stop, parts, blend, chunks, seams)
+        _add_scene(start, stop, parts, min(blend, (stop - start) // parts - 2), chunks, seams)
     return ChunkPlan(count, tuple(chunks), tuple(seams), cuts)
 
 

@@ -60,7 +60,9 @@ def test_no_chunk_crosses_a_scene_cut_and_no_seam_lies_on_one(count, cuts, worke
             assert chunk.high < cut or chunk.low >= cut
         assert any(chunk.own_start == cut == chunk.low for chunk in plan.chunks)  # nothing before it
     for seam in plan.seams:
-        assert seam.stop - seam.start == BLEND_FRAMES
+        before, after = plan.chunks[seam.before], plan.chunks[seam.after]
+        shortest = min(before.own_stop - before.own_start, after.own_stop - after.own_start)
+        assert min(BLEND_FRAMES, MIN_PIECE - 2) <= seam.stop - seam.start <= min(BLEND_FRAMES, shortest)
         assert not any(seam.start < cut < seam.stop for cut in plan.cuts)
 
 
@@ -102,12 +104,14 @@ def test_pieces_are_never_shorter_than_the_minimum_nor_longer_than_the_maximum()
     assert len(long.chunks) == 20 and max(frames_restyled(long)) - min(frames_restyled(long)) <= 1
 
 
-def test_a_seam_fades_from_one_chunk_to_the_other_evenly():
+def test_a_seam_fades_from_one_chunk_to_the_other_evenly_over_as_many_frames_as_the_pieces_allow():
     plan = plan_chunks(48, [], 4)
     seam = plan.seams[0]
     weights = [seam.weight(frame) for frame in range(seam.start, seam.stop)]
     assert weights == sorted(weights) and 0 < weights[0] and weights[-1] < 1
     assert np.allclose(np.diff([0, *weights, 1]), 1 / (BLEND_FRAMES + 1))
+    short = plan_chunks(24, [], 3, MIN_PIECE)  # pieces of 8 frames: the fade takes 6 of them
+    assert [seam.stop - seam.start for seam in short.seams] == [MIN_PIECE - 2]
     black, white = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
     assert (blended(black, white, 0.25) == 64).all() and blended(black, white, 1.0).dtype == np.uint8
 
