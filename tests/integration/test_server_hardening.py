@@ -284,7 +284,8 @@ def test_a_declared_size_takes_no_memory_until_its_bytes_arrive(tmp_path, serve)
     served = serve("--socket", str(tmp_path / "run" / "server.sock"), "--max-request-mb", "2000")
     connections = []
     try:
-        served.ping()
+        # Warm first: its warm-up (torch, VGG19) runs in the background after "ready" and takes memory.
+        wait_until(lambda: served.ping()["warm"], 120, "the server did not warm up")
         before = resident_bytes(served.process.pid)
         for _ in range(3):
             connection = client.open_connection(served.address)
