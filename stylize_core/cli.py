@@ -335,10 +335,10 @@ def run(args: argparse.Namespace, settings: Settings, report: Reporter) -> int:
     # Everything that can be checked is checked before the expensive part.
     mask_paths = style_mask_paths(args.style_mask, len(args.styles))
     check_output(args.output, [args.content, *args.styles, *filter(None, mask_paths)])
-    memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
+    memory_limit = input_memory_limit(settings)
     content = load_picture(args.content, "content image", memory_limit)
     check_output_size(args.output, result_size(content.size, settings))
-    styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    styles = style_pictures(args.styles, memory_limit)
     regions = regions_of(mask_paths, memory_limit)
     address = None if cluster else server_address(args)
     if cluster:
@@ -382,14 +382,11 @@ def regions_of(mask_paths: list[str | None], memory_limit: int | None):
 def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, started: float,
              cluster: str | None) -> int:
     from .engine.clipjob import stylize_clip
-    from .engine.imageio import load_picture
 
-    if not cluster and server_address(args):
-        raise InputError("a clip is restyled by this computer's engine or a Ray cluster (--cluster): leave out "
-                         "--server (a server takes pictures)")
+    refuse_server(args, cluster, "a clip")
     mask_paths = style_mask_paths(args.style_mask, len(args.styles))
-    memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
-    styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    memory_limit = input_memory_limit(settings)
+    styles = style_pictures(args.styles, memory_limit)
     sources = (*args.styles, *filter(None, mask_paths))
     regions = regions_of(mask_paths, memory_limit)
     if cluster:
@@ -406,18 +403,15 @@ def run_clip(args: argparse.Namespace, settings: Settings, report: Reporter, sta
 def run_batch(args: argparse.Namespace, settings: Settings, report: Reporter, started: float,
               cluster: str | None) -> int:
     from .engine.batchjob import stylize_batch
-    from .engine.imageio import load_picture
 
     if args.style_mask:
         raise InputError("--style-mask: a mask fits one picture, and a batch's pictures differ: restyle them one "
                          "by one", "style_mask")
     if args.frames != (0, None):
         raise InputError("--frames picks frames of a clip; --batch restyles every picture of its folder")
-    if not cluster and server_address(args):
-        raise InputError("a batch is restyled by this computer's engine or a Ray cluster (--cluster): leave out "
-                         "--server (a server takes pictures)")
-    memory_limit = settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
-    styles = [load_picture(path, "style image", memory_limit) for path in args.styles]
+    refuse_server(args, cluster, "a batch")
+    memory_limit = input_memory_limit(settings)
+    styles = style_pictures(args.styles, memory_limit)
     if cluster:
         from .cluster.batchjob import stylize_batch as stylize_on_cluster
         output = stylize_on_cluster(cluster, args.content, styles, args.output, settings, report.callback,
@@ -426,6 +420,23 @@ def run_batch(args: argparse.Namespace, settings: Settings, report: Reporter, st
         output = stylize_batch(args.content, styles, args.output, settings, report.callback, memory_limit)
     report.done(time.perf_counter() - started, os.path.abspath(output))
     return 0
+
+
+def input_memory_limit(settings: Settings) -> int | None:
+    """The bytes a decoded input may take (--memory-limit-mb), or None for no limit."""
+    return settings.memory_limit_mb * 2**20 if settings.memory_limit_mb else None
+
+
+def style_pictures(paths: list[str], memory_limit: int | None) -> list:
+    from .engine.imageio import load_picture
+    return [load_picture(path, "style image", memory_limit) for path in paths]
+
+
+def refuse_server(args: argparse.Namespace, cluster: str | None, what: str) -> None:
+    """A clip or a batch is not sent to a server (which takes pictures)."""
+    if not cluster and server_address(args):
+        raise InputError(f"{what} is restyled by this computer's engine or a Ray cluster (--cluster): leave out "
+                         "--server (a server takes pictures)")
 
 
 def cluster_address(args: argparse.Namespace) -> str | None:

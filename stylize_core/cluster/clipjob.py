@@ -29,9 +29,9 @@ from ..contract.errors import InputError
 from ..contract.paths import write_atomically
 from ..contract.progress import ProgressCallback, Reporter
 from ..contract.settings import Settings
-from ..engine.clipjob import FRAME_NAME, RECORD, assemble, checked_clip_job, remove_work_folder
+from ..engine.clipjob import FRAME_NAME, RECORD, assemble, checked_clip_job, fresh_work_folder, restyled_frame
 from ..engine.clips import Clip
-from ..engine.imageio import Picture, load_picture
+from ..engine.imageio import Picture, eight_bit, from_eight_bit
 from ..engine.saving import save_picture
 from .board import ClusterProgress, Part
 from .chunks import MIN_PIECE, Chunk, ChunkPlan, blended, grey_thumbnail, plan_chunks, scene_cuts
@@ -103,9 +103,7 @@ def new_plan(work: Path, record: dict, clip: Clip, span: tuple[int, int], worker
     run is replaced, as a run here replaces it)."""
     cuts = scene_cuts(grey_thumbnail(frame.rgb) for frame in clip.frames(*span))
     plan = plan_chunks(span[1] - span[0], cuts, workers, longest)
-    remove_work_folder(work)
-    work.mkdir(mode=0o700)
-    write_atomically(work / RECORD, json.dumps({**record, "cluster": plan.to_json()}))
+    fresh_work_folder(work, {**record, "cluster": plan.to_json()})
     return plan
 
 
@@ -147,7 +145,7 @@ class FrameReader:
                 raise InputError(f"the clip's frames differ in size: {self.size[0]}x{self.size[1]} and then "
                                  f"{picture.size[0]}x{picture.size[1]}")
             if self.next >= low:
-                self.held[self.next] = np.round(picture.rgb * 255).astype(np.uint8)
+                self.held[self.next] = eight_bit(picture.rgb)
             self.next += 1
         return [self.held[number] for number in range(low, high + 1)]
 
@@ -165,7 +163,7 @@ def chunk_tasks(plan: ChunkPlan, chunks: list[Chunk], reader: FrameReader, share
 def save_chunk(work: Path, index: int, frames: dict[int, np.ndarray]) -> None:
     """Step 3: the chunk's frames, then the record that it is complete."""
     for number, rgb in frames.items():
-        save_picture(Picture(rgb.astype(np.float32) / 255), work / CHUNK_FRAME.format(index, number))
+        save_picture(from_eight_bit(rgb), work / CHUNK_FRAME.format(index, number))
     write_atomically(work / CHUNK_DONE.format(index), json.dumps({"frames": sorted(frames)}))
 
 
@@ -178,13 +176,8 @@ def compose(work: Path, plan: ChunkPlan, composed: int) -> None:
             os.replace(sources[0][0], target)
             continue
         (before, _), (after, weight) = sources
-        mixed = blended(eight_bits(before), eight_bits(after), weight)
-        save_picture(Picture(mixed.astype(np.float32) / 255), target)
+        save_picture(from_eight_bit(blended(restyled_frame(before), restyled_frame(after), weight)), target)
         for path, _ in sources:
             path.unlink()
     for chunk in plan.chunks:
         (work / CHUNK_DONE.format(chunk.index)).unlink(missing_ok=True)
-
-
-def eight_bits(path: Path) -> np.ndarray:
-    return np.round(load_picture(path, "restyled frame").rgb * 255).astype(np.uint8)

@@ -54,7 +54,7 @@ class Restyler:
         temporal mode: (chunk.index, {frame: result}) for the frames in `wanted`, 8 bits per channel
         as they are written; a frame restyled twice (a settled key frame: chunks.py) keeps its second."""
         from ..engine.frames import stylize_frames
-        from ..engine.imageio import load_picture
+        from ..engine.imageio import eight_bit, load_picture
 
         chunk = Chunk(**chunk_fields)
         order = chunk.order()
@@ -65,7 +65,7 @@ class Restyler:
         restyled = stylize_frames(pictures, styles, settings, poster.on_event, count=len(order), regions=regions)
         for number, result in zip(order, restyled):
             if number in wanted:
-                results[number] = np.round(result.rgb * 255).astype(np.uint8)
+                results[number] = eight_bit(result.rgb)
         poster.finished(len(order))
         return chunk.index, results
 

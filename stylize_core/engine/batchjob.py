@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import shutil
 import time
@@ -23,15 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..contract.errors import InputError
-from ..contract.paths import write_atomically
 from ..contract.progress import Progress, ProgressCallback, Reporter
 from ..contract.settings import Settings
-from .clipjob import file_facts, pixels_digest
+from .clipjob import RECORD, file_facts, fresh_work_folder, pixels_digest, same_run
 from .clips import PICTURE_SUFFIXES
 from .imageio import Picture, load_picture
 from .saving import save_picture
 
-RECORD = "run.json"
 TRUST_PACE_AFTER = 0.05
 """Once this share of the batch is done in this session, the time left is extrapolated from its pace."""
 KEPT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".npy")
@@ -89,14 +86,8 @@ class BatchJob:
     def pending(self) -> list[int]:
         """The pictures (their indices) not done by an interrupted run of the same batch; the work
         folder is made afresh where there was none, or another run's."""
-        try:
-            same = json.loads((self.work / RECORD).read_text()) == json.loads(json.dumps(self.record))
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            self.remove_work_folder()
-            self.work.mkdir(mode=0o700)
-            write_atomically(self.work / RECORD, json.dumps(self.record))
+        if not same_run(self.work, self.record):
+            fresh_work_folder(self.work, self.record, lambda work: self.remove_work_folder())
         return [index for index, name in enumerate(self.names) if not (self.work / name).is_file()]
 
     def save(self, index: int, result: Picture) -> None:

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ..contract.paths import write_atomically
 from ..contract.progress import ProgressCallback, Reporter
 from ..contract.settings import Settings
 from .clips import Clip, audio_problem, output_kind, open_clip, write_animation, write_video
-from .imageio import Picture, load_picture
+from .imageio import Picture, eight_bit, load_picture
 from .saving import check_output, save_atomically, save_picture
 
 RECORD = "run.json"
@@ -151,14 +151,8 @@ def pixels_digest(pictures: list[Picture]) -> str:
 
 def frames_done(work: Path, record: dict) -> int:
     """The frames the same run has written before (0 for a new run: the work folder is made afresh)."""
-    try:
-        same = json.loads((work / RECORD).read_text()) == json.loads(json.dumps(record))
-    except (OSError, ValueError):
-        same = False
-    if not same:
-        remove_work_folder(work)
-        work.mkdir(mode=0o700)
-        write_atomically(work / RECORD, json.dumps(record))
+    if not same_run(work, record):
+        fresh_work_folder(work, record)
         return 0
     done = 0
     while (work / FRAME_NAME.format(done)).is_file():
@@ -179,9 +173,30 @@ def remove_work_folder(work: Path) -> None:
     shutil.rmtree(work)
 
 
+def same_run(work: Path, record: dict) -> bool:
+    """Whether the work folder holds the record of this very run (and so what it holds is kept)."""
+    try:
+        return json.loads((work / RECORD).read_text()) == json.loads(json.dumps(record))
+    except (OSError, ValueError):
+        return False
+
+
+def fresh_work_folder(work: Path, record: dict, remove: Callable[[Path], None] = remove_work_folder) -> None:
+    """The work folder made anew for the run of `record`; one there before is removed by `remove`,
+    which refuses a folder holding what this program did not write."""
+    remove(work)
+    work.mkdir(mode=0o700)
+    write_atomically(work / RECORD, json.dumps(record))
+
+
+def restyled_frame(path: Path) -> np.ndarray:
+    """A restyled frame written into the work folder, 8 bits per channel."""
+    return eight_bit(load_picture(path, "restyled frame").rgb)
+
+
 def restyled_frames(work: Path, count: int) -> Iterator[np.ndarray]:
     for number in range(count):
-        yield np.round(load_picture(work / FRAME_NAME.format(number), "restyled frame").rgb * 255).astype(np.uint8)
+        yield restyled_frame(work / FRAME_NAME.format(number))
 
 
 def assemble(work: Path, output: Path, kind: str, clip: Clip, span: tuple[int, int]) -> None:

@@ -262,12 +262,21 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
 
 
+def eight_bit(values: np.ndarray) -> np.ndarray:
+    """Values of 0..1 as 8 bits, as a PNG holds them."""
+    return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
+
+
+def from_eight_bit(rgb: np.ndarray) -> Picture:
+    """A picture of 8-bit RGB (H, W, 3)."""
+    return Picture(rgb.astype(np.float32) / 255)
+
+
 def to_pil(picture: Picture) -> Image.Image:
-    rgb8 = np.round(np.clip(picture.rgb, 0, 1) * 255).astype(np.uint8)
+    rgb8 = eight_bit(picture.rgb)
     if picture.alpha is None:
         return Image.fromarray(rgb8, "RGB")
-    alpha8 = np.round(np.clip(picture.alpha, 0, 1) * 255).astype(np.uint8)
-    return Image.fromarray(np.dstack([rgb8, alpha8]), "RGBA")
+    return Image.fromarray(np.dstack([rgb8, eight_bit(picture.alpha)]), "RGBA")
 
 
 def npy_bytes(picture: Picture) -> bytes:
